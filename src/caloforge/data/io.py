@@ -1,0 +1,276 @@
+"""The caloforge sample file: HDF5 (h5py), one particle type per file.
+
+Schema ``caloforge-sample`` version 1 (N events, all datasets gzip-compressed and chunked):
+
+=============================  ==========  =======  ================================================
+dataset                        shape       dtype    content
+=============================  ==========  =======  ================================================
+``showers``                    (N, 121)    float32  11x11 energies in **MeV** (CaloChallenge layout),
+                                                    row-major: rows = theta_index, columns = phi_index,
+                                                    centre crystal at (5, 5); crystals beyond the
+                                                    barrel ends are 0
+``incident_energies``          (N, 1)      float32  total energy at the EMC entry, **MeV**
+``conditions``                 (N, 6)      float32  :data:`caloforge.detector.CONDITION_NAMES`
+``pdg``                        (N,)        int32    particle type
+``theta_index``, ``phi_index`` (N,)        int16    centre crystal (BESIII part 1, theta, phi)
+``gid``                        (N,)        int32    pybes3 global id of the centre crystal
+``edep_barrel_gev``            (N,)        float64  energy deposited in all 5280 barrel crystals
+``truth/entry_position_cm``    (N, 3)      float64  where the particle crosses the crystal front face
+``truth/entry_momentum_gev``   (N, 3)      float64  momentum there
+``truth/gun_momentum_gev``     (N, 3)      float64  momentum at the origin
+``truth/converted``            (N,)        bool     photon converted before the EMC
+``seed``                       (N,)        int64    Geant4 seed of the event
+``attempt``                    (N,)        int64    attempt index (kinematics = f(master seed, attempt))
+=============================  ==========  =======  ================================================
+
+Root attributes hold the provenance: caloforge and Geant4 versions, the Geant4 data sets used, the
+physics list, the production cut, the geometry switches, the gun (JSON), attempt counters.
+The reader returns maps in GeV as (N, 11, 11) arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from caloforge.detector.conditions import CONDITION_NAMES, PARTICLES_BY_PDG
+from caloforge.detector.geometry import WINDOW, crystal_gid
+
+SCHEMA = "caloforge-sample"
+SCHEMA_VERSION = 1
+MEV_PER_GEV = 1000.0
+
+_EVENT_DATASETS: dict[str, tuple[tuple[int, ...], str]] = {
+    "showers": ((WINDOW * WINDOW,), "float32"),
+    "incident_energies": ((1,), "float32"),
+    "conditions": ((len(CONDITION_NAMES),), "float32"),
+    "pdg": ((), "int32"),
+    "theta_index": ((), "int16"),
+    "phi_index": ((), "int16"),
+    "gid": ((), "int32"),
+    "edep_barrel_gev": ((), "float64"),
+    "truth/entry_position_cm": ((3,), "float64"),
+    "truth/entry_momentum_gev": ((3,), "float64"),
+    "truth/gun_momentum_gev": ((3,), "float64"),
+    "truth/converted": ((), "bool"),
+    "seed": ((), "int64"),
+    "attempt": ((), "int64"),
+}
+
+
+class SampleFileError(ValueError):
+    """The file is missing, not a caloforge sample, corrupt, or incompatible with the request."""
+
+
+@dataclass
+class Sample:
+    """Events of a sample file in memory (GeV, cm, rad)."""
+
+    maps_gev: np.ndarray  # (N, 11, 11)
+    conditions: np.ndarray  # (N, 6)
+    pdg: np.ndarray
+    theta_index: np.ndarray
+    phi_index: np.ndarray
+    edep_barrel_gev: np.ndarray
+    truth: dict[str, np.ndarray]
+    seed: np.ndarray
+    attrs: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.maps_gev)
+
+    @property
+    def p_gev(self) -> np.ndarray:
+        """Momentum at the EMC entry, GeV/c."""
+        return self.conditions[:, 0]
+
+
+def _event_records(events: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Map the runner's event arrays to the datasets of the file."""
+    n = len(events["pdg"])
+    mass = np.array([PARTICLES_BY_PDG[int(p)].mass_gev for p in events["pdg"]]) if n else np.zeros(0)
+    p = np.linalg.norm(events["entry_momentum_gev"], axis=-1)
+    return {
+        "showers": (events["maps_gev"].reshape(n, -1) * MEV_PER_GEV).astype(np.float32),
+        "incident_energies": (np.hypot(p, mass) * MEV_PER_GEV).astype(np.float32)[:, None],
+        "conditions": events["conditions"],
+        "pdg": events["pdg"],
+        "theta_index": events["theta_index"],
+        "phi_index": events["phi_index"],
+        "gid": crystal_gid(events["theta_index"].astype(np.int32), events["phi_index"].astype(np.int32)),
+        "edep_barrel_gev": events["edep_barrel_gev"],
+        "truth/entry_position_cm": events["entry_position_cm"],
+        "truth/entry_momentum_gev": events["entry_momentum_gev"],
+        "truth/gun_momentum_gev": events["gun_momentum_gev"],
+        "truth/converted": events["converted"],
+        "seed": events["seed"],
+        "attempt": events["attempt"],
+    }
+
+
+def _open_checked(path: Path, mode: str = "r") -> h5py.File:
+    if not path.exists():
+        raise SampleFileError(f"{path}: no such file")
+    try:
+        f = h5py.File(path, mode)
+    except OSError as err:
+        raise SampleFileError(f"{path}: not a readable HDF5 file ({err.__class__.__name__}: {err})") from None
+    if f.attrs.get("schema") != SCHEMA:
+        f.close()
+        raise SampleFileError(f"{path}: not a caloforge sample file (no '{SCHEMA}' schema attribute)")
+    if int(f.attrs.get("schema_version", -1)) != SCHEMA_VERSION:
+        version = f.attrs.get("schema_version")
+        f.close()
+        raise SampleFileError(f"{path}: sample schema version {version}, this caloforge reads {SCHEMA_VERSION}")
+    try:
+        lengths = {name: f[name].shape[0] for name in _EVENT_DATASETS}
+    except (KeyError, OSError) as err:
+        f.close()
+        raise SampleFileError(f"{path}: corrupt sample file ({err})") from None
+    if len(set(lengths.values())) != 1:
+        f.close()
+        raise SampleFileError(f"{path}: corrupt sample file (datasets of different lengths: {lengths})")
+    return f
+
+
+def read_attrs(path: str | os.PathLike) -> dict:
+    """The provenance attributes of a sample file (JSON ones decoded)."""
+    with _open_checked(Path(path)) as f:
+        return _decode_attrs(f)
+
+
+def _decode_attrs(f: h5py.File) -> dict:
+    out = {}
+    for key, value in f.attrs.items():
+        if isinstance(value, bytes):
+            value = value.decode()
+        if isinstance(value, str) and key.endswith("_json"):
+            key, value = key[: -len("_json")], json.loads(value)
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[key] = value
+    out["n_events"] = f["pdg"].shape[0]
+    return out
+
+
+def read_sample(path: str | os.PathLike, start: int = 0, stop: int | None = None) -> Sample:
+    """Read events ``[start, stop)`` of a sample file; maps come back in GeV as (N, 11, 11)."""
+    with _open_checked(Path(path)) as f:
+        sl = slice(start, stop)
+        n = len(f["pdg"][sl])
+        return Sample(
+            maps_gev=(f["showers"][sl] / MEV_PER_GEV).reshape(n, WINDOW, WINDOW),
+            conditions=f["conditions"][sl],
+            pdg=f["pdg"][sl],
+            theta_index=f["theta_index"][sl],
+            phi_index=f["phi_index"][sl],
+            edep_barrel_gev=f["edep_barrel_gev"][sl],
+            truth={k: f["truth"][k][sl] for k in f["truth"]},
+            seed=f["seed"][sl],
+            attrs=_decode_attrs(f),
+        )
+
+
+def iter_batches(path: str | os.PathLike, batch_size: int) -> Iterator[Sample]:
+    """Read a sample file in batches of ``batch_size`` events."""
+    n = read_attrs(path)["n_events"]
+    for start in range(0, n, batch_size):
+        yield read_sample(path, start, min(start + batch_size, n))
+
+
+class SampleWriter:
+    """Appends event batches to a sample file that is open for writing (see :func:`open_sample_writer`)."""
+
+    def __init__(self, f: h5py.File) -> None:
+        self.f = f
+
+    @property
+    def n_events(self) -> int:
+        return int(self.f["pdg"].shape[0])
+
+    def append(self, events: dict[str, np.ndarray]) -> None:
+        records = _event_records(events)
+        n_new = len(records["pdg"])
+        if n_new == 0:
+            return
+        for name, data in records.items():
+            ds = self.f[name]
+            n = ds.shape[0]
+            ds.resize(n + n_new, axis=0)
+            ds[n:] = data
+
+    def set_attrs(self, **attrs) -> None:
+        """Set root attributes; dicts and lists are stored as JSON under ``<name>_json``."""
+        for key, value in attrs.items():
+            if isinstance(value, (dict, list, tuple)) or value is None:
+                self.f.attrs[f"{key}_json"] = json.dumps(value)
+            else:
+                self.f.attrs[key] = value
+
+    def attrs(self) -> dict:
+        return _decode_attrs(self.f)
+
+
+def _create_layout(f: h5py.File) -> None:
+    for name, (shape, dtype) in _EVENT_DATASETS.items():
+        chunk_rows = max(1, 65536 // max(1, int(np.prod(shape or (1,)))))
+        f.create_dataset(
+            name,
+            shape=(0, *shape),
+            maxshape=(None, *shape),
+            dtype=dtype,
+            chunks=(chunk_rows, *shape),
+            compression="gzip",
+            compression_opts=4,
+            shuffle=True,
+        )
+    f["showers"].attrs["units"] = "MeV"
+    f["showers"].attrs["layout"] = "11x11 row-major, rows theta_index, columns phi_index, centre (5, 5)"
+    f["incident_energies"].attrs["units"] = "MeV"
+    f["conditions"].attrs["names"] = json.dumps(CONDITION_NAMES)
+    f.attrs["schema"] = SCHEMA
+    f.attrs["schema_version"] = SCHEMA_VERSION
+    f.attrs["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@contextmanager
+def open_sample_writer(path: str | os.PathLike, *, append: bool = False) -> Iterator[SampleWriter]:
+    """Write a sample file atomically.
+
+    Everything goes to ``<path>.partial`` (a copy of the existing file when appending), which replaces
+    ``path`` only when the block finishes without an exception; otherwise it is removed and ``path``
+    is left as it was.
+
+    Raises:
+        SampleFileError: ``path`` exists and ``append`` is False; ``append`` on a missing or invalid file.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    if path.exists() and not append:
+        raise SampleFileError(f"{path} exists: pass --append to extend it, or choose another name")
+    if append and not path.exists():
+        raise SampleFileError(f"{path}: cannot append, no such file")
+    if path.parent and not path.parent.exists():
+        raise SampleFileError(f"{path.parent}: no such directory")
+    if append:
+        _open_checked(path).close()
+        shutil.copyfile(path, tmp)
+    try:
+        with h5py.File(tmp, "a" if append else "w") as f:
+            if not append:
+                _create_layout(f)
+            yield SampleWriter(f)
+            f.attrs["updated_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

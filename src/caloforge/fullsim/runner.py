@@ -1,0 +1,269 @@
+"""Run the Geant4 reference simulation in worker processes and turn events into training records.
+
+Every attempt ``i`` of a run with master seed ``S`` draws its kinematics and its Geant4 seed from
+``numpy.random.default_rng([S, i])`` alone, so an event does not depend on how attempts were shared
+among workers, and a run extended later (``start_attempt``) continues exactly where it stopped.
+
+An attempt is accepted when the particle reaches the front face of a barrel crystal:
+
+* kinematics whose track (straight line, or helix in 1 T) misses the barrel are skipped before Geant4
+  (``status = MISSED``): charged particles that curl inside r = 94 cm or leave through the ends;
+* a charged primary that Geant4 does not bring to the entry shell (stopped, curled after losing
+  energy in the TOF) is rejected (``LOST``);
+* a photon that converts before the EMC is kept; its entry point and momentum are those of the
+  undisturbed straight line from the origin and it is flagged ``converted``;
+* an entry state whose extrapolation misses every crystal face is rejected (``OFF_BARREL``).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from caloforge.detector.conditions import compute_conditions, particle
+from caloforge.detector.geometry import N_PHI, N_THETA, WINDOW, extract_window
+from caloforge.detector.transport import B_FIELD_T, K_GEV_PER_T_CM, propagate_to_front
+
+ACCEPTED, MISSED, LOST, OFF_BARREL = 0, 1, 2, 3
+BARREL_COS_THETA_MAX = 0.83
+MAX_MOMENTUM_GEV = 5.0
+REACH_RADIUS_CM = 94.0
+
+
+class FullsimError(RuntimeError):
+    """A problem the user can act on (bad settings, a crashed Geant4 worker)."""
+
+
+@dataclass(frozen=True)
+class GunSpec:
+    """Particle gun at the origin (no vertex smearing).
+
+    Attributes:
+        particle: Geant4 name: ``e-``, ``e+`` or ``gamma``.
+        momentum_gev: (min, max) of the uniform momentum distribution, GeV/c; equal for a fixed momentum.
+        cos_theta_max: directions uniform in cos(theta) within +-cos_theta_max and uniform in phi.
+        track_gev: fixed momentum vector (px, py, pz) in GeV/c instead of random directions/momenta.
+        seed: master seed of the run.
+    """
+
+    particle: str = "gamma"
+    momentum_gev: tuple[float, float] = (0.0, 3.0)
+    cos_theta_max: float = BARREL_COS_THETA_MAX
+    track_gev: tuple[float, float, float] | None = None
+    seed: int = 1
+
+    def validate(self) -> None:
+        """Raise :class:`FullsimError` with a clear message for settings that cannot work."""
+        try:
+            kind = particle(self.particle)
+        except ValueError as err:
+            raise FullsimError(str(err)) from None
+        if self.track_gev is not None:
+            p = np.asarray(self.track_gev, dtype=float)
+            if p.shape != (3,) or not np.all(np.isfinite(p)) or not 0 < np.linalg.norm(p) <= MAX_MOMENTUM_GEV:
+                raise FullsimError(f"track momentum must be three finite numbers with 0 < |p| <= {MAX_MOMENTUM_GEV} GeV/c")
+            hit = propagate_to_front(np.zeros((1, 3)), p[None], np.array([kind.charge]))
+            if not hit.hit[0]:
+                raise FullsimError(f"the track {tuple(p)} GeV/c of a {self.particle} does not reach the EMC barrel")
+            return
+        lo, hi = self.momentum_gev
+        if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo <= hi <= MAX_MOMENTUM_GEV and hi > 0):
+            raise FullsimError(
+                f"momentum range {lo}..{hi} GeV/c is not valid: need 0 <= min <= max <= {MAX_MOMENTUM_GEV}, max > 0"
+            )
+        if not 0 < self.cos_theta_max <= BARREL_COS_THETA_MAX:
+            raise FullsimError(f"cos_theta_max must be in (0, {BARREL_COS_THETA_MAX}] (the barrel acceptance)")
+        if kind.charge:
+            # p_T needed to reach the crystals in the solenoid: diameter 2R >= r_barrel
+            p_min_reach = 0.5 * REACH_RADIUS_CM * K_GEV_PER_T_CM * B_FIELD_T
+            if hi < p_min_reach:
+                raise FullsimError(
+                    f"a {self.particle} below {p_min_reach:.3f} GeV/c cannot reach the EMC barrel "
+                    f"in the {B_FIELD_T:g} T field; the range {lo}..{hi} GeV/c lies below it"
+                )
+
+    def describe(self) -> dict:
+        """A JSON-able description (stored in sample files)."""
+        d = asdict(self)
+        d["momentum_gev"] = list(self.momentum_gev)
+        d["track_gev"] = None if self.track_gev is None else list(self.track_gev)
+        return d
+
+
+def attempt_kinematics(gun: GunSpec, attempts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Momentum vectors (n, 3) in GeV/c and Geant4 seeds (n,) of the given attempt indices."""
+    mom = np.empty((len(attempts), 3))
+    seeds = np.empty(len(attempts), dtype=np.int64)
+    for k, i in enumerate(attempts):
+        rng = np.random.default_rng([gun.seed, int(i)])
+        seeds[k] = rng.integers(1, 2**31 - 1)
+        if gun.track_gev is not None:
+            mom[k] = gun.track_gev
+            continue
+        p = rng.uniform(*gun.momentum_gev)
+        cos_t = rng.uniform(-gun.cos_theta_max, gun.cos_theta_max)
+        phi = rng.uniform(-np.pi, np.pi)
+        sin_t = np.sqrt(1 - cos_t**2)
+        mom[k] = p * np.array([sin_t * np.cos(phi), sin_t * np.sin(phi), cos_t])
+    return mom, seeds
+
+
+@dataclass
+class Batch:
+    """Accepted events of consecutive attempts, plus the status of every attempt."""
+
+    attempts: np.ndarray  # (n_attempts,) attempt indices covered
+    status: np.ndarray  # (n_attempts,) ACCEPTED / MISSED / LOST / OFF_BARREL
+    events: dict[str, np.ndarray] = field(default_factory=dict)  # per accepted event
+
+    def __len__(self) -> int:
+        return int((self.status == ACCEPTED).sum())
+
+    def truncate(self, n_events: int) -> Batch:
+        """Keep the first ``n_events`` accepted events and the attempts up to the last one kept."""
+        if n_events >= len(self):
+            return self
+        last = np.flatnonzero(self.status == ACCEPTED)[n_events - 1]
+        return Batch(
+            self.attempts[: last + 1],
+            self.status[: last + 1],
+            {k: v[:n_events] for k, v in self.events.items()},
+        )
+
+
+# ---------------------------------------------------------------- worker side
+
+_APP = None
+
+
+def _init_worker(settings_dict: dict) -> None:
+    """Build the Geant4 application once per worker process."""
+    global _APP
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # Geant4's banner and tables; errors still reach stderr
+    from caloforge.fullsim import g4app
+
+    g4app.g4.G4EmParameters.Instance().SetVerbose(0)
+    _APP = g4app.Geant4Barrel(g4app.SimSettings(**settings_dict))
+
+
+def simulate_attempts(app, gun: GunSpec, attempts: np.ndarray) -> Batch:
+    """Run the given attempts through a Geant4 application and build their records."""
+    kind = particle(gun.particle)
+    mom0, seeds = attempt_kinematics(gun, attempts)
+    charge = np.full(len(attempts), float(kind.charge))
+    straight = propagate_to_front(np.zeros_like(mom0), mom0, charge)
+    status = np.where(straight.hit, ACCEPTED, MISSED).astype(np.int8)
+    run = np.flatnonzero(straight.hit)
+    results = app.simulate([(kind.name, mom0[i], int(seeds[i])) for i in run]) if len(run) else []
+
+    n = len(run)
+    entry_pos = np.full((n, 3), np.nan)
+    entry_mom = np.full((n, 3), np.nan)
+    converted = np.zeros(n, dtype=bool)
+    edep = np.zeros((n, N_THETA, N_PHI))
+    for k, res in enumerate(results):
+        edep[k] = res.crystal_edep_gev.reshape(N_THETA, N_PHI)
+        if res.entry_position_cm is not None:
+            entry_pos[k], entry_mom[k] = res.entry_position_cm, res.entry_momentum_gev
+    recorded = np.isfinite(entry_pos[:, 0])
+    if kind.charge == 0:
+        converted = ~recorded
+    else:
+        status[run[~recorded]] = LOST
+
+    # from the entry shell where Geant4 recorded one, else (converted photons) from the origin
+    front = propagate_to_front(
+        np.where(recorded[:, None], entry_pos, 0.0), np.where(recorded[:, None], entry_mom, mom0[run]), charge[run]
+    )
+    off = ~front.hit & (recorded | converted)
+    status[run[off]] = OFF_BARREL
+    keep = front.hit & (recorded | converted)
+
+    t, p = front.theta_index[keep], front.phi_index[keep]
+    maps = extract_window(edep[keep], t, p, WINDOW)
+    events = {
+        "attempt": attempts[run[keep]],
+        "seed": seeds[run[keep]],
+        "pdg": np.full(int(keep.sum()), kind.pdg, dtype=np.int32),
+        "maps_gev": maps.astype(np.float32),
+        "edep_barrel_gev": edep[keep].sum(axis=(1, 2)),
+        "theta_index": t.astype(np.int16),
+        "phi_index": p.astype(np.int16),
+        "conditions": compute_conditions(front.position_cm[keep], front.momentum_gev[keep], t, p).astype(np.float32),
+        "entry_position_cm": front.position_cm[keep],
+        "entry_momentum_gev": front.momentum_gev[keep],
+        "gun_momentum_gev": mom0[run[keep]],
+        "converted": converted[keep],
+    }
+    return Batch(attempts=np.asarray(attempts), status=status, events=events)
+
+
+def _run_chunk(gun: GunSpec, first: int, count: int) -> Batch:
+    return simulate_attempts(_APP, gun, np.arange(first, first + count))
+
+
+# ---------------------------------------------------------------- parent side
+
+
+def default_workers() -> int:
+    """All cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def run_events(
+    gun: GunSpec,
+    settings: dict,
+    n_events: int,
+    *,
+    start_attempt: int = 0,
+    workers: int | None = None,
+    chunk_size: int = 64,
+) -> Iterator[Batch]:
+    """Simulate until ``n_events`` events are accepted; yield batches in attempt order.
+
+    Args:
+        gun: the particle gun (validated here).
+        settings: keyword arguments of :class:`caloforge.fullsim.g4app.SimSettings`.
+        n_events: accepted events wanted (> 0).
+        start_attempt: first attempt index (to extend an earlier run with the same seed).
+        workers: worker processes (default: all cores).
+        chunk_size: attempts per task.
+
+    Raises:
+        FullsimError: bad settings, or a worker process died (a fatal Geant4 error).
+    """
+    gun.validate()
+    if n_events <= 0:
+        raise FullsimError(f"the number of events must be positive, got {n_events}")
+    workers = workers or default_workers()
+    ctx = multiprocessing.get_context("spawn")
+    pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(settings,))
+    pending: list[cf.Future] = []
+    next_first = start_attempt
+    done = 0
+    try:
+        while done < n_events:
+            while len(pending) < 2 * workers:
+                pending.append(pool.submit(_run_chunk, gun, next_first, chunk_size))
+                next_first += chunk_size
+            try:
+                batch = pending.pop(0).result()
+            except cf.process.BrokenProcessPool:
+                raise FullsimError(
+                    "a Geant4 worker process died (a fatal Geant4 error, see the messages above, "
+                    "or the machine ran out of memory); nothing was written"
+                ) from None
+            batch = batch.truncate(n_events - done)
+            done += len(batch)
+            yield batch
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
