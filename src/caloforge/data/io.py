@@ -9,16 +9,22 @@ dataset                        shape       dtype    content
                                                     row-major: rows = theta_index, columns = phi_index,
                                                     centre crystal at (5, 5); crystals beyond the
                                                     barrel ends are 0
-``incident_energies``          (N, 1)      float32  total energy at the EMC entry, **MeV**
-``conditions``                 (N, 6)      float32  :data:`caloforge.detector.CONDITION_NAMES`
+``incident_energies``          (N, 1)      float32  total energy of the incoming particle, **MeV**
+``conditions``                 (N, 6)      float32  :data:`caloforge.detector.CONDITION_NAMES` of the
+                                                    undisturbed track (what the fast simulation sees)
+``conditions_entry``           (N, 6)      float32  the same from Geant4's truth at the EMC entry
+                                                    (NaN where the primary did not get there)
 ``pdg``                        (N,)        int32    particle type
 ``theta_index``, ``phi_index`` (N,)        int16    centre crystal (BESIII part 1, theta, phi)
 ``gid``                        (N,)        int32    pybes3 global id of the centre crystal
 ``edep_barrel_gev``            (N,)        float64  energy deposited in all 5280 barrel crystals
-``truth/entry_position_cm``    (N, 3)      float64  where the particle crosses the crystal front face
-``truth/entry_momentum_gev``   (N, 3)      float64  momentum there
-``truth/gun_momentum_gev``     (N, 3)      float64  momentum at the origin
-``truth/converted``            (N,)        bool     photon converted before the EMC
+``truth/vertex_momentum_gev``  (N, 3)      float64  gun momentum at the origin
+``truth/front_position_cm``    (N, 3)      float64  undisturbed track on the crystal front face
+``truth/front_momentum_gev``   (N, 3)      float64  its momentum there
+``truth/entry_position_cm``    (N, 3)      float64  Geant4 primary on the front face (NaN: not reached)
+``truth/entry_momentum_gev``   (N, 3)      float64  its momentum there
+``truth/reached_emc``          (N,)        bool     the primary reached the EMC (False for photons
+                                                    converted and electrons stopped in front of it)
 ``seed``                       (N,)        int64    Geant4 seed of the event
 ``attempt``                    (N,)        int64    attempt index (kinematics = f(master seed, attempt))
 =============================  ==========  =======  ================================================
@@ -53,18 +59,22 @@ _EVENT_DATASETS: dict[str, tuple[tuple[int, ...], str]] = {
     "showers": ((WINDOW * WINDOW,), "float32"),
     "incident_energies": ((1,), "float32"),
     "conditions": ((len(CONDITION_NAMES),), "float32"),
+    "conditions_entry": ((len(CONDITION_NAMES),), "float32"),
     "pdg": ((), "int32"),
     "theta_index": ((), "int16"),
     "phi_index": ((), "int16"),
     "gid": ((), "int32"),
     "edep_barrel_gev": ((), "float64"),
+    "truth/vertex_momentum_gev": ((3,), "float64"),
+    "truth/front_position_cm": ((3,), "float64"),
+    "truth/front_momentum_gev": ((3,), "float64"),
     "truth/entry_position_cm": ((3,), "float64"),
     "truth/entry_momentum_gev": ((3,), "float64"),
-    "truth/gun_momentum_gev": ((3,), "float64"),
-    "truth/converted": ((), "bool"),
+    "truth/reached_emc": ((), "bool"),
     "seed": ((), "int64"),
     "attempt": ((), "int64"),
 }
+_TRUTH = [name.split("/", 1)[1] for name in _EVENT_DATASETS if name.startswith("truth/")]
 
 
 class SampleFileError(ValueError):
@@ -76,7 +86,8 @@ class Sample:
     """Events of a sample file in memory (GeV, cm, rad)."""
 
     maps_gev: np.ndarray  # (N, 11, 11)
-    conditions: np.ndarray  # (N, 6)
+    conditions: np.ndarray  # (N, 6) of the undisturbed track
+    conditions_entry: np.ndarray  # (N, 6) of Geant4's entry truth (NaN: not reached)
     pdg: np.ndarray
     theta_index: np.ndarray
     phi_index: np.ndarray
@@ -90,7 +101,7 @@ class Sample:
 
     @property
     def p_gev(self) -> np.ndarray:
-        """Momentum at the EMC entry, GeV/c."""
+        """Momentum of the incoming particle, GeV/c."""
         return self.conditions[:, 0]
 
 
@@ -98,23 +109,16 @@ def _event_records(events: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Map the runner's event arrays to the datasets of the file."""
     n = len(events["pdg"])
     mass = np.array([PARTICLES_BY_PDG[int(p)].mass_gev for p in events["pdg"]]) if n else np.zeros(0)
-    p = np.linalg.norm(events["entry_momentum_gev"], axis=-1)
-    return {
+    p = np.linalg.norm(events["vertex_momentum_gev"], axis=-1)
+    records = {
         "showers": (events["maps_gev"].reshape(n, -1) * MEV_PER_GEV).astype(np.float32),
         "incident_energies": (np.hypot(p, mass) * MEV_PER_GEV).astype(np.float32)[:, None],
-        "conditions": events["conditions"],
-        "pdg": events["pdg"],
-        "theta_index": events["theta_index"],
-        "phi_index": events["phi_index"],
         "gid": crystal_gid(events["theta_index"].astype(np.int32), events["phi_index"].astype(np.int32)),
-        "edep_barrel_gev": events["edep_barrel_gev"],
-        "truth/entry_position_cm": events["entry_position_cm"],
-        "truth/entry_momentum_gev": events["entry_momentum_gev"],
-        "truth/gun_momentum_gev": events["gun_momentum_gev"],
-        "truth/converted": events["converted"],
-        "seed": events["seed"],
-        "attempt": events["attempt"],
     }
+    for name in _EVENT_DATASETS:
+        if name not in records:
+            records[name] = events[name.split("/", 1)[-1]]
+    return records
 
 
 def _open_checked(path: Path, mode: str = "r") -> h5py.File:
@@ -170,11 +174,12 @@ def read_sample(path: str | os.PathLike, start: int = 0, stop: int | None = None
         return Sample(
             maps_gev=(f["showers"][sl] / MEV_PER_GEV).reshape(n, WINDOW, WINDOW),
             conditions=f["conditions"][sl],
+            conditions_entry=f["conditions_entry"][sl],
             pdg=f["pdg"][sl],
             theta_index=f["theta_index"][sl],
             phi_index=f["phi_index"][sl],
             edep_barrel_gev=f["edep_barrel_gev"][sl],
-            truth={k: f["truth"][k][sl] for k in f["truth"]},
+            truth={k: f["truth"][k][sl] for k in _TRUTH},
             seed=f["seed"][sl],
             attrs=_decode_attrs(f),
         )

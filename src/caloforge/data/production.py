@@ -11,9 +11,9 @@ from tqdm.auto import tqdm
 
 import caloforge
 from caloforge.data.io import SampleFileError, open_sample_writer, read_attrs
-from caloforge.fullsim.runner import ACCEPTED, LOST, MISSED, OFF_BARREL, FullsimError, GunSpec, run_events
+from caloforge.fullsim.runner import ACCEPTED, MISSED, FullsimError, GunSpec, run_events
 
-STATUS_NAMES = {ACCEPTED: "accepted", MISSED: "missed_barrel", LOST: "lost_before_emc", OFF_BARREL: "off_barrel"}
+STATUS_NAMES = {ACCEPTED: "accepted", MISSED: "missed_barrel"}
 
 DEFAULT_CACHE = Path(os.environ.get("CALOFORGE_CACHE", Path.home() / ".cache" / "caloforge"))
 """Where large samples live (outside the repository); ``$CALOFORGE_CACHE`` overrides it."""

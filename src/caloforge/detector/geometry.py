@@ -223,18 +223,19 @@ def candidate_crystals(points_cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
 
 
 def crystal_at_front(
-    points_cm: np.ndarray, tolerance_cm: float = 1.0
+    points_cm: np.ndarray, tolerance_cm: float = 1.0, max_depth_cm: float = 3.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Which barrel crystal a point on (or near) the EMC front surface belongs to.
 
     The point is projected along each candidate's face normal onto its front face; the crystal whose
     face contains the projection (or, for points in the 0.6 mm gaps, whose edge is nearest) wins.
-    Points farther than ``tolerance_cm`` outside every candidate face (beyond the barrel ends, or far
-    from the front surface) are reported as not on the barrel.
+    Points farther than ``tolerance_cm`` outside every candidate face (beyond the barrel ends), or
+    farther than ``max_depth_cm`` from the plane of the best face, are reported as not on the barrel.
 
     Args:
         points_cm: (..., 3) points in the global frame.
         tolerance_cm: how far outside a face edge a point may lie and still belong to it.
+        max_depth_cm: how far in front of or behind the face plane a point may lie.
 
     Returns:
         ``(theta_index, phi_index, on_barrel)``; indices are -1 where ``on_barrel`` is False.
@@ -247,5 +248,7 @@ def crystal_at_front(
     take = np.take_along_axis
     bt = take(t, best[..., None], axis=-1)[..., 0]
     bp = take(p, best[..., None], axis=-1)[..., 0]
-    ok = take(score, best[..., None], axis=-1)[..., 0] > -tolerance_cm
+    geo = barrel_geometry()
+    depth = np.einsum("...k,...k->...", pts - geo.front_center_cm[bt, bp], geo.axis[bt, bp])
+    ok = (take(score, best[..., None], axis=-1)[..., 0] > -tolerance_cm) & (np.abs(depth) <= max_depth_cm)
     return np.where(ok, bt, -1), np.where(ok, bp, -1), ok

@@ -4,15 +4,21 @@ Every attempt ``i`` of a run with master seed ``S`` draws its kinematics and its
 ``numpy.random.default_rng([S, i])`` alone, so an event does not depend on how attempts were shared
 among workers, and a run extended later (``start_attempt``) continues exactly where it stopped.
 
-An attempt is accepted when the particle reaches the front face of a barrel crystal:
+Two descriptions of each particle's arrival at the EMC are recorded:
 
-* kinematics whose track (straight line, or helix in 1 T) misses the barrel are skipped before Geant4
-  (``status = MISSED``): charged particles that curl inside r = 94 cm or leave through the ends;
-* a charged primary that Geant4 does not bring to the entry shell (stopped, curled after losing
-  energy in the TOF) is rejected (``LOST``);
-* a photon that converts before the EMC is kept; its entry point and momentum are those of the
-  undisturbed straight line from the origin and it is flagged ``converted``;
-* an entry state whose extrapolation misses every crystal face is rejected (``OFF_BARREL``).
+* the **undisturbed track**: the gun particle followed from the origin through vacuum in the 1 T field
+  (straight line for photons) to the crystal front face it crosses first. This is what the fast
+  simulation engine computes for a generator-level particle, so the window centre and the
+  ``conditions`` of a sample come from it, and the model learns everything that happens in front of
+  the EMC (TOF showers, bremsstrahlung, conversions) as part of the shower;
+* the **Geant4 entry truth**: the primary particle where Geant4 brings it out of the entry shell just
+  in front of the crystals, extrapolated to the front face; its conditions (``conditions_entry``,
+  relative to the same centre crystal) are the seeds' "MC truth at EMC entry". Primaries that never
+  get there (photons converted in the TOF, electrons stopped) have ``reached_emc = False`` and NaN.
+
+An attempt is accepted when its undisturbed track reaches a barrel crystal face; kinematics that miss
+the barrel (charged particles curling inside r = 94 cm, tracks leaving through the ends) are skipped
+before Geant4 runs (``status = MISSED``).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from caloforge.detector.conditions import compute_conditions, particle
 from caloforge.detector.geometry import N_PHI, N_THETA, WINDOW, extract_window
 from caloforge.detector.transport import B_FIELD_T, K_GEV_PER_T_CM, propagate_to_front
 
-ACCEPTED, MISSED, LOST, OFF_BARREL = 0, 1, 2, 3
+ACCEPTED, MISSED = 0, 1
 BARREL_COS_THETA_MAX = 0.83
 MAX_MOMENTUM_GEV = 5.0
 REACH_RADIUS_CM = 94.0
@@ -69,7 +75,10 @@ class GunSpec:
                 raise FullsimError(f"track momentum must be three finite numbers with 0 < |p| <= {MAX_MOMENTUM_GEV} GeV/c")
             hit = propagate_to_front(np.zeros((1, 3)), p[None], np.array([kind.charge]))
             if not hit.hit[0]:
-                raise FullsimError(f"the track {tuple(p)} GeV/c of a {self.particle} does not reach the EMC barrel")
+                raise FullsimError(
+                    f"a {self.particle} track with p = ({', '.join(f'{x:g}' for x in p)}) GeV/c "
+                    "does not reach the EMC barrel"
+                )
             return
         lo, hi = self.momentum_gev
         if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo <= hi <= MAX_MOMENTUM_GEV and hi > 0):
@@ -83,8 +92,8 @@ class GunSpec:
             p_min_reach = 0.5 * REACH_RADIUS_CM * K_GEV_PER_T_CM * B_FIELD_T
             if hi < p_min_reach:
                 raise FullsimError(
-                    f"a {self.particle} below {p_min_reach:.3f} GeV/c cannot reach the EMC barrel "
-                    f"in the {B_FIELD_T:g} T field; the range {lo}..{hi} GeV/c lies below it"
+                    f"{self.particle} tracks below {p_min_reach:.3f} GeV/c cannot reach the EMC barrel "
+                    f"in the {B_FIELD_T:g} T field; the range {lo:g}..{hi:g} GeV/c lies below it"
                 )
 
     def describe(self) -> dict:
@@ -118,7 +127,7 @@ class Batch:
     """Accepted events of consecutive attempts, plus the status of every attempt."""
 
     attempts: np.ndarray  # (n_attempts,) attempt indices covered
-    status: np.ndarray  # (n_attempts,) ACCEPTED / MISSED / LOST / OFF_BARREL
+    status: np.ndarray  # (n_attempts,) ACCEPTED / MISSED
     events: dict[str, np.ndarray] = field(default_factory=dict)  # per accepted event
 
     def __len__(self) -> int:
@@ -157,49 +166,43 @@ def simulate_attempts(app, gun: GunSpec, attempts: np.ndarray) -> Batch:
     kind = particle(gun.particle)
     mom0, seeds = attempt_kinematics(gun, attempts)
     charge = np.full(len(attempts), float(kind.charge))
-    straight = propagate_to_front(np.zeros_like(mom0), mom0, charge)
-    status = np.where(straight.hit, ACCEPTED, MISSED).astype(np.int8)
-    run = np.flatnonzero(straight.hit)
+    front = propagate_to_front(np.zeros_like(mom0), mom0, charge)
+    status = np.where(front.hit, ACCEPTED, MISSED).astype(np.int8)
+    run = np.flatnonzero(front.hit)
     results = app.simulate([(kind.name, mom0[i], int(seeds[i])) for i in run]) if len(run) else []
 
     n = len(run)
-    entry_pos = np.full((n, 3), np.nan)
-    entry_mom = np.full((n, 3), np.nan)
-    converted = np.zeros(n, dtype=bool)
+    shell_pos = np.zeros((n, 3))
+    shell_mom = np.ones((n, 3))
+    reached = np.zeros(n, dtype=bool)
     edep = np.zeros((n, N_THETA, N_PHI))
     for k, res in enumerate(results):
         edep[k] = res.crystal_edep_gev.reshape(N_THETA, N_PHI)
         if res.entry_position_cm is not None:
-            entry_pos[k], entry_mom[k] = res.entry_position_cm, res.entry_momentum_gev
-    recorded = np.isfinite(entry_pos[:, 0])
-    if kind.charge == 0:
-        converted = ~recorded
-    else:
-        status[run[~recorded]] = LOST
+            shell_pos[k], shell_mom[k], reached[k] = res.entry_position_cm, res.entry_momentum_gev, True
+    entry = propagate_to_front(shell_pos, shell_mom, charge[run])
+    reached &= entry.hit
 
-    # from the entry shell where Geant4 recorded one, else (converted photons) from the origin
-    front = propagate_to_front(
-        np.where(recorded[:, None], entry_pos, 0.0), np.where(recorded[:, None], entry_mom, mom0[run]), charge[run]
-    )
-    off = ~front.hit & (recorded | converted)
-    status[run[off]] = OFF_BARREL
-    keep = front.hit & (recorded | converted)
-
-    t, p = front.theta_index[keep], front.phi_index[keep]
-    maps = extract_window(edep[keep], t, p, WINDOW)
+    t, p = front.theta_index[run], front.phi_index[run]
+    entry_pos = np.where(reached[:, None], entry.position_cm, np.nan)
+    entry_mom = np.where(reached[:, None], entry.momentum_gev, np.nan)
+    cond_entry = compute_conditions(np.nan_to_num(entry_pos), np.nan_to_num(entry_mom, nan=1.0), t, p)
     events = {
-        "attempt": attempts[run[keep]],
-        "seed": seeds[run[keep]],
-        "pdg": np.full(int(keep.sum()), kind.pdg, dtype=np.int32),
-        "maps_gev": maps.astype(np.float32),
-        "edep_barrel_gev": edep[keep].sum(axis=(1, 2)),
+        "attempt": attempts[run],
+        "seed": seeds[run],
+        "pdg": np.full(n, kind.pdg, dtype=np.int32),
+        "maps_gev": extract_window(edep, t, p, WINDOW).astype(np.float32),
+        "edep_barrel_gev": edep.sum(axis=(1, 2)),
         "theta_index": t.astype(np.int16),
         "phi_index": p.astype(np.int16),
-        "conditions": compute_conditions(front.position_cm[keep], front.momentum_gev[keep], t, p).astype(np.float32),
-        "entry_position_cm": front.position_cm[keep],
-        "entry_momentum_gev": front.momentum_gev[keep],
-        "gun_momentum_gev": mom0[run[keep]],
-        "converted": converted[keep],
+        "conditions": compute_conditions(front.position_cm[run], front.momentum_gev[run], t, p).astype(np.float32),
+        "conditions_entry": np.where(reached[:, None], cond_entry, np.nan).astype(np.float32),
+        "vertex_momentum_gev": mom0[run],
+        "front_position_cm": front.position_cm[run],
+        "front_momentum_gev": front.momentum_gev[run],
+        "entry_position_cm": entry_pos,
+        "entry_momentum_gev": entry_mom,
+        "reached_emc": reached,
     }
     return Batch(attempts=np.asarray(attempts), status=status, events=events)
 

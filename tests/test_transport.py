@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from caloforge.detector import barrel_geometry, crystal_at_front, propagate_to_front
+from caloforge.detector.transport import K_GEV_PER_T_CM, helix_at, path_to_cylinder
+
+
+def _rk4_track(x0, p0, charge, b_t, length_cm, step_cm=0.01):
+    """Reference: integrate du/ds = (q B K / p) u x z with RK4."""
+    x, u = np.array(x0, float), np.array(p0, float) / np.linalg.norm(p0)
+    k = charge * b_t * K_GEV_PER_T_CM / np.linalg.norm(p0)
+
+    def f(u):
+        return k * np.array([u[1], -u[0], 0.0])
+
+    for _ in range(int(round(length_cm / step_cm))):
+        k1 = f(u)
+        k2 = f(u + 0.5 * step_cm * k1)
+        k3 = f(u + 0.5 * step_cm * k2)
+        k4 = f(u + step_cm * k3)
+        x = x + step_cm * (u + step_cm / 6 * (k1 + k2 + k3))  # position from the RK4 velocity terms
+        u = u + step_cm / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return x, u
+
+
+@pytest.mark.parametrize("charge", [-1, 1])
+def test_helix_matches_numerical_integration(charge):
+    p0 = np.array([0.25, 0.1, 0.08])
+    pos, dirn = helix_at(np.zeros(3), p0 / np.linalg.norm(p0), charge * 1.0 * K_GEV_PER_T_CM / np.linalg.norm(p0), 60.0)
+    ref_x, ref_u = _rk4_track(np.zeros(3), p0, charge, 1.0, 60.0)
+    assert np.allclose(pos, ref_x, atol=2e-3)
+    assert np.allclose(dirn, ref_u, atol=1e-5)
+
+
+def test_positive_charges_turn_clockwise_seen_from_plus_z():
+    p0 = np.array([[0.3, 0.0, 0.0]])
+    pos_plus, _ = helix_at(np.zeros((1, 3)), np.array([[1.0, 0, 0]]), np.array([K_GEV_PER_T_CM / 0.3]), 50.0)
+    assert pos_plus[0, 1] < 0
+    hit_minus = propagate_to_front(np.zeros((1, 3)), p0, np.array([-1]))
+    assert np.arctan2(hit_minus.position_cm[0, 1], hit_minus.position_cm[0, 0]) > 0
+
+
+def test_path_to_cylinder_lands_on_the_cylinder():
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(500, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    omega = rng.choice([0.0, 1e-3, -4e-3], 500)
+    s = path_to_cylinder(np.zeros((500, 3)), u, omega, 95.0)
+    ok = np.isfinite(s)
+    pos, _ = helix_at(np.zeros((500, 3)), u, omega, np.where(ok, s, 0))
+    assert np.allclose(np.hypot(pos[ok, 0], pos[ok, 1]), 95.0, atol=1e-6)
+    # curling: transverse radius 0.1/(0.003) = 33 cm < 95/2
+    assert np.isnan(path_to_cylinder(np.zeros((1, 3)), np.array([[1.0, 0, 0]]), np.array([0.03]), 95.0)[0])
+
+
+def test_photons_hit_the_crystal_they_point_at():
+    geo = barrel_geometry()
+    target = geo.front_center_cm[[3, 21, 40], [7, 60, 119]]
+    hit = propagate_to_front(np.zeros((3, 3)), target / np.linalg.norm(target, axis=1, keepdims=True), np.zeros(3))
+    assert hit.hit.all()
+    assert list(hit.theta_index) == [3, 21, 40] and list(hit.phi_index) == [7, 60, 119]
+    assert np.allclose(hit.position_cm, target, atol=1e-6)
+    t, p, ok = crystal_at_front(hit.position_cm)
+    assert ok.all() and list(t) == [3, 21, 40]
+
+
+def test_tracks_that_miss_the_barrel_are_reported():
+    p = np.array([[0.05, 0.0, 0.0], [0.0, 0.1, 1.0], [0.0, 0.0, 1.0]])
+    hit = propagate_to_front(np.zeros((3, 3)), p, np.array([-1, 0, 0]))
+    assert not hit.hit.any()
+    assert np.all(hit.theta_index == -1) and np.isnan(hit.position_cm).all()
