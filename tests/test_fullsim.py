@@ -78,3 +78,18 @@ def test_a_dying_worker_is_reported_not_hung():
     with pytest.raises(FullsimError, match="worker process died"):
         for _ in run_events(GunSpec("gamma"), {"no_such_setting": 1}, 5, workers=1):
             pass
+
+
+def test_no_crystal_solid_is_twisted_in_geant4():
+    import geant4_pybind as g4
+
+    from caloforge.fullsim.crystals import build_crystal_solids
+
+    solids = build_crystal_solids()
+    twisted = 0
+    for half, xy in zip(solids.half_length_cm, solids.vertices_local_cm):
+        verts = g4.G4TwoVectorVector()
+        for x, y in xy:
+            verts.append(g4.G4TwoVector(x * g4.cm, y * g4.cm))
+        twisted += g4.G4GenericTrap("c", half * g4.cm, verts).IsTwisted()
+    assert twisted == 0  # pybes3's raw vertices give 5040 twisted solids
