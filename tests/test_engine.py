@@ -1,0 +1,150 @@
+import h5py
+import numpy as np
+import pytest
+import uproot
+
+from caloforge.detector import barrel_geometry
+from caloforge.engine import (
+    MISSED,
+    NOT_COVERED,
+    SIMULATED,
+    Digitisation,
+    FastSimulation,
+    ParticleInputError,
+    make_particles,
+    particle_gun,
+    read_particles,
+    write_result,
+)
+from caloforge.engine.output import OutputExistsError
+
+
+class CrossSampler:
+    """A test double with known output: 80 % of p in the centre, 10 % to the next phi, 1 MeV corner."""
+
+    def sample(self, conditions, *, seed=None):
+        m = np.zeros((len(conditions), 11, 11), dtype=np.float32)
+        m[:, 5, 5] = 0.8 * conditions[:, 0]
+        m[:, 5, 6] = 0.1 * conditions[:, 0]
+        m[:, 0, 0] = 1e-3
+        return m
+
+
+def _towards(theta, phi, p=1.0):
+    fc = barrel_geometry().front_center_cm[theta, phi]
+    return p * fc / np.linalg.norm(fc)
+
+
+def test_single_photon_is_placed_on_its_crystal():
+    parts = make_particles([22], [_towards(20, 7, 2.0)])
+    res = FastSimulation({22: CrossSampler()}).simulate(parts)
+    assert res.particle_status[0] == SIMULATED and (res.particle_theta[0], res.particle_phi[0]) == (20, 7)
+    hits = {(t, p): e for t, p, e in zip(res.hit_theta, res.hit_phi, res.hit_energy_gev)}
+    assert hits[(20, 7)] == pytest.approx(1.6) and hits[(20, 8)] == pytest.approx(0.2)
+    assert hits[(15, 2)] == pytest.approx(1e-3) and len(hits) == 3
+    assert np.array_equal(res.hit_offsets, [0, 3])
+    assert res.particle_conditions[0, 0] == pytest.approx(2.0)
+
+
+def test_showers_of_one_event_add_up_and_phi_wraps():
+    parts = make_particles([22, 22, 22], [_towards(10, 119), _towards(10, 119, 0.5), _towards(30, 0)],
+                           event=[4, 4, 9])
+    res = FastSimulation({22: CrossSampler()}).simulate(parts)
+    assert list(res.event_number) == [4, 9]
+    first = slice(res.hit_offsets[0], res.hit_offsets[1])
+    hits = {(t, p): e for t, p, e in zip(res.hit_theta[first], res.hit_phi[first], res.hit_energy_gev[first])}
+    assert hits[(10, 119)] == pytest.approx(0.8 * 1.5)
+    assert hits[(10, 0)] == pytest.approx(0.1 * 1.5)  # the next phi after 119 is 0
+    assert hits[(5, 114)] == pytest.approx(2e-3)
+
+
+def test_barrel_ends_cut_the_window_and_misses_and_uncovered_are_reported():
+    parts = make_particles([22, 22, 13, 11], [_towards(0, 3), [0, 0, 1.0], _towards(20, 20), [0.05, 0, 0]])
+    res = FastSimulation({22: CrossSampler(), 11: CrossSampler()}).simulate(parts)
+    assert list(res.particle_status) == [SIMULATED, MISSED, NOT_COVERED, MISSED]
+    assert np.all(res.hit_theta >= 0) and (0, 3) in set(zip(res.hit_theta, res.hit_phi))
+    assert not np.any(res.hit_energy_gev[res.hit_theta < 0])
+    assert res.status_counts() == {"simulated": 1, "missed the barrel": 2, "no model for this particle": 1}
+    # corner (row 0) of a ring-0 window lies beyond the barrel: dropped, not moved elsewhere
+    assert res.hit_offsets[-1] == 2
+
+
+def test_digitisation_adds_noise_and_applies_the_threshold():
+    parts = particle_gun(22, 200, momentum_gev=(1.0, 1.0), seed=3)
+    bare = FastSimulation({22: CrossSampler()}).simulate(parts, seed=1)
+    digi = FastSimulation({22: CrossSampler()}, digitisation=Digitisation(0.2e-3, 1.5e-3)).simulate(parts, seed=1)
+    assert np.all(digi.hit_energy_gev > 1.5e-3)
+    assert not np.any(np.isclose(bare.hit_energy_gev, 1e-3) & (digi.hit_offsets[-1] == bare.hit_offsets[-1]))
+    with pytest.raises(ValueError):
+        Digitisation(0.2e-3, 0.0)
+
+
+@pytest.mark.parametrize("suffix", [".root", ".h5"])
+def test_outputs_round_trip(tmp_path, suffix):
+    parts = make_particles([22, 11, 13], [_towards(12, 40), _towards(30, 90, 0.8), _towards(5, 5)], event=[0, 0, 1])
+    res = FastSimulation({22: CrossSampler(), 11: CrossSampler()}).simulate(parts)
+    out = write_result(res, tmp_path / f"hits{suffix}")
+    if suffix == ".root":
+        tree = uproot.open(out)["events"]
+        assert tree.classname == "TTree"
+        ev = tree.arrays(library="ak")
+        assert len(ev) == 2 and list(ev["event"]) == [0, 1] and list(ev["nparticle"]) == [2, 1]
+        assert np.isclose(np.sum(ev["hit_energy_gev"][0]), res.hit_energy_gev.sum())
+        assert list(ev["particle_pdg"][0]) == [22, 11] and list(ev["particle_status"][1]) == [2]
+        assert int(ev["hit_gid"][0][0]) == 480 + 120 * int(ev["hit_theta"][0][0]) + int(ev["hit_phi"][0][0])
+    else:
+        with h5py.File(out) as f:
+            assert list(f["hits/offsets"]) == list(res.hit_offsets)
+            assert np.allclose(f["hits/energy_gev"][:], res.hit_energy_gev)
+            assert list(f["particles/status"]) == [0, 0, 2]
+    with pytest.raises(OutputExistsError):
+        write_result(res, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+def test_particle_files(tmp_path):
+    csv = tmp_path / "p.csv"
+    csv.write_text("event,pdg,px,py,pz\n0,22,0.5,0.5,0.1\n0,-11,0.3,-0.7,0.0\n1,11,1.0,0.2,0.3\n")
+    parts = read_particles(csv)
+    assert len(parts) == 3 and parts.n_events == 2 and list(parts.pdg) == [22, -11, 11]
+    h5 = tmp_path / "p.h5"
+    with h5py.File(h5, "w") as f:
+        for k, v in {"pdg": [22], "px": [1.0], "py": [0.0], "pz": [0.0], "vx": [0.0], "vy": [1.0], "vz": [2.0]}.items():
+            f[k] = v
+    assert np.allclose(read_particles(h5).vertex_cm, [[0, 1, 2]])
+    root = tmp_path / "p.root"
+    with uproot.recreate(root) as f:
+        import awkward as ak
+
+        gen = {"pdg": ak.Array([[22, 11], [-11]]), "px": ak.Array([[1.0, 0.5], [0.2]]),
+               "py": ak.Array([[0.0, 0.5], [0.9]]), "pz": ak.Array([[0.1, 0.0], [0.0]])}
+        f.mktree("gen", {k: v.type for k, v in gen.items()}).extend(gen)
+    parts = read_particles(root)
+    assert list(parts.event) == [0, 0, 1] and list(parts.pdg) == [22, 11, -11]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("event,pdg,px,py,pz\n0,99999,1,0,0\n", "unknown PDG"),
+        ("event,pdg,px,py,pz\n0,22,nan,0,0\n", "NaN"),
+        ("event,pdg,px,py,pz\n0,22,0,0,0\n", "zero momentum"),
+        ("event,pdg,px,py\n0,22,1,0\n", "missing column"),
+        ("", "empty file"),
+    ],
+)
+def test_bad_particle_files(tmp_path, content, message):
+    path = tmp_path / "p.csv"
+    path.write_text(content)
+    with pytest.raises(ParticleInputError, match=message):
+        read_particles(path)
+
+
+def test_bad_root_input(tmp_path):
+    root = tmp_path / "p.root"
+    with uproot.recreate(root) as f:
+        f.mktree("gen", {"pdg": np.int32, "px": np.float64}).extend({"pdg": np.array([22]), "px": np.array([1.0])})
+    with pytest.raises(ParticleInputError, match="missing column"):
+        read_particles(root)
+    with pytest.raises(ParticleInputError, match="no such file"):
+        read_particles(tmp_path / "none.root")
