@@ -5,6 +5,10 @@ Package map (data flows one way, each stage imports only from the stages above i
 * :mod:`caloforge.detector`  -- crystal geometry from pybes3, front-surface lookup, transport, conditions
 * :mod:`caloforge.fullsim`   -- the Geant4 reference simulation (geant4_pybind), in worker processes
 * :mod:`caloforge.data`      -- the HDF5 sample format: writing, reading, summaries
+* :mod:`caloforge.models`    -- generative shower models (conditional GAN, WGAN-GP) behind one interface
+* :mod:`caloforge.training`  -- one training loop for every model, checkpoints, selection
+* :mod:`caloforge.engine`    -- the fast simulation: particles in, EMC barrel hits out
+* :mod:`caloforge.validation` -- BESIII shower observables, comparison metrics, the report
 * :mod:`caloforge.cli`       -- the ``caloforge`` command
 
 Units everywhere: cm, GeV (GeV/c), rad, T.
