@@ -32,7 +32,7 @@ def _user_errors(func):
 
         try:
             return func(*args, **kwargs)
-        except (FullsimError, SampleFileError, ValueError) as err:
+        except (FullsimError, SampleFileError, ValueError) as err:  # model config/checkpoint errors are ValueErrors
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
@@ -118,6 +118,29 @@ def samples(
         typer.echo(f"{s.path}: +{s.n_new} events ({s.n_total} in all), {s.ms_per_event:.2f} ms per event")
     if not made:
         typer.echo("all samples complete")
+
+
+@app.command()
+@_user_errors
+def train(
+    config: Annotated[Path, typer.Argument(help="Training configuration (YAML), e.g. configs/gan_baseline.yaml.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, metrics.csv, config.yaml.")],
+    resume: Annotated[
+        bool,
+        typer.Option("--resume/--no-resume", help="Continue the run in the folder (default); --no-resume refuses a folder that holds one."),
+    ] = True,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda (default: the configuration's).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Train a shower model; an interrupted run continues where it stopped when run again."""
+    from caloforge.training import train as run_training
+
+    try:
+        best = run_training(config, out_dir, resume=resume, device=device, progress=False if quiet else None)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: run the same command again to resume {out_dir} from its last finished epoch", err=True)
+        raise typer.Exit(130) from None
+    typer.echo(f"best checkpoint: {best}")
 
 
 @app.command()

@@ -1,0 +1,509 @@
+"""The interface every shower model shares, and the checkpoint format.
+
+A :class:`ShowerModel` turns condition vectors (N, 6), in the order of
+:data:`caloforge.detector.CONDITION_NAMES`, into 11 x 11 hit maps in GeV. It owns
+
+* its typed configuration (a :class:`ModelConfig` dataclass, saved in every checkpoint),
+* the condition normalisation (mean and standard deviation per condition, fitted on the training set
+  with :meth:`ShowerModel.fit_normalisation` and kept as buffers in the state dict),
+* the particle conditioning: ``config.particles`` lists the particle types the model covers. With one
+  particle the model is dedicated to it (one model per type: one configuration per type); with several,
+  a one-hot vector of the type is appended to the normalised conditions,
+* what training needs from it (:meth:`configure_optimizers`, :meth:`training_plan`,
+  :meth:`training_step`): :mod:`caloforge.training` runs the same loop for every model.
+
+Checkpoints are single files written with :func:`torch.save` and read back with ``weights_only=True``:
+the model name, its configuration as a plain dict, the caloforge version and the state dict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+import caloforge
+from caloforge.detector.conditions import CONDITION_NAMES, particle
+
+CHECKPOINT_FORMAT = "caloforge-model"
+CHECKPOINT_VERSION = 1
+N_CONDITIONS = len(CONDITION_NAMES)
+WINDOW = 11
+
+
+class ConfigError(ValueError):
+    """A configuration with an unknown key, a value of the wrong type or an invalid value."""
+
+
+class CheckpointError(ValueError):
+    """A file that is not a caloforge model checkpoint, or one this version cannot read."""
+
+
+# --------------------------------------------------------------------------------------------------
+# typed dataclass configurations
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (ints accepted as floats, lists as tuples)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is not a valid {_type_name(tp)}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(repr(a) for a in args)}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return config_from_dict(tp, value, where=where)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        out = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def config_from_dict(cls: type, data: dict, *, where: str = "") -> Any:
+    """Build the dataclass ``cls`` from a plain dict; unknown keys and wrong types raise :class:`ConfigError`.
+
+    Missing keys take the dataclass defaults. ``where`` prefixes the key names in error messages
+    (for example ``"model."``).
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(str(key), names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"unknown configuration key {where}{key!r}{hint}; valid keys of {cls.__name__}: {', '.join(names)}"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{where}{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"{where or cls.__name__}: {err}") from None
+
+
+def config_to_dict(config: Any) -> dict:
+    """A dataclass configuration as plain dicts, lists and scalars (safe for YAML and ``weights_only``)."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(config)
+
+
+@dataclass
+class ModelConfig:
+    """What every model configuration has.
+
+    Attributes:
+        name: the model family (the key of :data:`caloforge.models.MODELS`).
+        particles: the particle types the model covers (Geant4 names). One entry: a dedicated model;
+            several: one model with a one-hot particle input.
+    """
+
+    name: str = ""
+    particles: list[str] = field(default_factory=lambda: ["gamma"])
+
+    def __post_init__(self) -> None:
+        if not self.particles:
+            raise ConfigError("model.particles: give at least one particle type")
+        for name in self.particles:
+            try:
+                particle(name)
+            except ValueError as err:
+                raise ConfigError(f"model.particles: {err}") from None
+        if len(set(self.particles)) != len(self.particles):
+            raise ConfigError(f"model.particles: duplicate entries in {self.particles}")
+
+
+# --------------------------------------------------------------------------------------------------
+# devices
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when a GPU is present, else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:1"`` as given."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but no CUDA GPU is available (use 'auto' or 'cpu')")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda'") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# the training interface
+
+
+@dataclass
+class Batch:
+    """A batch of Geant4 events on the model's device.
+
+    Attributes:
+        maps_gev: (B, 11, 11) deposited energies, GeV.
+        conditions: (B, 6) raw conditions (:data:`CONDITION_NAMES` order and units).
+        particle: (B,) index of the particle type in ``config.particles``.
+    """
+
+    maps_gev: torch.Tensor
+    conditions: torch.Tensor
+    particle: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.maps_gev.shape[0])
+
+
+@dataclass(frozen=True)
+class TrainingStep:
+    """One optimizer step a model asks the training loop for.
+
+    Attributes:
+        name: the step, passed to :meth:`ShowerModel.training_step`; also the key of its optimizer in
+            :meth:`ShowerModel.configure_optimizers`.
+        every: run it on every ``every``-th batch (for example the generator of a WGAN-GP after
+            ``n_critic`` critic steps).
+    """
+
+    name: str
+    every: int = 1
+
+
+# --------------------------------------------------------------------------------------------------
+# the model interface
+
+_REGISTRY: dict[str, type[ShowerModel]] = {}
+
+
+class ShowerModel(nn.Module, ABC):
+    """Base class of the generative shower models (maps in GeV from conditions).
+
+    Subclasses set ``name`` and ``config_class``, build their networks from ``config`` and implement
+    :meth:`_sample_batch` and the training methods.
+    """
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            _REGISTRY[cls.name] = cls
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.particles: tuple[str, ...] = tuple(config.particles)
+        self.register_buffer("cond_mean", torch.zeros(N_CONDITIONS))  # (6,)
+        self.register_buffer("cond_std", torch.ones(N_CONDITIONS))  # (6,)
+        self.register_buffer("normalisation_fitted", torch.tensor(False))
+
+    # ---- conditions -------------------------------------------------------------------------------
+
+    @property
+    def n_particle_inputs(self) -> int:
+        """Length of the one-hot particle vector (0 for a model dedicated to one particle)."""
+        return len(self.particles) if len(self.particles) > 1 else 0
+
+    @property
+    def n_condition_inputs(self) -> int:
+        """Width of the condition input of the networks: 6 normalised conditions (+ one-hot type)."""
+        return N_CONDITIONS + self.n_particle_inputs
+
+    def fit_normalisation(self, conditions: np.ndarray) -> None:
+        """Fit the condition normalisation (per-condition mean and standard deviation) on training conditions (N, 6)."""
+        c = np.asarray(conditions, dtype=np.float64)
+        if c.ndim != 2 or c.shape[1] != N_CONDITIONS or len(c) == 0:
+            raise ValueError(f"conditions must be a non-empty (N, {N_CONDITIONS}) array, got shape {c.shape}")
+        std = np.maximum(c.std(axis=0), 1e-6)
+        self.cond_mean.copy_(torch.as_tensor(c.mean(axis=0), dtype=torch.float32))
+        self.cond_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+        self.normalisation_fitted.fill_(True)
+
+    def normalisation(self) -> dict[str, dict[str, float]]:
+        """The condition normalisation as ``{name: {"mean": ..., "std": ...}}`` (units of each condition)."""
+        return {
+            n: {"mean": float(m), "std": float(s)}
+            for n, m, s in zip(CONDITION_NAMES, self.cond_mean.tolist(), self.cond_std.tolist())
+        }
+
+    def condition_input(self, conditions: torch.Tensor, particle_index: torch.Tensor) -> torch.Tensor:
+        """Network input (B, 6 [+ n_particles]) from raw conditions (B, 6) and particle indices (B,)."""
+        x = (conditions - self.cond_mean) / self.cond_std  # (B, 6)
+        if self.n_particle_inputs:
+            onehot = nn.functional.one_hot(particle_index.long(), self.n_particle_inputs).to(x.dtype)
+            x = torch.cat([x, onehot], dim=1)  # (B, 6 + n_particles)
+        return x
+
+    def particle_index(self, particle_: str | int | None) -> int:
+        """Index in ``config.particles`` of a particle given by name or PDG id (None: the only one)."""
+        if particle_ is None:
+            if len(self.particles) > 1:
+                raise ValueError(f"this model covers {', '.join(self.particles)}: pass particle=...")
+            return 0
+        name = particle(particle_).name
+        if name not in self.particles:
+            raise ValueError(f"this model covers {', '.join(self.particles)}, not {name}")
+        return self.particles.index(name)
+
+    # ---- sampling ---------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the model's parameters."""
+        for t in self.parameters():
+            return t.device
+        return self.cond_mean.device
+
+    @property
+    def n_parameters(self) -> int:
+        """Number of trainable parameters of the whole model (all its networks)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    @abstractmethod
+    def _sample_batch(
+        self, conditions: torch.Tensor, particle_index: torch.Tensor, rng: np.random.Generator
+    ) -> torch.Tensor:
+        """Maps (B, 11, 11) in GeV for raw conditions (B, 6) on the model's device; randomness from ``rng``."""
+
+    def sample(
+        self,
+        conditions: np.ndarray,
+        n: int | None = None,
+        *,
+        particle: str | int | None = None,
+        seed: int | None = None,
+        batch_size: int = 8192,
+    ) -> np.ndarray:
+        """Generate hit maps.
+
+        Args:
+            conditions: (N, 6) conditions in the order and units of :data:`CONDITION_NAMES`, or one
+                vector (6,) to repeat ``n`` times (repeated simulation of one track).
+            n: number of maps for a single condition vector (default 1); with (N, 6) it must be None or N.
+            particle: particle type (name or PDG id); may be left out for a single-particle model.
+            seed: the same seed gives the same maps; the noise is drawn with NumPy, so that it is also
+                the same on any device and for any ``batch_size`` (the maps then agree to float rounding).
+                None: fresh randomness.
+            batch_size: conditions per network call.
+
+        Returns:
+            (N, 11, 11) float32 maps of deposited energy in GeV, non-negative; rows theta_index,
+            columns phi_index, centre crystal at [5, 5].
+        """
+        c = np.asarray(conditions, dtype=np.float32)
+        if c.ndim == 1:
+            c = np.broadcast_to(c, (1 if n is None else n, c.shape[0]))
+        elif n is not None and n != len(c):
+            raise ValueError(f"n={n} does not match the {len(c)} condition vectors given")
+        if c.ndim != 2 or c.shape[1] != N_CONDITIONS:
+            raise ValueError(f"conditions must have shape (N, {N_CONDITIONS}) or ({N_CONDITIONS},), got {c.shape}")
+        if not np.isfinite(c).all():
+            raise ValueError("conditions contain NaN or infinite values")
+        if batch_size <= 0:
+            raise ValueError("batch_size must be positive")
+        k = self.particle_index(particle)
+        rng = np.random.default_rng(seed)
+        device = self.device
+        out = np.empty((len(c), WINDOW, WINDOW), dtype=np.float32)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(c), batch_size):
+                    cb = torch.as_tensor(np.ascontiguousarray(c[start : start + batch_size]), device=device)
+                    pb = torch.full((len(cb),), k, dtype=torch.long, device=device)
+                    maps = self._sample_batch(cb, pb, rng)  # (B, 11, 11) GeV
+                    out[start : start + len(cb)] = maps.clamp_min(0).float().cpu().numpy()
+        finally:
+            self.train(was_training)
+        return out
+
+    def for_particle(self, particle_: str | int) -> ParticleSampler:
+        """A sampler bound to one particle type, with the ``sample(conditions, seed=...)`` the engine calls."""
+        return ParticleSampler(self, self.particles[self.particle_index(particle_)])
+
+    def samplers(self) -> dict[int, ParticleSampler]:
+        """PDG id -> sampler for every particle the model covers (the ``models`` of the fast simulation)."""
+        from caloforge.detector.conditions import PARTICLES
+
+        return {PARTICLES[name].pdg: self.for_particle(name) for name in self.particles}
+
+    # ---- training interface -----------------------------------------------------------------------
+
+    @abstractmethod
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimizers by name (one per :class:`TrainingStep` name)."""
+
+    @abstractmethod
+    def training_plan(self, epoch: int) -> list[TrainingStep]:
+        """The steps to run on each batch of ``epoch`` (0-based), in order."""
+
+    @abstractmethod
+    def training_step(self, step: str, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss to minimise for ``step`` on ``batch`` (the loop does backward and the optimizer step),
+        and numbers to log."""
+
+    def validation_step(self, batch: Batch) -> dict[str, float]:
+        """Numbers to log on held-out events (means over ``batch``; called without gradients)."""
+        return {}
+
+    @property
+    def n_pretrain_epochs(self) -> int:
+        """Leading epochs that do not train the generative part (no checkpoint selection on them)."""
+        return 0
+
+    # ---- checkpoints ------------------------------------------------------------------------------
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The checkpoint dict: format, caloforge version, model name, configuration, state dict."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_VERSION,
+            "caloforge_version": caloforge.__version__,
+            "model": self.name,
+            "config": config_to_dict(self.config),
+            "normalisation": self.normalisation(),
+            "n_parameters": self.n_parameters,
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+        }
+
+    def save(self, path: str | os.PathLike, **extra: Any) -> Path:
+        """Write the model to one file (atomically); ``extra`` entries are stored beside it. Returns the path."""
+        path = Path(path)
+        ckpt = self.checkpoint()
+        ckpt.update(extra)
+        tmp = path.with_name(path.name + ".partial")
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any], *, device: str | torch.device = "auto") -> ShowerModel:
+        """Rebuild a model from a checkpoint dict (see :meth:`checkpoint`)."""
+        import caloforge.models  # noqa: F401  (registers the model families)
+
+        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError("not a caloforge model checkpoint")
+        if ckpt.get("format_version") != CHECKPOINT_VERSION:
+            raise CheckpointError(
+                f"checkpoint format version {ckpt.get('format_version')}, this caloforge reads {CHECKPOINT_VERSION}"
+            )
+        model_cls = _REGISTRY.get(ckpt["model"])
+        if model_cls is None:
+            raise CheckpointError(f"unknown model {ckpt['model']!r}; known: {', '.join(sorted(_REGISTRY))}")
+        if cls is not ShowerModel and not issubclass(model_cls, cls):
+            raise CheckpointError(f"the checkpoint holds a {model_cls.__name__}, not a {cls.__name__}")
+        config = config_from_dict(model_cls.config_class, ckpt["config"], where="model.")
+        model = model_cls(config)
+        model.load_state_dict(ckpt["state_dict"])
+        return model.to(resolve_device(device))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, device: str | torch.device = "auto") -> ShowerModel:
+        """Read a model written by :meth:`save` (or a training checkpoint ``best.pt`` / ``last.pt``).
+
+        Raises:
+            CheckpointError: missing file, not a caloforge checkpoint, unknown model or format version.
+        """
+        path = Path(path)
+        if not path.exists():
+            raise CheckpointError(f"{path}: no such file")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 (torch raises many kinds on a bad file)
+            raise CheckpointError(f"{path}: not a readable checkpoint ({err.__class__.__name__})") from None
+        try:
+            return cls.from_checkpoint(ckpt, device=device)
+        except CheckpointError as err:
+            raise CheckpointError(f"{path}: {err}") from None
+
+
+@dataclass(frozen=True)
+class ParticleSampler:
+    """A model bound to one of its particle types (what :class:`caloforge.engine.FastSimulation` takes)."""
+
+    model: ShowerModel
+    particle: str
+
+    def sample(self, conditions: np.ndarray, *, seed: int | None = None, batch_size: int = 8192) -> np.ndarray:
+        """Maps (N, 11, 11) in GeV for conditions (N, 6); see :meth:`ShowerModel.sample`."""
+        return self.model.sample(conditions, particle=self.particle, seed=seed, batch_size=batch_size)
+
+
+def model_registry() -> dict[str, type[ShowerModel]]:
+    """The model families by name."""
+    import caloforge.models  # noqa: F401
+
+    return dict(_REGISTRY)

@@ -1,0 +1,440 @@
+"""The seed's conditional GAN for 11 x 11 EMC hit maps (SPEC section 4, seeds 000-002), and its WGAN-GP variant.
+
+LHCb-style conditional GAN (Chekalina et al., EPJ Web Conf. 214 (2019) 02034): the Monte Carlo truth
+(the 6 conditions, :data:`caloforge.detector.CONDITION_NAMES`) is the condition, and a regressor,
+pre-trained on Geant4 maps to predict the conditions from a map, constrains the generator through its
+loss on generated maps.
+
+Generator (:class:`Generator`, 46,041 trainable parameters for one particle type and the default
+``noise_dim`` = 134; the seed says "about 46k" without giving the noise size, 134 reproduces it)::
+
+    noise (134) + normalised conditions (6) [+ one-hot type] -> Dense(16*4*4) -> reshape (16, 4, 4)
+    -> UpSample(3) (16, 12, 12) -> Conv(16, 4x4, same) + ReLU -> 2 x [Conv(16, 3x3, same) + ReLU]
+    -> Conv(8, 3x3, same) + ReLU -> Conv(1, 2x2, valid) + ReLU -> (1, 11, 11)
+
+Discriminator / critic (:class:`Discriminator`)::
+
+    map normalised by the momentum (1, 11, 11) -> Conv(32, 2x2) + LeakyReLU + Dropout(0.1) (32, 10, 10)
+    -> 3 x [Conv(16, 3x3, same) + LeakyReLU + Dropout(0.1)] (16, 10, 10) -> AvgPool(2x2) (16, 5, 5)
+    -> Flatten (400) -> minibatch discrimination (Salimans et al. 2016, arXiv:1606.03498) (400 + K)
+    -> concatenate(minibatch features, conditions, sparsity, energy, energy - momentum)
+    -> Dense(20) + LeakyReLU -> Dense(10) + LeakyReLU -> [Dense(2) + LeakyReLU, Dense(5) + LeakyReLU]
+    -> concatenate (7) -> Dense(1)
+
+The seed's slide shows Dense(2) and Dense(5) side by side after Dense(10), then a concatenation; both
+heads are read here as parallel branches of the Dense(10) output. The output is a logit: with
+``loss: gan`` it goes through a sigmoid inside the binary cross-entropy (non-saturating generator loss,
+Goodfellow et al. 2014); with ``loss: wgan-gp`` it is the critic score itself (Gulrajani et al. 2017,
+arXiv:1704.00028: gradient penalty ``lambda * (|grad| - 1)^2`` on interpolates, ``n_critic`` critic
+steps per generator step). Minibatch discrimination couples the samples of a batch, which the
+per-sample gradient penalty assumes away: switch it off for WGAN-GP (``configs/wgangp.yaml`` does).
+
+Choices the seed does not state: weights start from the Keras defaults (Glorot-uniform, zero biases,
+:func:`keras_init_`); the minibatch-discrimination outputs are means over the batch, not sums; the
+generator's final ReLU passes a small gradient below zero during training (``output_gradient_leak``,
+forward pass unchanged) so that it cannot die; the regressor (:class:`Regressor`) is a small CNN on
+``log(1 + E / 1 MeV)``; the sparsity is the fraction of crystals above ``sparsity_threshold_gev``, a
+hard count as in CaloGAN (arXiv:1705.02355) that passes no gradient (a soft count steep enough to
+mean anything gave input gradients of order 1/threshold, and gradient penalties of 1e3).
+In tiny test runs on Geant4 photons, PyTorch's default initialisation (untrained generator: 14 times
+the momentum in every crystal) drove the plain final ReLU below zero everywhere within a few dozen
+steps, and summed minibatch features (up to the batch size) saturated the discriminator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from caloforge.models.base import (
+    N_CONDITIONS,
+    Batch,
+    ConfigError,
+    ModelConfig,
+    ShowerModel,
+    TrainingStep,
+)
+from caloforge.models.transforms import OUTPUT_TRANSFORMS, gev_to_model, log_energy, model_to_gev
+
+
+@dataclass
+class GANConfig(ModelConfig):
+    """Configuration of the conditional GAN (both loss variants).
+
+    Attributes:
+        loss: ``"gan"`` (non-saturating binary cross-entropy, the seed baseline) or ``"wgan-gp"``.
+        noise_dim: length of the generator's Gaussian noise vector.
+        output_transform: ``"none"`` (generator outputs E/p) or ``"log"`` (see :mod:`caloforge.models.transforms`).
+        log_epsilon: the ``eps`` of the ``log`` transform (fraction of the momentum).
+        output_gradient_leak: backward slope of the generator's final ReLU below 0 (forward unchanged,
+            see :class:`ReLUWithLeakyGradient`); 0 for the plain ReLU.
+        dropout: dropout probability in the discriminator.
+        leaky_slope: negative slope of the LeakyReLUs.
+        minibatch_discrimination: use the minibatch discrimination layer.
+        minibatch_kernels, minibatch_kernel_dim: its number of kernels (outputs) and their dimension.
+        sparsity_threshold_gev: sparsity = fraction of the 121 crystals with more energy than this.
+        gp_lambda: gradient-penalty weight (WGAN-GP).
+        n_critic: discriminator/critic steps per generator step.
+        regressor_weight: weight of the regressor loss in the generator loss (0: no regressor).
+        regressor_epochs: epochs of regressor pre-training on Geant4 maps before the GAN epochs.
+        lr_generator, lr_discriminator, lr_regressor: Adam learning rates.
+        betas: Adam betas of the generator and discriminator.
+    """
+
+    name: str = "gan"
+    loss: Literal["gan", "wgan-gp"] = "gan"
+    noise_dim: int = 134
+    output_transform: Literal["none", "log"] = "none"
+    log_epsilon: float = 1e-4
+    output_gradient_leak: float = 0.01
+    dropout: float = 0.1
+    leaky_slope: float = 0.2
+    minibatch_discrimination: bool = True
+    minibatch_kernels: int = 10
+    minibatch_kernel_dim: int = 5
+    sparsity_threshold_gev: float = 1e-4
+    gp_lambda: float = 10.0
+    n_critic: int = 1
+    regressor_weight: float = 1.0
+    regressor_epochs: int = 2
+    lr_generator: float = 2e-4
+    lr_discriminator: float = 2e-4
+    lr_regressor: float = 1e-3
+    betas: tuple[float, float] = (0.5, 0.999)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.name != "gan":
+            raise ConfigError(f"model.name: a GANConfig has name 'gan', got {self.name!r}")
+        if self.output_transform not in OUTPUT_TRANSFORMS:
+            raise ConfigError(f"model.output_transform: choose one of {', '.join(OUTPUT_TRANSFORMS)}")
+        checks = {
+            "noise_dim": self.noise_dim > 0,
+            "log_epsilon": self.log_epsilon > 0,
+            "output_gradient_leak": 0 <= self.output_gradient_leak < 1,
+            "dropout": 0 <= self.dropout < 1,
+            "minibatch_kernels": self.minibatch_kernels > 0,
+            "minibatch_kernel_dim": self.minibatch_kernel_dim > 0,
+            "sparsity_threshold_gev": self.sparsity_threshold_gev > 0,
+            "gp_lambda": self.gp_lambda >= 0,
+            "n_critic": self.n_critic >= 1,
+            "regressor_weight": self.regressor_weight >= 0,
+            "regressor_epochs": self.regressor_epochs >= 0,
+            "lr_generator": self.lr_generator > 0,
+            "lr_discriminator": self.lr_discriminator > 0,
+            "lr_regressor": self.lr_regressor > 0,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"model.{key}: invalid value {getattr(self, key)!r}")
+        if self.regressor_weight > 0 and self.regressor_epochs == 0:
+            raise ConfigError(
+                "model.regressor_epochs: the regressor must be pre-trained for at least one epoch "
+                "(or set model.regressor_weight: 0 to train without it)"
+            )
+
+
+class ReLUWithLeakyGradient(nn.Module):
+    """``relu(x)`` in the forward pass, with slope ``leak`` instead of 0 for ``x < 0`` in the backward pass.
+
+    The output is exactly the seed's ReLU (empty crystals are exact zeros), but a generator whose final
+    ReLU has gone negative everywhere, which real maps with about 77 % empty crystals readily push it
+    to, still receives gradients and can recover instead of dying.
+    """
+
+    def __init__(self, leak: float) -> None:
+        super().__init__()
+        self.leak = leak
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(x)
+        if self.leak > 0 and torch.is_grad_enabled():
+            y = y + self.leak * (x - x.detach()).clamp_max(0) * (x < 0)  # adds 0, passes a leaky gradient
+        return y
+
+
+class Generator(nn.Module):
+    """Noise + conditions -> maps in the generator's output space (B, 1, 11, 11), non-negative."""
+
+    def __init__(self, noise_dim: int, n_conditions: int, *, output_leak: float = 0.0) -> None:
+        super().__init__()
+        self.dense = nn.Linear(noise_dim + n_conditions, 16 * 4 * 4)
+        self.upsample = nn.Upsample(scale_factor=3, mode="nearest")
+        self.convs = nn.Sequential(
+            nn.ZeroPad2d((1, 2, 1, 2)),  # (B, 16, 15, 15): "same" padding of an even kernel, as Keras pads
+            nn.Conv2d(16, 16, 4),  # (B, 16, 12, 12)
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1),  # (B, 16, 12, 12)
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1),  # (B, 16, 12, 12)
+            nn.ReLU(),
+            nn.Conv2d(16, 8, 3, padding=1),  # (B, 8, 12, 12)
+            nn.ReLU(),
+            nn.Conv2d(8, 1, 2),  # (B, 1, 11, 11)
+            ReLUWithLeakyGradient(output_leak),
+        )
+
+    def forward(self, noise: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([noise, conditions], dim=1)  # (B, noise_dim + n_conditions)
+        x = self.dense(x).view(-1, 16, 4, 4)  # (B, 16, 4, 4)
+        x = self.upsample(x)  # (B, 16, 12, 12)
+        return self.convs(x)  # (B, 1, 11, 11)
+
+
+class MinibatchDiscrimination(nn.Module):
+    """Minibatch discrimination (Salimans et al. 2016, arXiv:1606.03498, section 3.2).
+
+    Features f (B, A) are projected by a tensor T to M (B, K, C); for each kernel k,
+    ``o_k(x_i) = mean_{j != i} exp(-|M_i,k - M_j,k|_L1)`` (the paper sums over j; the mean keeps o in
+    [0, 1] whatever the batch size, so that it does not swamp the other inputs of the dense layers).
+    Returns ``[f, o]`` (B, A + K).
+    """
+
+    def __init__(self, in_features: int, n_kernels: int, kernel_dim: int) -> None:
+        super().__init__()
+        self.n_kernels = n_kernels
+        self.kernel_dim = kernel_dim
+        self.T = nn.Parameter(torch.randn(in_features, n_kernels * kernel_dim) * 0.05)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        m = (f @ self.T).view(-1, self.n_kernels, self.kernel_dim)  # (B, K, C)
+        dist = (m.unsqueeze(0) - m.unsqueeze(1)).abs().sum(dim=3)  # (B, B, K)
+        o = (torch.exp(-dist).sum(dim=1) - 1.0) / max(f.shape[0] - 1, 1)  # (B, K), without the sample itself
+        return torch.cat([f, o], dim=1)  # (B, A + K)
+
+
+class Discriminator(nn.Module):
+    """Map (generator space, B x 1 x 11 x 11) + conditions + momentum -> one logit / critic score (B,)."""
+
+    def __init__(self, config: GANConfig, n_conditions: int) -> None:
+        super().__init__()
+        self.config = config
+        slope, p = config.leaky_slope, config.dropout
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 2),  # (B, 32, 10, 10)
+            nn.LeakyReLU(slope),
+            nn.Dropout(p),
+            nn.Conv2d(32, 16, 3, padding=1),  # (B, 16, 10, 10)
+            nn.LeakyReLU(slope),
+            nn.Dropout(p),
+            nn.Conv2d(16, 16, 3, padding=1),  # (B, 16, 10, 10)
+            nn.LeakyReLU(slope),
+            nn.Dropout(p),
+            nn.Conv2d(16, 16, 3, padding=1),  # (B, 16, 10, 10)
+            nn.LeakyReLU(slope),
+            nn.Dropout(p),
+            nn.AvgPool2d(2),  # (B, 16, 5, 5)
+            nn.Flatten(),  # (B, 400)
+        )
+        n_flat = 16 * 5 * 5
+        if config.minibatch_discrimination:
+            self.minibatch: nn.Module = MinibatchDiscrimination(
+                n_flat, config.minibatch_kernels, config.minibatch_kernel_dim
+            )
+            n_flat += config.minibatch_kernels
+        else:
+            self.minibatch = nn.Identity()
+        self.act = nn.LeakyReLU(slope)
+        self.dense20 = nn.Linear(n_flat + n_conditions + 3, 20)
+        self.dense10 = nn.Linear(20, 10)
+        self.head2 = nn.Linear(10, 2)
+        self.head5 = nn.Linear(10, 5)
+        self.out = nn.Linear(7, 1)
+
+    def forward(self, u: torch.Tensor, conditions: torch.Tensor, p_gev: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        e_gev = model_to_gev(u, p_gev, kind=cfg.output_transform, epsilon=cfg.log_epsilon)  # (B, 1, 11, 11)
+        sparsity = (e_gev > cfg.sparsity_threshold_gev).to(u.dtype).mean(dim=(1, 2, 3))  # (B,), no gradient
+        energy = e_gev.sum(dim=(1, 2, 3))  # (B,) GeV
+        physics = torch.stack([sparsity, energy, energy - p_gev], dim=1)  # (B, 3)
+        h = self.minibatch(self.features(u))  # (B, 400 [+ K])
+        x = torch.cat([h, conditions, physics], dim=1)  # (B, 400 [+ K] + n_conditions + 3)
+        x = self.act(self.dense10(self.act(self.dense20(x))))  # (B, 10)
+        x = torch.cat([self.act(self.head2(x)), self.act(self.head5(x))], dim=1)  # (B, 7)
+        return self.out(x).squeeze(1)  # (B,)
+
+
+class Regressor(nn.Module):
+    """CNN that predicts the 6 normalised conditions from a map in GeV (B, 1, 11, 11) [+ one-hot type]."""
+
+    def __init__(self, n_particle_inputs: int, *, slope: float = 0.2) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1),  # (B, 32, 11, 11)
+            nn.LeakyReLU(slope),
+            nn.Conv2d(32, 32, 3, padding=1),  # (B, 32, 11, 11)
+            nn.LeakyReLU(slope),
+            nn.AvgPool2d(2),  # (B, 32, 5, 5)
+            nn.Conv2d(32, 32, 3, padding=1),  # (B, 32, 5, 5)
+            nn.LeakyReLU(slope),
+            nn.Flatten(),  # (B, 800)
+        )
+        self.dense = nn.Sequential(
+            nn.Linear(32 * 5 * 5 + n_particle_inputs, 64),
+            nn.LeakyReLU(slope),
+            nn.Linear(64, N_CONDITIONS),
+        )
+
+    def forward(self, maps_gev: torch.Tensor, particle_onehot: torch.Tensor) -> torch.Tensor:
+        x = self.convs(log_energy(maps_gev))  # (B, 800)
+        return self.dense(torch.cat([x, particle_onehot], dim=1))  # (B, 6)
+
+
+def keras_init_(module: nn.Module) -> None:
+    """Glorot-uniform weights and zero biases for every Conv2d and Linear of ``module`` (the Keras
+    defaults the seed's networks were built with). With them the untrained generator deposits about
+    twice the momentum over about 30 % of the crystals, instead of 14 times over all of them with
+    PyTorch's defaults, which keeps the final ReLU from being driven below zero everywhere at the start."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def gradient_penalty(
+    critic: nn.Module,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    conditions: torch.Tensor,
+    p_gev: torch.Tensor,
+) -> torch.Tensor:
+    """WGAN-GP penalty ``mean((|grad_x critic(x)|_2 - 1)^2)`` on random interpolates of real and fake maps
+    (B, 1, 11, 11) (Gulrajani et al. 2017, arXiv:1704.00028, algorithm 1)."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)  # (B, 1, 1, 1)
+    x = (alpha * real + (1 - alpha) * fake).requires_grad_(True)  # (B, 1, 11, 11)
+    score = critic(x, conditions, p_gev)  # (B,)
+    (grad,) = torch.autograd.grad(score.sum(), x, create_graph=True)  # (B, 1, 11, 11)
+    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+
+
+class GAN(ShowerModel):
+    """The seed's conditional GAN (``loss: gan``) or its WGAN-GP variant (``loss: wgan-gp``), with the
+    pre-trained regressor constraint. See the module docstring for the architecture."""
+
+    name = "gan"
+    config_class = GANConfig
+
+    def __init__(self, config: GANConfig) -> None:
+        super().__init__(config)
+        self.generator = Generator(config.noise_dim, self.n_condition_inputs, output_leak=config.output_gradient_leak)
+        self.discriminator = Discriminator(config, self.n_condition_inputs)
+        self.regressor = Regressor(self.n_particle_inputs, slope=config.leaky_slope)
+        for net in (self.generator, self.discriminator, self.regressor):
+            keras_init_(net)
+
+    # ---- generation -------------------------------------------------------------------------------
+
+    def generate(self, noise: torch.Tensor, conditions: torch.Tensor, particle_index: torch.Tensor) -> torch.Tensor:
+        """Maps in GeV (B, 1, 11, 11) from noise (B, noise_dim), raw conditions (B, 6), particle indices (B,)."""
+        u = self.generator(noise, self.condition_input(conditions, particle_index))  # (B, 1, 11, 11)
+        cfg = self.config
+        return model_to_gev(u, conditions[:, 0], kind=cfg.output_transform, epsilon=cfg.log_epsilon)
+
+    def _sample_batch(
+        self, conditions: torch.Tensor, particle_index: torch.Tensor, rng: np.random.Generator
+    ) -> torch.Tensor:
+        noise = rng.standard_normal((len(conditions), self.config.noise_dim), dtype=np.float32)
+        z = torch.as_tensor(noise, device=conditions.device)  # (B, noise_dim)
+        return self.generate(z, conditions, particle_index).squeeze(1)  # (B, 11, 11)
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable parameters per network."""
+        return {
+            name: sum(p.numel() for p in getattr(self, name).parameters() if p.requires_grad)
+            for name in ("generator", "discriminator", "regressor")
+        }
+
+    # ---- training ---------------------------------------------------------------------------------
+
+    @property
+    def uses_regressor(self) -> bool:
+        return self.config.regressor_weight > 0
+
+    @property
+    def n_pretrain_epochs(self) -> int:
+        return self.config.regressor_epochs if self.uses_regressor else 0
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        cfg = self.config
+        opts: dict[str, torch.optim.Optimizer] = {
+            "discriminator": torch.optim.Adam(
+                self.discriminator.parameters(), lr=cfg.lr_discriminator, betas=cfg.betas
+            ),
+            "generator": torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_generator, betas=cfg.betas),
+        }
+        if self.uses_regressor:
+            opts["regressor"] = torch.optim.Adam(self.regressor.parameters(), lr=cfg.lr_regressor)
+        return opts
+
+    def training_plan(self, epoch: int) -> list[TrainingStep]:
+        if epoch < self.n_pretrain_epochs:
+            return [TrainingStep("regressor")]
+        return [TrainingStep("discriminator"), TrainingStep("generator", every=self.config.n_critic)]
+
+    def validation_step(self, batch: Batch) -> dict[str, float]:
+        """Regressor mean squared error (normalised conditions) on held-out Geant4 maps."""
+        if not self.uses_regressor:
+            return {}
+        cond = self.condition_input(batch.conditions, batch.particle)  # (B, 6 [+ n_particles])
+        pred = self.regressor(batch.maps_gev.unsqueeze(1), cond[:, N_CONDITIONS:])  # (B, 6)
+        return {"regressor_mse": F.mse_loss(pred, cond[:, :N_CONDITIONS]).item()}
+
+    def _real(self, batch: Batch) -> torch.Tensor:
+        cfg = self.config
+        p = batch.conditions[:, 0]
+        return gev_to_model(batch.maps_gev, p, kind=cfg.output_transform, epsilon=cfg.log_epsilon)  # (B, 1, 11, 11)
+
+    def _noise(self, n: int, device: torch.device) -> torch.Tensor:
+        return torch.randn(n, self.config.noise_dim, device=device)  # (B, noise_dim)
+
+    def training_step(self, step: str, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.config
+        p = batch.conditions[:, 0]  # (B,) GeV/c
+        cond = self.condition_input(batch.conditions, batch.particle)  # (B, 6 [+ n_particles])
+        onehot = cond[:, N_CONDITIONS:]  # (B, n_particles) or (B, 0)
+        if step == "regressor":
+            pred = self.regressor(batch.maps_gev.unsqueeze(1), onehot)  # (B, 6)
+            loss = F.mse_loss(pred, cond[:, :N_CONDITIONS])
+            return loss, {"mse": loss.item()}
+        if step == "discriminator":
+            real = self._real(batch)  # (B, 1, 11, 11)
+            with torch.no_grad():
+                fake = self.generator(self._noise(len(batch), real.device), cond)  # (B, 1, 11, 11)
+            d_real = self.discriminator(real, cond, p)  # (B,)
+            d_fake = self.discriminator(fake, cond, p)  # (B,)
+            logs = {"real": d_real.mean().item(), "fake": d_fake.mean().item()}
+            if cfg.loss == "gan":
+                loss = F.binary_cross_entropy_with_logits(
+                    d_real, torch.ones_like(d_real)
+                ) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+            else:
+                gp = gradient_penalty(self.discriminator, real, fake, cond, p)
+                wdist = d_real.mean() - d_fake.mean()
+                loss = -wdist + cfg.gp_lambda * gp
+                logs.update(wasserstein=wdist.item(), gp=gp.item())
+            logs["loss"] = loss.item()
+            return loss, logs
+        if step == "generator":
+            fake = self.generator(self._noise(len(batch), p.device), cond)  # (B, 1, 11, 11)
+            d_fake = self.discriminator(fake, cond, p)  # (B,)
+            if cfg.loss == "gan":
+                adv = F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))  # non-saturating
+            else:
+                adv = -d_fake.mean()
+            loss = adv
+            logs = {"adversarial": adv.item()}
+            if self.uses_regressor:
+                e_fake = model_to_gev(fake, p, kind=cfg.output_transform, epsilon=cfg.log_epsilon)
+                pred = self.regressor(e_fake, onehot)  # (B, 6)
+                reg = F.mse_loss(pred, cond[:, :N_CONDITIONS])
+                loss = loss + cfg.regressor_weight * reg
+                logs["regressor_mse"] = reg.item()
+            logs["loss"] = loss.item()
+            return loss, logs
+        raise ValueError(f"unknown training step {step!r}")

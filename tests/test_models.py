@@ -1,0 +1,201 @@
+import numpy as np
+import pytest
+import torch
+
+from caloforge.models import (
+    GAN,
+    CheckpointError,
+    ConfigError,
+    GANConfig,
+    ShowerModel,
+    build_model,
+    load_model,
+    model_config_from_dict,
+)
+from caloforge.models.base import Batch
+from caloforge.models.gan import MinibatchDiscrimination, ReLUWithLeakyGradient, gradient_penalty
+from caloforge.models.transforms import fraction_to_model, gev_to_model, model_to_fraction, model_to_gev
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny networks: one thread is faster, above all on machines whose cores are busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _conditions(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(n, 6)).astype(np.float32) * np.array([0, 0.06, 0.015, 1.3, 0.015, 60], np.float32)
+    c[:, 0] = rng.uniform(0.1, 3.0, n)
+    return c
+
+
+def _batch(n: int, seed: int = 0, n_particles: int = 1) -> Batch:
+    rng = np.random.default_rng(seed)
+    c = _conditions(n, seed)
+    maps = rng.exponential(0.01, (n, 11, 11)).astype(np.float32)
+    maps[:, 5, 5] += 0.6 * c[:, 0]
+    return Batch(torch.as_tensor(maps), torch.as_tensor(c), torch.as_tensor(rng.integers(0, n_particles, n)))
+
+
+@pytest.fixture
+def gan() -> GAN:
+    torch.manual_seed(0)
+    model = GAN(GANConfig())
+    model.fit_normalisation(_conditions(200))
+    return model
+
+
+def test_generator_shape_non_negative_and_parameter_count(gan):
+    z = torch.randn(7, gan.config.noise_dim)
+    cond = gan.condition_input(torch.as_tensor(_conditions(7)), torch.zeros(7, dtype=torch.long))
+    u = gan.generator(z, cond)
+    assert u.shape == (7, 1, 11, 11)
+    assert (u >= 0).all()
+    assert gan.parameter_counts()["generator"] == 46_041  # seed: "about 46k"
+    multi = GAN(GANConfig(particles=["e-", "e+", "gamma"]))
+    assert multi.parameter_counts()["generator"] == 46_809  # + 3 one-hot inputs x 256
+    assert gan.n_parameters == sum(gan.parameter_counts().values())
+
+
+@pytest.mark.parametrize("loss, minibatch", [("gan", True), ("gan", False), ("wgan-gp", False), ("wgan-gp", True)])
+def test_discriminator_and_critic_shapes(loss, minibatch):
+    model = GAN(GANConfig(loss=loss, minibatch_discrimination=minibatch))
+    b = _batch(6)
+    cond = model.condition_input(b.conditions, b.particle)
+    real = gev_to_model(b.maps_gev, b.conditions[:, 0], kind="none", epsilon=1e-4)
+    assert real.shape == (6, 1, 11, 11)
+    score = model.discriminator(real, cond, b.conditions[:, 0])
+    assert score.shape == (6,) and torch.isfinite(score).all()
+
+
+def test_minibatch_discrimination_features():
+    layer = MinibatchDiscrimination(12, 4, 3)
+    f = torch.randn(5, 12)
+    out = layer(f)
+    assert out.shape == (5, 16)
+    assert torch.equal(out[:, :12], f)
+    perm = torch.tensor([3, 1, 4, 0, 2])
+    assert torch.allclose(layer(f[perm]), out[perm], atol=1e-6)  # permutation-equivariant
+
+
+def test_final_relu_forward_is_relu_and_gradient_leaks():
+    x = torch.tensor([-2.0, -0.5, 0.5, 3.0], requires_grad=True)
+    y = ReLUWithLeakyGradient(0.01)(x)
+    assert torch.equal(y.detach(), torch.relu(x.detach()))
+    y.sum().backward()
+    assert torch.allclose(x.grad, torch.tensor([0.01, 0.01, 1.0, 1.0]))
+
+
+def test_gradient_penalty_finite_and_differentiable():
+    torch.manual_seed(1)
+    model = GAN(GANConfig(loss="wgan-gp", minibatch_discrimination=False))
+    b = _batch(8)
+    p = b.conditions[:, 0]
+    cond = model.condition_input(b.conditions, b.particle)
+    real = gev_to_model(b.maps_gev, p, kind="none", epsilon=1e-4)
+    fake = model.generator(torch.randn(8, model.config.noise_dim), cond).detach()
+    gp = gradient_penalty(model.discriminator, real, fake, cond, p)
+    assert gp.ndim == 0 and torch.isfinite(gp) and gp >= 0
+    gp.backward()
+    assert all(torch.isfinite(q.grad).all() for q in model.discriminator.parameters() if q.grad is not None)
+
+
+@pytest.mark.parametrize("loss", ["gan", "wgan-gp"])
+def test_training_steps_give_finite_losses(loss):
+    torch.manual_seed(2)
+    model = GAN(GANConfig(particles=["e-", "gamma"], loss=loss, output_transform="log"))
+    model.fit_normalisation(_conditions(100))
+    opts = model.configure_optimizers()
+    assert set(opts) == {"generator", "discriminator", "regressor"}
+    assert [s.name for s in model.training_plan(0)] == ["regressor"]
+    assert [s.name for s in model.training_plan(model.n_pretrain_epochs)] == ["discriminator", "generator"]
+    b = _batch(8, n_particles=2)
+    for step in ("regressor", "discriminator", "generator"):
+        loss_t, logs = model.training_step(step, b)
+        assert loss_t.ndim == 0 and torch.isfinite(loss_t)
+        loss_t.backward()
+        assert all(np.isfinite(v) for v in logs.values())
+    assert "regressor_mse" in model.validation_step(b)
+
+
+def test_sample_deterministic_non_negative_and_batch_independent(gan):
+    c = _conditions(50, seed=3)
+    a = gan.sample(c, seed=11)
+    assert a.shape == (50, 11, 11) and a.dtype == np.float32 and (a >= 0).all()
+    assert np.array_equal(a, gan.sample(c, seed=11))
+    assert np.allclose(a, gan.sample(c, seed=11, batch_size=7), rtol=1e-5, atol=1e-7)  # same noise
+    assert not np.array_equal(a, gan.sample(c, seed=12))
+    repeated = gan.sample(c[0], n=4, seed=1)
+    assert repeated.shape == (4, 11, 11)
+    assert gan.training  # sampling leaves the mode as it was
+    with pytest.raises(ValueError, match="does not match"):
+        gan.sample(c, n=3)
+    with pytest.raises(ValueError, match="shape"):
+        gan.sample(np.zeros((3, 5)))
+
+
+def test_log_transform_round_trip_and_non_negative():
+    f = torch.tensor([0.0, 1e-6, 1e-3, 0.2, 1.0])
+    u = fraction_to_model(f, kind="log", epsilon=1e-4)
+    assert torch.allclose(u[[0, -1]], torch.tensor([0.0, 1.0]))
+    assert torch.allclose(model_to_fraction(u, kind="log", epsilon=1e-4), f, rtol=1e-4, atol=1e-9)
+    maps = torch.rand(3, 11, 11)
+    p = torch.tensor([0.5, 1.0, 2.0])
+    back = model_to_gev(gev_to_model(maps, p, kind="log", epsilon=1e-4), p, kind="log", epsilon=1e-4)
+    assert torch.allclose(back.squeeze(1), maps, rtol=1e-4, atol=1e-7)
+
+
+def test_save_load_round_trip(tmp_path, gan):
+    c = _conditions(20, seed=4)
+    path = gan.save(tmp_path / "gan.pt")
+    for loaded in (load_model(path, device="cpu"), GAN.load(path, device="cpu"), ShowerModel.load(path)):
+        assert isinstance(loaded, GAN) and loaded.config == gan.config
+        assert np.array_equal(loaded.sample(c, seed=5), gan.sample(c, seed=5))
+        assert loaded.normalisation() == gan.normalisation()
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["caloforge_version"] and ckpt["config"]["loss"] == "gan" and ckpt["model"] == "gan"
+
+
+def test_bad_checkpoints(tmp_path):
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_model(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_model(junk)
+    torch.save({"a": 1}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a caloforge model checkpoint"):
+        load_model(tmp_path / "other.pt")
+
+
+def test_particles_one_hot_and_engine_samplers():
+    model = build_model({"name": "gan", "particles": ["e-", "e+", "gamma"]})
+    model.fit_normalisation(_conditions(50))
+    c = _conditions(5)
+    with pytest.raises(ValueError, match="pass particle"):
+        model.sample(c)
+    with pytest.raises(ValueError, match="covers"):
+        GAN(GANConfig(particles=["gamma"])).sample(c, particle="e-")
+    samplers = model.samplers()
+    assert sorted(samplers) == [-11, 11, 22]
+    assert np.array_equal(samplers[11].sample(c, seed=3), model.sample(c, particle="e-", seed=3))
+    assert not np.array_equal(samplers[11].sample(c, seed=3), samplers[-11].sample(c, seed=3))
+
+
+def test_model_config_rejects_unknown_keys_and_bad_values():
+    with pytest.raises(ConfigError, match="unknown configuration key model.'noise_dims'.*did you mean 'noise_dim'"):
+        model_config_from_dict({"name": "gan", "noise_dims": 10})
+    with pytest.raises(ConfigError, match="model.loss"):
+        model_config_from_dict({"name": "gan", "loss": "hinge"})
+    with pytest.raises(ConfigError, match="expected an integer"):
+        model_config_from_dict({"name": "gan", "noise_dim": "many"})
+    with pytest.raises(ConfigError, match="unknown particle"):
+        model_config_from_dict({"name": "gan", "particles": ["mu-"]})
+    with pytest.raises(ConfigError, match="not a known model"):
+        model_config_from_dict({"name": "vae"})
+    cfg = model_config_from_dict({"name": "gan", "betas": [0.0, 0.9], "lr_generator": 1})
+    assert cfg.betas == (0.0, 0.9) and cfg.lr_generator == 1.0

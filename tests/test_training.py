@@ -1,0 +1,204 @@
+import csv
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from caloforge.data.io import open_sample_writer
+from caloforge.models import ConfigError, GAN, load_model
+from caloforge.training import DataConfig, LoopConfig, TrainConfig, load_config, train
+from caloforge.training.config import resolve_sample_path
+from caloforge.training.data import iter_batches, read_shower_data, split_validation
+from caloforge.training.selection import selection_features, selection_metric, separation_power
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny networks: one thread is faster, above all on machines whose cores are busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _events(n: int, pdg: int, seed: int) -> dict[str, np.ndarray]:
+    """Toy showers: a Gaussian blob around the centre holding ~95 % of the momentum."""
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.2, 2.0, n)
+    y, x = np.mgrid[0:11, 0:11] - 5
+    width = rng.uniform(0.6, 1.0, n)[:, None, None]
+    blob = np.exp(-(x**2 + y**2)[None] / (2 * width**2))
+    maps = (0.95 * p[:, None, None] * blob / blob.sum(axis=(1, 2), keepdims=True)).astype(np.float32)
+    direction = rng.normal(size=(n, 3))
+    cond = np.column_stack(
+        [p, rng.normal(0, 0.06, n), rng.normal(0.05, 0.015, n), rng.normal(0, 1.3, n),
+         rng.normal(0, 0.015, n), rng.uniform(-130, 130, n)]
+    ).astype(np.float32)
+    return {
+        "attempt": np.arange(n),
+        "seed": rng.integers(1, 1000, n),
+        "pdg": np.full(n, pdg, dtype=np.int32),
+        "maps_gev": maps,
+        "edep_barrel_gev": maps.sum(axis=(1, 2)).astype(np.float64),
+        "theta_index": rng.integers(0, 44, n).astype(np.int16),
+        "phi_index": rng.integers(0, 120, n).astype(np.int16),
+        "conditions": cond,
+        "conditions_entry": cond,
+        "vertex_momentum_gev": direction / np.linalg.norm(direction, axis=1, keepdims=True) * p[:, None],
+        "front_position_cm": rng.normal(size=(n, 3)),
+        "front_momentum_gev": rng.normal(size=(n, 3)),
+        "entry_position_cm": rng.normal(size=(n, 3)),
+        "entry_momentum_gev": rng.normal(size=(n, 3)),
+        "reached_emc": np.ones(n, dtype=bool),
+    }
+
+
+@pytest.fixture(scope="module")
+def toy_samples(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("toy")
+    paths = {}
+    for name, pdg in (("gamma", 22), ("e-", 11)):
+        paths[name] = folder / f"train_{name}.h5"
+        with open_sample_writer(paths[name]) as w:
+            w.append(_events(80, pdg, seed=pdg))
+    return paths
+
+
+def _config(toy_samples, *, epochs=2, **model) -> TrainConfig:
+    return TrainConfig.from_dict(
+        {
+            "model": {"name": "gan", "particles": ["gamma"], "regressor_epochs": 1, **model},
+            "data": {"train_files": [str(toy_samples["gamma"])], "val_fraction": 0.2},
+            "training": {"epochs": epochs, "batch_size": 16, "seed": 3, "device": "cpu", "progress": False},
+        }
+    )
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_two_epoch_smoke_run_then_resume_to_three(tmp_path, toy_samples):
+    run = tmp_path / "run"
+    best = train(_config(toy_samples, epochs=2), run)
+    assert best == run / "best.pt"
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "config.yaml", "last.pt", "metrics.csv"]
+    rows = _rows(run / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert rows[0]["phase"] == "pretrain" and rows[0]["val_sp_mean"] == ""
+    assert rows[1]["phase"] == "train" and 0 <= float(rows[1]["val_sp_mean"]) <= 1 and rows[1]["best"] == "1"
+    assert float(rows[1]["val_regressor_mse"]) > 0 and "train_generator_loss" in rows[1]
+    model = load_model(best, device="cpu")
+    assert isinstance(model, GAN) and model.sample(np.array([1.0, 0, 0.05, 0, 0, 10]), n=3, seed=1).shape == (3, 11, 11)
+    assert load_config(run / "config.yaml") == _config(toy_samples, epochs=2)
+    state_2 = torch.load(run / "last.pt", weights_only=True)["training_state"]
+    assert state_2["epoch"] == 2 and state_2["global_step"] == 2 * (64 // 16)
+
+    # resume: only epoch 3 runs, epochs 1-2 are kept as they were
+    train(_config(toy_samples, epochs=3), run)
+    rows3 = _rows(run / "metrics.csv")
+    assert [r["epoch"] for r in rows3] == ["1", "2", "3"]
+    assert [r["seconds"] for r in rows3[:2]] == [r["seconds"] for r in rows[:2]]
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert last["training_state"]["epoch"] == 3 and last["training_state"]["global_step"] == 3 * 4
+
+    # a run made in one go ends with the same weights as one interrupted after epoch 2
+    straight = tmp_path / "straight"
+    train(_config(toy_samples, epochs=3), straight)
+    once = torch.load(straight / "last.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(once[k], last["state_dict"][k]) for k in once)
+
+    # nothing left to do: returns at once
+    assert train(_config(toy_samples, epochs=3), run) == run / "best.pt"
+
+
+def test_resume_refuses_other_settings_and_existing_runs(tmp_path, toy_samples):
+    run = tmp_path / "run"
+    with pytest.warns(UserWarning, match="pre-training"):
+        train(_config(toy_samples, epochs=1), run)
+    with pytest.raises(ConfigError, match="model.noise_dim"):
+        train(_config(toy_samples, epochs=2, noise_dim=8), run)
+    with pytest.raises(ValueError, match="already holds a training run"):
+        train(_config(toy_samples, epochs=2), run, resume=False)
+
+
+def test_wgangp_multi_particle_run(tmp_path, toy_samples):
+    cfg = TrainConfig.from_dict(
+        {
+            "model": {"name": "gan", "particles": ["e-", "gamma"], "loss": "wgan-gp", "n_critic": 2,
+                      "regressor_weight": 0.0, "regressor_epochs": 0, "minibatch_discrimination": False},
+            "data": {"train_files": [str(toy_samples["e-"]), str(toy_samples["gamma"])], "val_fraction": 0.25},
+            "training": {"epochs": 1, "batch_size": 32, "device": "cpu", "progress": False, "scheduler": "cosine"},
+        }
+    )
+    best = train(cfg, tmp_path / "w")
+    row = _rows(tmp_path / "w" / "metrics.csv")[0]
+    assert {"val_sp_mean_e-", "val_sp_mean_gamma", "train_discriminator_gp"} <= set(row)
+    assert "train_generator_loss" in row  # generator stepped every n_critic = 2 batches
+    assert load_model(best, device="cpu").particles == ("e-", "gamma")
+
+
+def test_data_split_and_batches(toy_samples):
+    both = read_shower_data([toy_samples["e-"], toy_samples["gamma"]], particles=["gamma", "e-"])
+    assert len(both) == 160 and both.particle.tolist() == [1] * 80 + [0] * 80
+    data = read_shower_data([toy_samples["gamma"]], particles=["gamma"], max_events=70)
+    assert len(data) == 70 and (data.particle == 0).all()
+    train_, val = split_validation(data, fraction=0.25, seed=1)
+    assert len(train_) == 52 and len(val) == 18
+    again, _ = split_validation(data, fraction=0.25, seed=1)
+    assert np.array_equal(train_.conditions, again.conditions)
+    tensors = train_.to_tensors(torch.device("cpu"))
+    batches = list(iter_batches(tensors, batch_size=16, seed=1, epoch=0))
+    assert [len(b) for b in batches] == [16, 16, 16]  # the incomplete last batch is dropped
+    replay = list(iter_batches(tensors, batch_size=16, seed=1, epoch=0))
+    assert all(torch.equal(a.maps_gev, b.maps_gev) for a, b in zip(batches, replay))
+    with pytest.raises(ValueError, match="no usable events"):
+        read_shower_data([toy_samples["e-"]], particles=["gamma"])
+
+
+def test_selection_metric():
+    rng = np.random.default_rng(0)
+    a = rng.exponential(0.01, (500, 11, 11))
+    assert selection_metric(a, a)["sp_mean"] == 0.0
+    assert separation_power(np.zeros(100), np.ones(100)) == pytest.approx(1.0)
+    far = selection_metric(a, a + 1.0)
+    assert far["sp_E11x11"] > 0.98 and 0 < far["sp_mean"] <= 1  # outliers land in the last bin
+    feats = selection_features(np.ones((2, 11, 11)))
+    assert feats["E1x1"].tolist() == [1, 1] and feats["E11x11"].tolist() == [121, 121]
+    assert feats["E3x3/E5x5"] == pytest.approx(9 / 25)
+
+
+def test_config_rejects_unknown_keys_with_clear_errors(tmp_path, toy_samples):
+    base = {"model": {"name": "gan"}, "data": {"train_files": ["train_gamma.h5"]}}
+    for bad, match in (
+        ({**base, "optimiser": {}}, "unknown configuration section 'optimiser'"),
+        ({**base, "training": {"epoch": 3}}, r"training.'epoch'.*did you mean 'epochs'"),
+        ({**base, "data": {"train_files": ["x.h5"], "val_frac": 0.1}}, r"data.'val_frac'"),
+        ({**base, "training": {"batch_size": 0}}, "training.batch_size"),
+        ({**base, "training": {"scheduler": "linear"}}, "training.scheduler"),
+        ({"model": {"name": "gan"}}, "no 'data' section"),
+    ):
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(bad))
+        with pytest.raises(ConfigError, match=match):
+            load_config(path)
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        load_config(tmp_path / "missing.yaml")
+    cfg = TrainConfig.from_dict(base)
+    assert cfg.training == LoopConfig() and isinstance(cfg.data, DataConfig)
+    assert dataclasses.replace(cfg.training, epochs=5).epochs == 5
+
+
+@pytest.mark.parametrize("name", ["gan_baseline.yaml", "wgangp.yaml"])
+def test_committed_configs_load_and_have_no_absolute_paths(name, monkeypatch, tmp_path):
+    cfg = load_config(REPO / "configs" / name)
+    assert not any(Path(f).is_absolute() for f in cfg.data.train_files + cfg.data.val_files)
+    monkeypatch.setenv("CALOFORGE_CACHE", str(tmp_path))
+    assert resolve_sample_path(cfg.data.train_files[0]) == tmp_path / "samples" / "train_gamma.h5"
+    assert resolve_sample_path("train_e-.h5") == tmp_path / "samples" / "train_e-.h5"
