@@ -143,6 +143,102 @@ def train(
     typer.echo(f"best checkpoint: {best}")
 
 
+def _load_samplers(models: list[Path], device: str) -> tuple[dict, list[str]]:
+    """PDG id -> sampler from checkpoints (default: the shipped models), and their descriptions."""
+    from caloforge.models import load_model
+    from caloforge.models.pretrained import default_model_paths
+
+    paths = models or list(default_model_paths().values())
+    if not paths:
+        raise ValueError("no shipped models in this installation: pass --model CHECKPOINT (from caloforge train)")
+    samplers, names = {}, []
+    for path in paths:
+        model = load_model(path, device=device)
+        samplers.update(model.samplers())
+        names.append(f"{Path(path).name} ({', '.join(model.particles)}, {model.n_parameters} parameters)")
+    return samplers, names
+
+
+@app.command()
+@_user_errors
+def simulate(
+    particles: Annotated[
+        Optional[Path], typer.Argument(help="Particles: .csv, .h5[:group] or .root[:tree] (event, pdg, px, py, pz[, vx, vy, vz]).")
+    ] = None,
+    output: Annotated[Path, typer.Option("--out", "-o", help="Hits file: .root (TTree) or .h5.")] = Path("hits.root"),
+    gun: Annotated[Optional[str], typer.Option(help="No input file: shoot this particle (e-, e+, gamma or a PDG id).")] = None,
+    events: Annotated[int, typer.Option("--events", "-n", help="Gun: number of single-particle events.")] = 1000,
+    momentum: Annotated[str, typer.Option(help="Gun: GeV/c, MIN:MAX or a fixed value.")] = "0:3",
+    cos_theta: Annotated[str, typer.Option(help="Gun: cos(theta) range MIN:MAX.")] = "-0.83:0.83",
+    seed: Annotated[int, typer.Option(help="Seed of the gun and of the models.")] = 0,
+    model: Annotated[
+        Optional[list[Path]], typer.Option(help="Model checkpoint (repeat for several); default: the shipped models.")
+    ] = None,
+    digitize: Annotated[bool, typer.Option(help="Add electronics noise and apply the readout threshold.")] = False,
+    noise_mev: Annotated[float, typer.Option(help="Digitisation: noise per crystal, MeV (BESIII: 0.2).")] = 0.2,
+    threshold_mev: Annotated[float, typer.Option(help="Digitisation: readout threshold, MeV.")] = 0.5,
+    device: Annotated[str, typer.Option(help="Where the models run: cpu, cuda or auto.")] = "cpu",
+) -> None:
+    """Fast simulation: particles in, BESIII EMC barrel hits out (uses the shipped models by default)."""
+    import time
+
+    from caloforge.detector.conditions import particle as lookup
+    from caloforge.engine import Digitisation, FastSimulation, particle_gun, read_particles, write_result
+    from caloforge.engine.output import OutputExistsError
+
+    t_start = time.perf_counter()
+    if (particles is None) == (gun is None):
+        raise ValueError("give either a particle file or --gun PARTICLE")
+    if output.exists():
+        raise OutputExistsError(f"{output} exists: choose another name or remove it first")
+    if particles is not None:
+        parts = read_particles(particles)
+    else:
+        pdg = lookup(int(gun) if gun.lstrip("-").isdigit() else gun).pdg
+        parts = particle_gun(
+            pdg, events, momentum_gev=parse_momentum(momentum), cos_theta=parse_momentum(cos_theta), seed=seed
+        )
+    samplers, names = _load_samplers(model or [], device)
+    digi = Digitisation(noise_mev * 1e-3, threshold_mev * 1e-3) if digitize else None
+    t_ready = time.perf_counter()
+    result = FastSimulation(samplers, digitisation=digi).simulate(parts, seed=seed)
+    t_sim = time.perf_counter()
+    write_result(result, output)
+    t_end = time.perf_counter()
+    counts = result.status_counts()
+    typer.echo(f"models      {'; '.join(names)}")
+    typer.echo(f"events      {result.n_events} ({len(parts)} particles)")
+    typer.echo("particles   " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+    typer.echo(f"hits        {len(result.hit_energy_gev)} crystals, {result.hit_energy_gev.sum():.4g} GeV in all"
+               + (f" (noise {noise_mev} MeV, threshold {threshold_mev} MeV)" if digi else ""))
+    t = result.timings_s
+    typer.echo(
+        f"time        {t_end - t_start:.2f} s: input+models {t_ready - t_start:.2f}, transport {t['transport']:.2f}, "
+        f"sampling {t['sampling']:.2f}, placement {t['placement']:.2f}, writing {t_end - t_sim:.2f}"
+    )
+    typer.echo(f"speed       {result.n_showers / max(t_end - t_ready, 1e-9):,.0f} showers/s (after loading)")
+    typer.echo(f"wrote       {output}")
+
+
+@app.command()
+@_user_errors
+def generate(
+    checkpoint: Annotated[Path, typer.Argument(help="Model checkpoint (best.pt of a training run or a shipped model).")],
+    like: Annotated[Path, typer.Option(help="Sample file whose conditions (and truth) to reuse, e.g. a Geant4 test sample.")],
+    output: Annotated[Path, typer.Option("--out", "-o", help="Sample file to write (same schema).")],
+    max_events: Annotated[Optional[int], typer.Option(help="Only the first N events of --like.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the model's noise.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+) -> None:
+    """Sample a model under the conditions of a Geant4 sample file (the candidate of `caloforge validate`)."""
+    from caloforge.models import load_model
+    from caloforge.models.generate import generate_like
+
+    model = load_model(checkpoint, device=device)
+    path = generate_like(model, like, output, seed=seed, max_events=max_events, model_path=str(checkpoint))
+    typer.echo(f"wrote {path}")
+
+
 @app.command()
 @_user_errors
 def info(path: Annotated[Path, typer.Argument(help="A caloforge sample file.")]) -> None:
