@@ -95,3 +95,30 @@ def test_generate_writes_a_candidate_like_the_reference(tmp_path, photon_sample,
     ref, cand = read_sample(photon_sample), read_sample(out)
     assert len(cand) == len(ref) and np.array_equal(cand.conditions, ref.conditions)
     assert cand.attrs["generator"] == "model" and np.all(cand.maps_gev >= 0)
+
+
+def test_export_and_both_backends_agree(tmp_path, untrained_gamma_model):
+    from caloforge.export import OnnxShowerModel
+    from caloforge.models import load_model
+
+    onnx_path = tmp_path / "gamma.onnx"
+    result = runner.invoke(app, ["export", str(untrained_gamma_model), "-o", str(onnx_path)])
+    assert result.exit_code == 0, result.output
+    conditions = np.tile(np.array([1.0, 0.01, 0.03, 0.5, 0.002, 20.0], dtype=np.float32), (500, 1))
+    torch_maps = load_model(untrained_gamma_model, device="cpu").sample(conditions, seed=11)
+    onnx_maps = OnnxShowerModel(onnx_path).sample(conditions, seed=11)
+    assert np.allclose(torch_maps, onnx_maps, rtol=1e-4, atol=1e-6)
+    again = runner.invoke(app, ["export", str(untrained_gamma_model), "-o", str(onnx_path)])
+    assert again.exit_code == 2 and "exists" in again.stderr
+    # the engine with either backend gives the same hits
+    hits = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / f"hits_{backend}.h5"
+        r = runner.invoke(app, ["simulate", "--gun", "gamma", "-n", "300", "-o", str(out), "--backend", backend,
+                                "--model", str(untrained_gamma_model)])
+        assert r.exit_code == 0, r.output
+        import h5py
+
+        with h5py.File(out) as f:
+            hits[backend] = f["hits/energy_gev"][:]
+    assert np.allclose(hits["torch"], hits["onnx"], rtol=1e-4, atol=1e-6)

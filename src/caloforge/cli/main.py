@@ -143,19 +143,35 @@ def train(
     typer.echo(f"best checkpoint: {best}")
 
 
-def _load_samplers(models: list[Path], device: str) -> tuple[dict, list[str]]:
-    """PDG id -> sampler from checkpoints (default: the shipped models), and their descriptions."""
+def _load_samplers(models: list[Path], device: str, backend: str) -> tuple[dict, list[str]]:
+    """PDG id -> sampler from model files (default: the shipped models), and their descriptions.
+
+    ``.onnx`` files run in ONNX Runtime; ``.pt`` checkpoints run in PyTorch with ``backend="torch"``, or
+    are exported to a temporary ONNX file first with ``backend="onnx"``.
+    """
+    import tempfile
+
+    from caloforge.export import OnnxShowerModel, export_onnx
     from caloforge.models import load_model
     from caloforge.models.pretrained import default_model_paths
 
-    paths = models or list(default_model_paths().values())
+    if backend not in ("onnx", "torch"):
+        raise ValueError(f"backend {backend!r}: choose onnx or torch")
+    paths = models or list(default_model_paths(backend).values())
     if not paths:
         raise ValueError("no shipped models in this installation: pass --model CHECKPOINT (from caloforge train)")
     samplers, names = {}, []
     for path in paths:
-        model = load_model(path, device=device)
+        path = Path(path)
+        if path.suffix.lower() == ".onnx":
+            model = OnnxShowerModel(path)
+        else:
+            model = load_model(path, device=device)
+            if backend == "onnx":
+                with tempfile.TemporaryDirectory() as tmp:
+                    model = OnnxShowerModel(export_onnx(model, Path(tmp) / "model.onnx"))
         samplers.update(model.samplers())
-        names.append(f"{Path(path).name} ({', '.join(model.particles)}, {model.n_parameters} parameters)")
+        names.append(f"{path.name} ({', '.join(model.particles)}; {backend})")
     return samplers, names
 
 
@@ -177,7 +193,8 @@ def simulate(
     digitize: Annotated[bool, typer.Option(help="Add electronics noise and apply the readout threshold.")] = False,
     noise_mev: Annotated[float, typer.Option(help="Digitisation: noise per crystal, MeV (BESIII: 0.2).")] = 0.2,
     threshold_mev: Annotated[float, typer.Option(help="Digitisation: readout threshold, MeV.")] = 0.5,
-    device: Annotated[str, typer.Option(help="Where the models run: cpu, cuda or auto.")] = "cpu",
+    backend: Annotated[str, typer.Option(help="onnx (ONNX Runtime, fastest on CPU) or torch.")] = "onnx",
+    device: Annotated[str, typer.Option(help="PyTorch backend: cpu, cuda or auto.")] = "cpu",
 ) -> None:
     """Fast simulation: particles in, BESIII EMC barrel hits out (uses the shipped models by default)."""
     import time
@@ -198,7 +215,7 @@ def simulate(
         parts = particle_gun(
             pdg, events, momentum_gev=parse_momentum(momentum), cos_theta=parse_momentum(cos_theta), seed=seed
         )
-    samplers, names = _load_samplers(model or [], device)
+    samplers, names = _load_samplers(model or [], device, backend)
     digi = Digitisation(noise_mev * 1e-3, threshold_mev * 1e-3) if digitize else None
     t_ready = time.perf_counter()
     result = FastSimulation(samplers, digitisation=digi).simulate(parts, seed=seed)
@@ -237,6 +254,24 @@ def generate(
     model = load_model(checkpoint, device=device)
     path = generate_like(model, like, output, seed=seed, max_events=max_events, model_path=str(checkpoint))
     typer.echo(f"wrote {path}")
+
+
+@app.command("export")
+@_user_errors
+def export_model(
+    checkpoint: Annotated[Path, typer.Argument(help="Model checkpoint (.pt) to export.")],
+    output: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write (.onnx).")],
+) -> None:
+    """Export a model's generator to ONNX (dynamic batch; inputs noise, cond[, particle]; output maps in GeV)."""
+    from caloforge.export import export_onnx
+    from caloforge.models import load_model
+
+    model = load_model(checkpoint, device="cpu")
+    path = export_onnx(model, output)
+    inputs = f"noise (batch, {model.config.noise_dim}), cond (batch, 6)"
+    if len(model.particles) > 1:
+        inputs += f", particle (batch,) indexing {list(model.particles)}"
+    typer.echo(f"wrote {path}: inputs {inputs}; output maps (batch, 11, 11) in GeV")
 
 
 @app.command()
