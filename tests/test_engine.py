@@ -148,3 +148,40 @@ def test_bad_root_input(tmp_path):
         read_particles(root)
     with pytest.raises(ParticleInputError, match="no such file"):
         read_particles(tmp_path / "none.root")
+
+
+@pytest.mark.parametrize("suffix", [".root", ".h5"])
+def test_chunks_stream_into_one_file(tmp_path, suffix):
+    from caloforge.engine.output import HitsWriter
+
+    sim = FastSimulation({22: CrossSampler()})
+    first = sim.simulate(make_particles([22, 22], [_towards(10, 10), _towards(20, 20)], event=[0, 1]))
+    second = sim.simulate(make_particles([22], [_towards(30, 30)], event=[2]))
+    with HitsWriter(tmp_path / f"hits{suffix}") as w:
+        w.append(first)
+        w.append(second)
+    path = tmp_path / f"hits{suffix}"
+    if suffix == ".root":
+        ev = uproot.open(path)["events"].arrays(library="ak")
+        assert list(ev["event"]) == [0, 1, 2] and list(ev["nhit"]) == [3, 3, 3]
+        assert list(ev["particle_theta"][2]) == [30]
+    else:
+        with h5py.File(path) as f:
+            assert list(f["event_number"]) == [0, 1, 2] and list(f["hits/offsets"]) == [0, 3, 6, 9]
+            assert list(f["hits/theta"][6:9]) == [25, 30, 30]
+    with pytest.raises(RuntimeError):
+        with HitsWriter(tmp_path / f"broken{suffix}") as w:
+            w.append(first)
+            raise RuntimeError("stop")
+    assert not (tmp_path / f"broken{suffix}").exists() and not (tmp_path / f"broken{suffix}.partial").exists()
+
+
+def test_chunks_never_split_an_event():
+    from caloforge.engine.particles import iter_chunks
+
+    parts = make_particles(np.full(10, 22), np.tile([1.0, 0.0, 0.0], (10, 1)), event=[3, 1, 1, 2, 2, 2, 0, 4, 4, 5])
+    chunks = list(iter_chunks(parts, 3))
+    assert sum(len(c) for c in chunks) == 10
+    seen = [set(c.event.tolist()) for c in chunks]
+    assert all(not (a & b) for i, a in enumerate(seen) for b in seen[i + 1 :])
+    assert [list(c.event) for c in chunks][0] == [0, 1, 1]

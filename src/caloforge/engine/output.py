@@ -1,4 +1,4 @@
-"""Write fast-simulation results: ROOT (uproot, jagged branches) or HDF5 (h5py, offsets).
+"""Write fast-simulation results: ROOT (uproot TTree, jagged branches) or HDF5 (h5py, offsets).
 
 ROOT: one TTree ``events`` (and a TObjString ``caloforge_version``), one entry per event, with the
 branches ``event``; ``nhit`` and the jagged ``hit_gid``, ``hit_part``, ``hit_theta``, ``hit_phi``,
@@ -10,7 +10,9 @@ conditions ``particle_<name>``.
 HDF5: datasets ``event_number`` (E,), ``hits/offsets`` (E+1,) with ``hits/{gid,part,theta,phi,energy_gev}``,
 and ``particles/{event,pdg,momentum_gev,vertex_cm,status,theta,phi,gid,conditions}``.
 
-Both are written to ``<path>.partial`` first and renamed when complete; an existing output is an error.
+:class:`HitsWriter` appends results chunk by chunk (the engine streams large inputs through it);
+everything goes to ``<path>.partial``, renamed when the writer closes without an error. An existing
+output is an error.
 """
 
 from __future__ import annotations
@@ -26,16 +28,31 @@ from caloforge.detector.conditions import CONDITION_NAMES
 from caloforge.detector.geometry import BARREL_GID_OFFSET, BARREL_PART, N_PHI
 from caloforge.engine.fastsim import STATUS_NAMES, SimulationResult
 
+_H5 = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+
 
 class OutputExistsError(ValueError):
     """The output file exists already."""
 
 
+def _hit_columns(result: SimulationResult) -> dict[str, np.ndarray]:
+    return {
+        "gid": result.hit_gid.astype(np.int32),
+        "part": np.full(len(result.hit_theta), BARREL_PART, dtype=np.int16),
+        "theta": result.hit_theta,
+        "phi": result.hit_phi,
+        "energy_gev": result.hit_energy_gev,
+    }
+
+
 def _particle_columns(result: SimulationResult) -> dict[str, np.ndarray]:
+    """Per-particle columns, ordered by event like the hits."""
     p = result.particles
+    order = np.argsort(np.searchsorted(result.event_number, p.event), kind="stable")
     sim = result.particle_theta >= 0
     gid = np.where(sim, BARREL_GID_OFFSET + N_PHI * result.particle_theta + result.particle_phi, -1)
     columns = {
+        "event": p.event,
         "pdg": p.pdg.astype(np.int32),
         "px": p.momentum_gev[:, 0], "py": p.momentum_gev[:, 1], "pz": p.momentum_gev[:, 2],
         "vx": p.vertex_cm[:, 0], "vy": p.vertex_cm[:, 1], "vz": p.vertex_cm[:, 2],
@@ -46,83 +63,112 @@ def _particle_columns(result: SimulationResult) -> dict[str, np.ndarray]:
     }
     for k, name in enumerate(CONDITION_NAMES):
         columns[name] = result.particle_conditions[:, k]
-    return columns
+    return {k: v[order] for k, v in columns.items()}
 
 
-def _write_root(result: SimulationResult, path: Path) -> None:
-    import awkward as ak
-    import uproot
+class HitsWriter:
+    """Append :class:`SimulationResult` chunks to one ROOT (``.root``) or HDF5 (``.h5``) file.
 
-    hit_counts = np.diff(result.hit_offsets)
-    order = np.argsort(np.searchsorted(result.event_number, result.particles.event), kind="stable")
-    particle_counts = np.bincount(
-        np.searchsorted(result.event_number, result.particles.event), minlength=result.n_events
-    )
-    hits = {
-        "gid": result.hit_gid.astype(np.int32),
-        "part": np.full(len(result.hit_theta), BARREL_PART, dtype=np.int16),
-        "theta": result.hit_theta,
-        "phi": result.hit_phi,
-        "energy_gev": result.hit_energy_gev,
-    }
-    particles = {k: v[order] for k, v in _particle_columns(result).items()}
-    data = {
-        "event": result.event_number.astype(np.int64),
-        "hit": ak.zip({k: ak.unflatten(v, hit_counts) for k, v in hits.items()}),
-        "particle": ak.zip({k: ak.unflatten(v, particle_counts) for k, v in particles.items()}),
-    }
-    with uproot.recreate(path) as f:
-        tree = f.mktree("events", {k: (v.dtype if isinstance(v, np.ndarray) else v.type) for k, v in data.items()})
-        tree.extend(data)
-        f["caloforge_version"] = caloforge.__version__  # a TObjString
+    Use as a context manager; the file appears under its name only when the block ends cleanly.
+    """
 
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in (".root", ".h5", ".hdf5"):
+            raise ValueError(f"{self.path}: output must end in .root, .h5 or .hdf5")
+        if self.path.exists():
+            raise OutputExistsError(f"{self.path} exists: choose another name or remove it first")
+        if not self.path.parent.exists():
+            raise ValueError(f"{self.path.parent}: no such directory")
+        self.root = suffix == ".root"
+        self.tmp = self.path.with_name(self.path.name + ".partial")
+        self._file = None
+        self._tree = None
+        self.n_events = 0
 
-def _write_hdf5(result: SimulationResult, path: Path) -> None:
-    import h5py
+    def __enter__(self) -> HitsWriter:
+        if self.root:
+            import uproot
 
-    opts = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
-    with h5py.File(path, "w") as f:
-        f.attrs["caloforge_version"] = caloforge.__version__
-        f.attrs["status_names_json"] = json.dumps({int(k): v for k, v in STATUS_NAMES.items()})
-        f.attrs["condition_names_json"] = json.dumps(CONDITION_NAMES)
-        f.create_dataset("event_number", data=result.event_number)
-        hits = f.create_group("hits")
-        hits.create_dataset("offsets", data=result.hit_offsets)
-        for name, data in (
-            ("gid", result.hit_gid.astype(np.int32)),
-            ("part", np.full(len(result.hit_theta), BARREL_PART, dtype=np.int16)),
-            ("theta", result.hit_theta),
-            ("phi", result.hit_phi),
-            ("energy_gev", result.hit_energy_gev),
-        ):
-            hits.create_dataset(name, data=data, **opts)
-        parts = f.create_group("particles")
-        p = result.particles
-        cols = _particle_columns(result)
-        parts.create_dataset("event", data=p.event)
-        parts.create_dataset("pdg", data=cols["pdg"])
-        parts.create_dataset("momentum_gev", data=p.momentum_gev)
-        parts.create_dataset("vertex_cm", data=p.vertex_cm)
-        for name in ("status", "theta", "phi", "gid"):
-            parts.create_dataset(name, data=cols[name])
-        parts.create_dataset("conditions", data=result.particle_conditions)
+            self._file = uproot.recreate(self.tmp)
+            self._file["caloforge_version"] = caloforge.__version__  # a TObjString
+        else:
+            import h5py
+
+            self._file = h5py.File(self.tmp, "w")
+            self._file.attrs["caloforge_version"] = caloforge.__version__
+            self._file.attrs["status_names_json"] = json.dumps({int(k): v for k, v in STATUS_NAMES.items()})
+            self._file.attrs["condition_names_json"] = json.dumps(CONDITION_NAMES)
+        return self
+
+    def append(self, result: SimulationResult) -> None:
+        """Add the events of one result."""
+        if self.root:
+            self._append_root(result)
+        else:
+            self._append_hdf5(result)
+        self.n_events += result.n_events
+
+    def _append_root(self, result: SimulationResult) -> None:
+        import awkward as ak
+
+        hit_counts = np.diff(result.hit_offsets)
+        particles = _particle_columns(result)
+        particle_counts = np.bincount(
+            np.searchsorted(result.event_number, particles.pop("event")), minlength=result.n_events
+        )
+        data = {
+            "event": result.event_number.astype(np.int64),
+            "hit": ak.zip({k: ak.unflatten(v, hit_counts) for k, v in _hit_columns(result).items()}),
+            "particle": ak.zip({k: ak.unflatten(v, particle_counts) for k, v in particles.items()}),
+        }
+        if self._tree is None:
+            types = {k: (v.dtype if isinstance(v, np.ndarray) else v.type) for k, v in data.items()}
+            self._tree = self._file.mktree("events", types)
+        self._tree.extend(data)
+
+    def _append_hdf5(self, result: SimulationResult) -> None:
+        f = self._file
+        particles = _particle_columns(result)
+        columns = {
+            "event_number": result.event_number,
+            **{f"hits/{k}": v for k, v in _hit_columns(result).items()},
+            "particles/event": particles["event"],
+            "particles/pdg": particles["pdg"],
+            "particles/momentum_gev": np.stack([particles[k] for k in ("px", "py", "pz")], axis=1),
+            "particles/vertex_cm": np.stack([particles[k] for k in ("vx", "vy", "vz")], axis=1),
+            **{f"particles/{k}": particles[k] for k in ("status", "theta", "phi", "gid")},
+            "particles/conditions": np.stack([particles[k] for k in CONDITION_NAMES], axis=1),
+        }
+        if "hits/offsets" not in f:
+            f.create_dataset("hits/offsets", data=np.zeros(1, dtype=np.int64), maxshape=(None,), chunks=(65536,))
+            for name, data in columns.items():
+                f.create_dataset(name, shape=(0, *data.shape[1:]), maxshape=(None, *data.shape[1:]),
+                                 dtype=data.dtype, chunks=(65536, *data.shape[1:]), **_H5)
+        offsets = f["hits/offsets"]
+        base = offsets[-1]
+        n_old = offsets.shape[0]
+        offsets.resize(n_old + result.n_events, axis=0)
+        offsets[n_old:] = base + result.hit_offsets[1:]
+        for name, data in columns.items():
+            ds = f[name]
+            n = ds.shape[0]
+            ds.resize(n + len(data), axis=0)
+            ds[n:] = data
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._file.close()
+            if exc_type is None:
+                os.replace(self.tmp, self.path)
+        finally:
+            if self.tmp.exists():
+                self.tmp.unlink()
 
 
 def write_result(result: SimulationResult, path: str | os.PathLike) -> Path:
-    """Write to ``.root`` or ``.h5``/``.hdf5`` (by suffix), atomically; refuse to overwrite."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".root", ".h5", ".hdf5"):
-        raise ValueError(f"{path}: output must end in .root, .h5 or .hdf5")
-    if path.exists():
-        raise OutputExistsError(f"{path} exists: choose another name or remove it first")
-    if not path.parent.exists():
-        raise ValueError(f"{path.parent}: no such directory")
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        (_write_root if suffix == ".root" else _write_hdf5)(result, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    """Write one result to ``.root`` or ``.h5``/``.hdf5`` (by suffix), atomically; refuse to overwrite."""
+    with HitsWriter(path) as writer:
+        writer.append(result)
+    return Path(path)

@@ -16,6 +16,7 @@ engine as skipped.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,3 +229,22 @@ def particle_gun(
     st = np.sqrt(1 - ct**2)
     mom = p[:, None] * np.stack([st * np.cos(ph), st * np.sin(ph), ct], axis=1)
     return make_particles(np.full(n, pdg), mom, source="particle gun")
+
+
+def iter_chunks(particles: Particles, size: int) -> Iterator[Particles]:
+    """Split a particle list into chunks of about ``size`` particles, never splitting an event.
+
+    Particles are taken in event order (stable within an event).
+    """
+    if size <= 0:
+        raise ValueError(f"chunk size must be positive, got {size}")
+    order = np.argsort(particles.event, kind="stable")
+    event = particles.event[order]
+    start = 0
+    while start < len(order):
+        stop = min(start + size, len(order))
+        if stop < len(order):  # move the cut to the next event boundary
+            stop = int(np.searchsorted(event, event[stop - 1], side="right"))
+        take = order[start:stop]
+        yield Particles(particles.event[take], particles.pdg[take], particles.momentum_gev[take], particles.vertex_cm[take])
+        start = stop

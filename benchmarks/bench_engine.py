@@ -1,0 +1,155 @@
+"""Fast simulation engine against the Geant4 reference, in one run on one machine.
+
+For each particle type (e-, e+, gamma) and the same random tracks (0-3 GeV/c, barrel directions):
+
+* the engine end to end (particle gun, transport, conditions, model sampling, placement, ROOT writing)
+  on ``--tracks`` tracks, called with batches of 1, 100 and 10k particles (batch 1 on fewer tracks);
+* the model sampling alone (ONNX Runtime and PyTorch) at the same batch sizes;
+* the Geant4 reference (single thread, all cores would divide both sides alike) on ``--g4-tracks`` of
+  the same tracks.
+
+Every configuration runs in a fresh process, so its peak memory (max RSS) is its own. The table gives
+showers per second, the speed-up over Geant4 (showers/s divided by Geant4's showers/s per core, both
+measured here), and the peak memory.
+
+    python benchmarks/bench_engine.py [--tracks 50000] [--g4-tracks 300] [--model PATH ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+PARTICLES = {"e-": 11, "e+": -11, "gamma": 22}
+
+
+def _samplers(models: list[str], backend: str):
+    from caloforge.export import OnnxShowerModel, export_onnx
+    from caloforge.models import load_model
+    from caloforge.models.pretrained import default_model_paths
+
+    paths = models or [str(p) for p in default_model_paths("torch").values()]
+    if not paths:
+        raise SystemExit("no shipped models: pass --model CHECKPOINT")
+    samplers = {}
+    for path in paths:
+        model = load_model(path, device="cpu")
+        if backend == "onnx":
+            tmp = Path(tempfile.mkdtemp()) / "m.onnx"
+            model = OnnxShowerModel(export_onnx(model, tmp))
+        samplers.update(model.samplers())
+    return samplers
+
+
+def _engine(args: tuple) -> dict:
+    """End to end: gun -> one hits file, the engine called on chunks of ``batch`` particles."""
+    pdg, n, batch, models, backend, seed = args
+    from caloforge.engine import FastSimulation, particle_gun
+    from caloforge.engine.output import HitsWriter
+    from caloforge.engine.particles import iter_chunks
+
+    sim = FastSimulation(_samplers(models, backend))
+    out = Path(tempfile.mkdtemp()) / "hits.root"
+    t0 = time.perf_counter()
+    parts = particle_gun(pdg, n, seed=seed)
+    showers = 0
+    stages = {"transport": 0.0, "sampling": 0.0, "placement": 0.0, "writing": 0.0}
+    with HitsWriter(out) as writer:
+        for k, chunk in enumerate(iter_chunks(parts, batch)):
+            res = sim.simulate(chunk, seed=k)
+            t_w = time.perf_counter()
+            writer.append(res)
+            stages["writing"] += time.perf_counter() - t_w
+            for key in ("transport", "sampling", "placement"):
+                stages[key] += res.timings_s[key]
+            showers += res.n_showers
+    dt = time.perf_counter() - t0
+    return {"seconds": dt, "showers": showers, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            **stages}
+
+
+def _sampling(args: tuple) -> dict:
+    """Model sampling alone on the conditions of the tracks."""
+    pdg, n, batch, models, backend, seed = args
+    from caloforge.engine import FastSimulation, particle_gun
+
+    samplers = _samplers(models, backend)
+    parts = particle_gun(pdg, n, seed=seed)
+    conditions = FastSimulation(samplers).simulate(parts).particle_conditions
+    conditions = conditions[np.isfinite(conditions[:, 0])]
+    sampler = samplers[pdg]
+    t0 = time.perf_counter()
+    for start in range(0, len(conditions), batch):
+        sampler.sample(conditions[start : start + batch], seed=start, batch_size=batch)
+    dt = time.perf_counter() - t0
+    return {"seconds": dt, "showers": len(conditions), "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _geant4(args: tuple) -> dict:
+    """The Geant4 reference on the same tracks (one process, one thread)."""
+    pdg, n, seed = args
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    from caloforge.detector.conditions import PARTICLES_BY_PDG
+    from caloforge.engine import particle_gun
+    from caloforge.fullsim import g4app
+
+    g4app.g4.G4EmParameters.Instance().SetVerbose(0)
+    app = g4app.Geant4Barrel(g4app.SimSettings())
+    parts = particle_gun(pdg, n, seed=seed)
+    name = PARTICLES_BY_PDG[pdg].name
+    app.simulate([(name, parts.momentum_gev[0], 1)])  # physics tables
+    t0 = time.perf_counter()
+    app.simulate([(name, parts.momentum_gev[i], i + 2) for i in range(n)])
+    dt = time.perf_counter() - t0
+    return {"seconds": dt, "showers": n, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def run_isolated(func, args):
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(func, (args,))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracks", type=int, default=50_000)
+    parser.add_argument("--batch1-tracks", type=int, default=500, help="tracks for batch size 1")
+    parser.add_argument("--g4-tracks", type=int, default=300)
+    parser.add_argument("--model", action="append", default=[], help="checkpoint(s); default the shipped models")
+    parser.add_argument("--particles", default="e-,e+,gamma")
+    args = parser.parse_args()
+
+    rows = []
+    for name in args.particles.split(","):
+        pdg = PARTICLES[name]
+        g4 = run_isolated(_geant4, (pdg, args.g4_tracks, 5))
+        g4_rate = g4["showers"] / g4["seconds"]
+        rows.append((name, "Geant4 (1 thread)", "-", g4, g4_rate))
+        for batch in (1, 100, 10_000):
+            n = args.batch1_tracks if batch == 1 else args.tracks
+            for backend in ("onnx", "torch"):
+                r = run_isolated(_sampling, (pdg, n, batch, args.model, backend, 5))
+                rows.append((name, f"sampling only ({backend})", batch, r, g4_rate))
+            r = run_isolated(_engine, (pdg, n, batch, args.model, "onnx", 5))
+            rows.append((name, "engine end to end (onnx)", batch, r, g4_rate))
+
+    print(f"{'particle':>8} {'what':>26} {'batch':>6} {'showers':>8} {'seconds':>8} {'showers/s':>10} "
+          f"{'vs Geant4':>9} {'peak MB':>8}  where the time goes")
+    for name, what, batch, r, g4_rate in rows:
+        rate = r["showers"] / r["seconds"]
+        where = ""
+        if "transport" in r:
+            where = ", ".join(f"{k} {r[k]:.2f}" for k in ("transport", "sampling", "placement", "writing"))
+        print(f"{name:>8} {what:>26} {batch!s:>6} {r['showers']:>8} {r['seconds']:>8.2f} {rate:>10.0f} "
+              f"{rate / g4_rate:>8.0f}x {r['maxrss_mb']:>8.0f}  {where}")
+
+
+if __name__ == "__main__":
+    main()
