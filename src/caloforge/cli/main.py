@@ -123,7 +123,7 @@ def samples(
 @app.command()
 @_user_errors
 def train(
-    config: Annotated[Path, typer.Argument(help="Training configuration (YAML), e.g. configs/gan_baseline.yaml.")],
+    config: Annotated[Path, typer.Argument(help="Training configuration (YAML), e.g. configs/gan_gamma.yaml.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, metrics.csv, config.yaml.")],
     resume: Annotated[
         bool,

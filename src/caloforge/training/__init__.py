@@ -6,7 +6,7 @@
 * :mod:`caloforge.training.selection` -- the checkpoint-selection metric (mean separation power of a few
   shower shapes), private to training
 
-Run ``caloforge train CONFIG -o DIR`` or :func:`train` (``train("configs/gan_baseline.yaml", "runs/gan")``).
+Run ``caloforge train CONFIG -o DIR`` or :func:`train` (``train("configs/gan_gamma.yaml", "runs/gan")``).
 """
 
 from caloforge.training.config import DataConfig, LoopConfig, TrainConfig, load_config, save_config
