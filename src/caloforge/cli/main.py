@@ -289,6 +289,42 @@ def export_model(
 
 @app.command()
 @_user_errors
+def validate(
+    reference: Annotated[Path, typer.Argument(help="The Geant4 reference sample file.")],
+    candidate: Annotated[Path, typer.Argument(help="The sample file to validate (same particle type).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for report.html and metrics.json.")],
+    floor: Annotated[
+        Optional[Path], typer.Option(help="A second, independent Geant4 sample: the Geant4-vs-Geant4 floor.")
+    ] = None,
+    max_events: Annotated[int, typer.Option(help="Events read from each file (the first ones).")] = 50_000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap, the classifiers and FPD/KPD.")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace report.html and metrics.json in the folder.")] = False,
+) -> None:
+    """Compare a sample with a Geant4 reference: metrics, verdicts and a self-contained HTML report."""
+    from caloforge.validation.report import validate as validate_samples
+
+    metrics = validate_samples(
+        reference, candidate, output, floor=floor, max_events=max_events, seed=seed, overwrite=force
+    )
+    summary = metrics["summary"]
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in summary["counts"].items() if n)
+    typer.echo(f"report:  {metrics['outputs']['report']}")
+    typer.echo(f"metrics: {metrics['outputs']['metrics']}")
+    typer.echo(
+        f"verdict: {summary['overall']} ({counts}; judged against the {metrics['settings']['judged_against']})"
+    )
+    flagged = {
+        **summary["observables"],
+        **{f"classifier, {k.replace('_', '-')} inputs": v for k, v in summary["classifier"].items()},
+        **{f"resolution, {k}": v for k, v in summary["resolution"].items()},
+    }
+    for name, verdict in flagged.items():
+        if verdict != "compatible":
+            typer.echo(f"  {verdict:<12} {name}")
+
+
+@app.command()
+@_user_errors
 def info(path: Annotated[Path, typer.Argument(help="A caloforge sample file.")]) -> None:
     """Print a summary of a sample file: provenance, settings, events, energy containment."""
     from caloforge.data.summary import summarize

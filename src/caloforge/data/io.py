@@ -111,7 +111,7 @@ def _event_records(events: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     mass = np.array([PARTICLES_BY_PDG[int(p)].mass_gev for p in events["pdg"]]) if n else np.zeros(0)
     p = np.linalg.norm(events["vertex_momentum_gev"], axis=-1)
     records = {
-        "showers": (events["maps_gev"].reshape(n, -1) * MEV_PER_GEV).astype(np.float32),
+        "showers": (events["maps_gev"].reshape(n, WINDOW * WINDOW) * MEV_PER_GEV).astype(np.float32),
         "incident_energies": (np.hypot(p, mass) * MEV_PER_GEV).astype(np.float32)[:, None],
         "gid": crystal_gid(events["theta_index"].astype(np.int32), events["phi_index"].astype(np.int32)),
     }

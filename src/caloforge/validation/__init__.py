@@ -6,11 +6,23 @@
   collects the scalar ones per event.
 * :mod:`caloforge.validation.metrics` -- separation power (CaloChallenge), Wasserstein-1, chi^2/ndf,
   bootstrap errors, and the Frechet / kernel physics distances (FPD, KPD) on feature arrays.
+* :mod:`caloforge.validation.classifier` -- the classifier two-sample test (CaloChallenge: AUC and the
+  JSD of a calibrated network), on low-level (cells) or high-level (observables) inputs.
+* :mod:`caloforge.validation.report` -- :func:`validate`: a candidate sample against a Geant4
+  reference (and a Geant4 floor), per momentum slice, with verdicts; ``report.html`` and
+  ``metrics.json``. Its figures come from :mod:`caloforge.validation.plots` (matplotlib, hist,
+  mplhep), imported only when a report is drawn.
 
 All functions are pure and vectorised over events. Hit maps are (N, 11, 11) in GeV (rows theta, columns
 phi, centre crystal at [5, 5]); positions are in cm.
 """
 
+from caloforge.validation.classifier import (
+    ClassifierResult,
+    classifier_test,
+    high_level_inputs,
+    low_level_inputs,
+)
 from caloforge.validation.metrics import (
     bootstrap,
     chi2_ndf,
@@ -44,15 +56,30 @@ from caloforge.validation.observables import (
     widths_and_asymmetries,
     zernike_moments,
 )
+from caloforge.validation.report import (
+    MOMENTUM_SLICES_GEV,
+    OBSERVABLES,
+    ValidationInputError,
+    compare_distributions,
+    resolution_study,
+    sample_observables,
+    validate,
+)
 
 __all__ = [
     "HIGH_LEVEL_FEATURE_NAMES",
     "LAT_R0_CM",
+    "MOMENTUM_SLICES_GEV",
     "NXN_SIZES",
+    "OBSERVABLES",
     "ZERNIKE_R0_CM",
+    "ClassifierResult",
+    "ValidationInputError",
     "bootstrap",
     "cell_energy_spectrum",
     "chi2_ndf",
+    "classifier_test",
+    "compare_distributions",
     "crystal_positions_cm",
     "distance_to_entry_cm",
     "e_nxn",
@@ -64,14 +91,19 @@ __all__ = [
     "fpd",
     "frechet_distance",
     "high_level_features",
+    "high_level_inputs",
     "kpd",
     "lat_moment",
+    "low_level_inputs",
+    "resolution_study",
+    "sample_observables",
     "second_moment_cm2",
     "separation_power",
     "shared_bin_edges",
     "sparsity",
     "stack_features",
     "standardise",
+    "validate",
     "wasserstein_1",
     "widths_and_asymmetries",
     "zernike_moments",
