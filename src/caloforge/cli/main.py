@@ -108,12 +108,15 @@ def samples(
     out_dir: Annotated[Optional[Path], typer.Option(help="Folder (default ~/.cache/caloforge/samples).")] = None,
     train: Annotated[int, typer.Option(help="Training events per particle.")] = 200_000,
     test: Annotated[int, typer.Option(help="Test events per particle.")] = 20_000,
+    floor: Annotated[int, typer.Option(help="Events per particle of the independent Geant4 floor sample.")] = 10_000,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).")] = None,
 ) -> None:
-    """Make the reference training and test samples for e-, e+ and gamma (resumes if interrupted)."""
+    """Make the Geant4 training, test and floor samples for e-, e+ and gamma (resumes if interrupted)."""
     from caloforge.data.production import DEFAULT_CACHE, make_reference_samples
 
-    made = make_reference_samples(out_dir or DEFAULT_CACHE / "samples", n_train=train, n_test=test, workers=workers)
+    made = make_reference_samples(
+        out_dir or DEFAULT_CACHE / "samples", n_train=train, n_test=test, n_floor=floor, workers=workers
+    )
     for s in made:
         typer.echo(f"{s.path}: +{s.n_new} events ({s.n_total} in all), {s.ms_per_event:.2f} ms per event")
     if not made:

@@ -130,6 +130,7 @@ REFERENCE_SAMPLES = {
     # name: (events per particle, master seed offset)
     "train": (200_000, 1),
     "test": (20_000, 1001),
+    "floor": (10_000, 2001),  # an independent Geant4 sample: the Geant4-vs-Geant4 floor of the validation
 }
 SEED_BY_PARTICLE = {"e-": 0, "e+": 100, "gamma": 200}
 
@@ -139,12 +140,13 @@ def make_reference_samples(
     *,
     n_train: int = REFERENCE_SAMPLES["train"][0],
     n_test: int = REFERENCE_SAMPLES["test"][0],
+    n_floor: int = REFERENCE_SAMPLES["floor"][0],
     particles: tuple[str, ...] = ("e-", "e+", "gamma"),
     step: int = 25_000,
     workers: int | None = None,
     progress: bool = True,
 ) -> list[ProductionSummary]:
-    """Make (or complete) ``{train,test}_{particle}.h5`` with the default gun (0-3 GeV/c, barrel).
+    """Make (or complete) ``{train,test,floor}_{particle}.h5`` with the default gun (0-3 GeV/c, barrel).
 
     Files that already hold enough events are left alone; shorter ones are extended, so an
     interrupted production resumes where it stopped when the command is run again. Files grow by
@@ -154,7 +156,7 @@ def make_reference_samples(
     out.mkdir(parents=True, exist_ok=True)
     summaries = []
     # grow the files in rounds so that an interrupted production leaves all particles alike
-    for split, n_wanted in (("test", n_test), ("train", n_train)):
+    for split, n_wanted in (("test", n_test), ("train", n_train), ("floor", n_floor)):
         for target in range(step, n_wanted + step, step):
             for name in particles:
                 path = out / f"{split}_{name}.h5"

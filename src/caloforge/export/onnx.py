@@ -35,6 +35,7 @@ from torch import nn
 import caloforge
 from caloforge.detector.conditions import CONDITION_NAMES, PARTICLES, particle
 from caloforge.detector.geometry import WINDOW
+from caloforge.models.base import condition_array
 
 OPSET = 17
 
@@ -132,11 +133,7 @@ class OnnxShowerModel:
         batch_size: int = 8192,
     ) -> np.ndarray:
         """Maps (N, 11, 11) in GeV; arguments as :meth:`caloforge.models.ShowerModel.sample`."""
-        c = np.asarray(conditions, dtype=np.float32)
-        if c.ndim == 1:
-            c = np.broadcast_to(c, (1 if n is None else n, c.shape[0]))
-        if c.ndim != 2 or c.shape[1] != len(CONDITION_NAMES) or not np.isfinite(c).all():
-            raise ValueError(f"conditions must be finite with shape (N, {len(CONDITION_NAMES)})")
+        c = condition_array(conditions, n, batch_size)
         k = self._index(particle)
         rng = np.random.default_rng(seed)
         out = np.empty((len(c), WINDOW, WINDOW), dtype=np.float32)

@@ -362,17 +362,7 @@ class ShowerModel(nn.Module, ABC):
             (N, 11, 11) float32 maps of deposited energy in GeV, non-negative; rows theta_index,
             columns phi_index, centre crystal at [5, 5].
         """
-        c = np.asarray(conditions, dtype=np.float32)
-        if c.ndim == 1:
-            c = np.broadcast_to(c, (1 if n is None else n, c.shape[0]))
-        elif n is not None and n != len(c):
-            raise ValueError(f"n={n} does not match the {len(c)} condition vectors given")
-        if c.ndim != 2 or c.shape[1] != N_CONDITIONS:
-            raise ValueError(f"conditions must have shape (N, {N_CONDITIONS}) or ({N_CONDITIONS},), got {c.shape}")
-        if not np.isfinite(c).all():
-            raise ValueError("conditions contain NaN or infinite values")
-        if batch_size <= 0:
-            raise ValueError("batch_size must be positive")
+        c = condition_array(conditions, n, batch_size)
         k = self.particle_index(particle)
         rng = np.random.default_rng(seed)
         device = self.device
@@ -488,6 +478,22 @@ class ShowerModel(nn.Module, ABC):
             return cls.from_checkpoint(ckpt, device=device)
         except CheckpointError as err:
             raise CheckpointError(f"{path}: {err}") from None
+
+
+def condition_array(conditions: np.ndarray, n: int | None, batch_size: int) -> np.ndarray:
+    """Check the arguments of ``sample``: (N, 6) float32 conditions, or one vector (6,) repeated ``n`` times."""
+    c = np.asarray(conditions, dtype=np.float32)
+    if c.ndim == 1:
+        c = np.broadcast_to(c, (1 if n is None else n, c.shape[0]))
+    elif n is not None and n != len(c):
+        raise ValueError(f"n={n} does not match the {len(c)} condition vectors given")
+    if c.ndim != 2 or c.shape[1] != N_CONDITIONS:
+        raise ValueError(f"conditions must have shape (N, {N_CONDITIONS}) or ({N_CONDITIONS},), got {c.shape}")
+    if not np.isfinite(c).all():
+        raise ValueError("conditions contain NaN or infinite values")
+    if batch_size <= 0:
+        raise ValueError("batch_size must be positive")
+    return c
 
 
 @dataclass(frozen=True)

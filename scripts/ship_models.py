@@ -1,0 +1,226 @@
+"""Ship trained models as the package defaults, with their validation numbers and model card.
+
+For each particle type: take ``best.pt`` of its training run, save the model into
+``src/caloforge/models/pretrained/gan_<particle>.pt`` and its ONNX export next to it, sample it under
+the conditions of the Geant4 test sample, validate it against Geant4 (with the independent Geant4
+floor sample), measure the energy response per momentum slice, the E5x5 spread of one repeated track
+against Geant4's, and the ONNX sampling speed, and write ``MODEL_CARD.md``.
+
+    python scripts/ship_models.py [--runs ~/.cache/caloforge/runs] [--events 10000]
+
+Needs ``caloforge samples`` (test and floor files) to have run; makes the fixed-track Geant4 samples
+(2000 events of (px, py, pz) = (0.32, 0.73, 0.01) GeV/c per particle) when they are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from caloforge.data.io import read_attrs, read_sample
+from caloforge.data.production import DEFAULT_CACHE, make_sample
+from caloforge.export import OnnxShowerModel, export_onnx
+from caloforge.fullsim.runner import GunSpec
+from caloforge.models import load_model
+from caloforge.models.generate import generate_like
+from caloforge.models.pretrained import DEFAULT_STEMS, HERE
+from caloforge.validation.report import validate
+
+TRACK_GEV = (0.32, 0.73, 0.01)
+SLICES_GEV = ((0.2, 0.4), (0.5, 0.7), (1.1, 1.3), (1.8, 2.0), (0.0, 3.0))
+CARD_OBSERVABLES = ("e1x1_gev", "e3x3_gev", "e5x5_gev", "e7x7_gev", "e9x9_gev", "e11x11_gev",
+                    "second_moment_cm2", "lat", "a20", "a42")
+
+
+def energy_response(ref, cand) -> list[dict]:
+    """Mean map energy of candidate over Geant4 per momentum slice (same conditions event by event)."""
+    rows = []
+    for lo, hi in SLICES_GEV:
+        sel = (ref.p_gev >= lo) & (ref.p_gev < hi)
+        e_ref, e_cand = ref.maps_gev[sel].sum(axis=(1, 2)), cand.maps_gev[sel].sum(axis=(1, 2))
+        err = np.hypot(e_ref.std() / e_ref.mean(), e_cand.std() / e_cand.mean()) / np.sqrt(sel.sum())
+        rows.append({"slice_gev": [lo, hi], "n": int(sel.sum()), "geant4_mean_gev": float(e_ref.mean()),
+                     "model_mean_gev": float(e_cand.mean()), "ratio": float(e_cand.mean() / e_ref.mean()),
+                     "ratio_error": float(err * e_cand.mean() / e_ref.mean())})
+    return rows
+
+
+def resolution(track_ref, track_cand) -> dict:
+    e5_ref = track_ref.maps_gev[:, 3:8, 3:8].sum(axis=(1, 2))
+    e5_cand = track_cand.maps_gev[:, 3:8, 3:8].sum(axis=(1, 2))
+
+    def width(x):
+        q16, q84 = np.percentile(x, [16, 84])
+        return 0.5 * (q84 - q16)
+
+    return {"track_gev": list(TRACK_GEV), "n": len(e5_ref),
+            "geant4_e5x5_std_gev": float(e5_ref.std()), "model_e5x5_std_gev": float(e5_cand.std()),
+            "std_ratio": float(e5_cand.std() / e5_ref.std()),
+            "geant4_e5x5_sigma68_gev": float(width(e5_ref)), "model_e5x5_sigma68_gev": float(width(e5_cand)),
+            "sigma68_ratio": float(width(e5_cand) / width(e5_ref))}
+
+
+def sampling_speed(onnx_path: Path, conditions: np.ndarray, n: int = 50_000) -> float:
+    model = OnnxShowerModel(onnx_path)
+    c = conditions[np.arange(n) % len(conditions)]
+    model.sample(c[:1000], seed=0)
+    t0 = time.perf_counter()
+    model.sample(c, seed=1, batch_size=10_000)
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=DEFAULT_CACHE / "runs")
+    parser.add_argument("--samples", type=Path, default=DEFAULT_CACHE / "samples")
+    parser.add_argument("--work", type=Path, default=DEFAULT_CACHE / "validation")
+    parser.add_argument("--events", type=int, default=10_000, help="events per validation sample")
+    parser.add_argument("--particles", default="gamma,e-,e+")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+
+    cards = {}
+    for name in args.particles.split(","):
+        run = args.runs / f"gan_{name}"
+        best = run / "best.pt"
+        model = load_model(best, device="cpu")
+        target = HERE / f"{DEFAULT_STEMS[name]}.pt"
+        model.save(target)
+        onnx_path = target.with_suffix(".onnx")
+        if onnx_path.exists():
+            onnx_path.unlink()
+        export_onnx(model, onnx_path)
+
+        test = args.samples / f"test_{name}.h5"
+        floor = args.samples / f"floor_{name}.h5"
+        cand = args.work / f"model_{name}.h5"
+        if cand.exists():
+            cand.unlink()
+        generate_like(model, test, cand, seed=1, max_events=args.events, model_path=str(target), progress=False)
+        out = args.work / name
+        if out.exists():
+            shutil.rmtree(out)
+        metrics = validate(test, cand, out, floor=floor, max_events=args.events, seed=0)
+
+        track = args.samples / f"track_{name}.h5"
+        if not track.exists():
+            make_sample(track, GunSpec(name, track_gev=TRACK_GEV, seed=3001), 2000, progress=False)
+        track_cand = args.work / f"model_track_{name}.h5"
+        if track_cand.exists():
+            track_cand.unlink()
+        generate_like(model, track, track_cand, seed=2, model_path=str(target), progress=False)
+
+        ref, gen = read_sample(test, 0, args.events), read_sample(cand)
+        metrics_file = out / "metrics.json"
+        obs = metrics["slices"]["all"]["observables"]
+        cards[name] = {
+            "checkpoint": target.name,
+            "onnx": onnx_path.name,
+            "parameters": model.parameter_counts() if hasattr(model, "parameter_counts") else model.n_parameters,
+            "run": {"config": json.loads(json.dumps(_read_yaml(run / "config.yaml"))),
+                    "epochs_done": _epochs(run / "metrics.csv")},
+            "training_sample": _sample_description(args.samples / f"train_{name}.h5"),
+            "separation_power": {k: {"model": obs[k]["candidate"]["separation_power"],
+                                     "model_error": obs[k]["candidate"]["separation_power_error"],
+                                     "geant4_floor": obs[k].get("floor", {}).get("separation_power"),
+                                     "verdict": obs[k]["verdict"]} for k in CARD_OBSERVABLES if k in obs},
+            "classifier": metrics.get("classifier", {}),
+            "summary": metrics["summary"],
+            "energy_response": energy_response(ref, gen),
+            "resolution": resolution(read_sample(track), read_sample(track_cand)),
+            "onnx_showers_per_s": sampling_speed(onnx_path, ref.conditions),
+            "report": str(out / "report.html"),
+            "metrics_file": str(metrics_file),
+        }
+        print(f"{name}: {metrics['summary']['overall']} ({metrics['summary']['counts']})", flush=True)
+
+    (HERE / "validation.json").write_text(json.dumps(cards, indent=1, default=float))
+    (HERE / "MODEL_CARD.md").write_text(render_card(cards))
+    print(f"wrote {HERE / 'MODEL_CARD.md'}")
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def _epochs(metrics_csv: Path) -> int:
+    import csv
+
+    with open(metrics_csv) as f:
+        return sum(1 for row in csv.DictReader(f) if row["phase"] == "train")
+
+
+def _sample_description(path: Path) -> dict:
+    a = read_attrs(path)
+    return {"file": path.name, "events_in_file": a["n_events"], "gun": a["gun"], "geant4_version": a["geant4_version"],
+            "geant4_datasets": a["geant4_datasets"], "physics_list": a["physics_list"],
+            "production_cut_mm": a["production_cut_mm"], "tof": a["tof"]}
+
+
+def _fmt(x, digits=4) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def render_card(cards: dict) -> str:
+    lines = [
+        "# caloforge default models: model card",
+        "",
+        f"Written by `scripts/ship_models.py` on {date.today().isoformat()}; the numbers below are in",
+        "`validation.json` beside this file. One conditional GAN per particle type, the seed's architecture",
+        "(SPEC section 4; `src/caloforge/models/gan.py`), trained with `caloforge train configs/gan_<particle>.yaml`.",
+        "Inputs: the six conditions of `docs/conventions.md` of the undisturbed track at the crystal front face;",
+        "output: the 11x11 crystal energies in GeV. `.pt` is the PyTorch checkpoint, `.onnx` the ONNX export that",
+        "`caloforge simulate` runs by default.",
+        "",
+    ]
+    for name, c in cards.items():
+        ts, run = c["training_sample"], c["run"]
+        data = run["config"]["data"]
+        lines += [
+            f"## {name}: `{c['checkpoint']}`, `{c['onnx']}`",
+            "",
+            f"- Parameters: {c['parameters']}",
+            f"- Training sample: the first {data.get('max_events')} events of `{ts['file']}` (Geant4 "
+            f"{ts['geant4_version']}, {ts['physics_list']}, cut {ts['production_cut_mm']} mm, TOF "
+            f"{'on' if ts['tof'] else 'off'}, gun {ts['gun']}, data sets {ts['geant4_datasets'].get('G4LEDATA')} "
+            f"(reduced offline EM data)), {data.get('val_fraction')} of them held out for checkpoint selection.",
+            f"- Settings: {run['config']['model']}; training {run['config']['training']}; "
+            f"{run['epochs_done']} GAN epochs done; best epoch chosen by the mean separation power of "
+            "E1x1, E3x3, E5x5, E11x11, E3x3/E5x5 on the held-out events.",
+            f"- Validation against the Geant4 test sample (`{Path(c['report']).parent.name}/report.html`): "
+            f"overall **{c['summary']['overall']}**, {c['summary']['counts']}.",
+            f"- ONNX Runtime sampling on this machine: {c['onnx_showers_per_s']:,.0f} showers/s (batch 10k, 2 cores).",
+            "",
+            "| observable | separation power (model) | Geant4 floor | verdict |",
+            "| --- | --- | --- | --- |",
+        ]
+        for k, v in c["separation_power"].items():
+            lines.append(f"| {k} | {_fmt(v['model'])} +- {_fmt(v['model_error'])} | {_fmt(v['geant4_floor'])} | {v['verdict']} |")
+        lines += ["", "| momentum slice (GeV/c) | events | Geant4 mean E11x11 (GeV) | model / Geant4 |",
+                  "| --- | --- | --- | --- |"]
+        for r in c["energy_response"]:
+            lines.append(f"| {r['slice_gev'][0]}-{r['slice_gev'][1]} | {r['n']} | {r['geant4_mean_gev']:.4f} | "
+                         f"{r['ratio']:.4f} +- {r['ratio_error']:.4f} |")
+        res = c["resolution"]
+        lines += ["", f"Repeated track {tuple(res['track_gev'])} GeV/c, {res['n']} events: E5x5 std Geant4 "
+                  f"{res['geant4_e5x5_std_gev']:.4f} GeV, model {res['model_e5x5_std_gev']:.4f} GeV (ratio "
+                  f"{res['std_ratio']:.3f}); sigma68 ratio {res['sigma68_ratio']:.3f}.", ""]
+        clf = c.get("classifier") or {}
+        for kind, r in clf.items():
+            if isinstance(r, dict) and "candidate" in r:
+                lines.append(f"Classifier ({kind} inputs): AUC {_fmt(r['candidate'].get('auc'), 3)}; "
+                             f"Geant4 floor {_fmt((r.get('floor') or {}).get('auc'), 3)}.")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
