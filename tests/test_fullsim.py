@@ -93,3 +93,23 @@ def test_no_crystal_solid_is_twisted_in_geant4():
             verts.append(g4.G4TwoVector(x * g4.cm, y * g4.cm))
         twisted += g4.G4GenericTrap("c", half * g4.cm, verts).IsTwisted()
     assert twisted == 0  # pybes3's raw vertices give 5040 twisted solids
+
+
+def test_a_looper_in_the_vacuum_is_killed_not_followed_for_kilometres():
+    """An e- of 50 MeV/c with almost no p_z spirals in the vacuum; the 10 m track limit ends it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, time, numpy as np\n"
+        "from caloforge.fullsim.g4app import Geant4Barrel, SimSettings\n"
+        "os.dup2(os.open(os.devnull, os.O_WRONLY), 1)\n"
+        "app = Geant4Barrel(SimSettings(tof=False))\n"
+        "d = np.array([1.0, 0.0, 2e-4]); d /= np.linalg.norm(d)\n"
+        "t0 = time.perf_counter(); app.simulate([('e-', 0.05 * d, 1)])\n"
+        "os.write(2, f'SECONDS {time.perf_counter() - t0:.2f}'.encode())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    seconds = float(out.stderr.rsplit("SECONDS", 1)[1])
+    assert seconds < 20  # without the limit: 30 km of spiral, hours

@@ -36,7 +36,7 @@ class ProductionSummary:
 
 def _geant4_provenance() -> dict:
     """Geant4 version and data sets, read without starting Geant4 (import only)."""
-    from caloforge.fullsim.g4app import PHYSICS_LIST, geant4_datasets, geant4_version
+    from caloforge.fullsim.g4app import PHYSICS_LIST, TRACK_LIMIT, geant4_datasets, geant4_version
 
     datasets = geant4_datasets()
     reduced = any("surrogate" in v or v.rstrip("/").endswith("empty") for v in datasets.values())
@@ -51,6 +51,7 @@ def _geant4_provenance() -> dict:
             else "official Geant4 data sets"
         ),
         "physics_list": PHYSICS_LIST,
+        "track_limit": TRACK_LIMIT,
     }
 
 
@@ -83,6 +84,7 @@ def make_sample(
     run_key = {"gun": gun.describe(), "settings": settings, **{k: provenance[k] for k in ("geant4_version", "geant4_datasets", "physics_list")}}
     start_attempt = 0
     counts = {name: 0 for name in STATUS_NAMES.values()}
+    limit_from = 0  # first attempt simulated with the looper track-length limit
     if append:
         old = read_attrs(output)
         old_key = {k: old.get(k) for k in run_key}
@@ -91,6 +93,8 @@ def make_sample(
             raise SampleFileError(f"{output}: made with other {', '.join(diff)}; cannot append to it")
         start_attempt = int(old["next_attempt"])
         counts = dict(old["attempt_counts"])
+        # files begun before the limit existed (first production, 2026-11-22) carry it from here on
+        limit_from = int(old.get("track_limit_from_attempt", start_attempt))
 
     t0 = time.perf_counter()
     n_new = 0
@@ -118,6 +122,8 @@ def make_sample(
             tof=tof,
             b_field_t=1.0,
             master_seed=gun.seed,
+            track_limit=provenance["track_limit"],
+            track_limit_from_attempt=limit_from,
             next_attempt=next_attempt,
             attempt_counts=counts,
         )

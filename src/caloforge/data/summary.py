@@ -25,6 +25,8 @@ def summarize(path: str | os.PathLike, batch_size: int = 50_000) -> str:
         f"Geant4      {attrs.get('geant4_version', '?')}, {attrs.get('physics_list', '?')}, "
         f"cut {attrs.get('production_cut_mm', '?')} mm, TOF {'on' if attrs.get('tof') else 'off'}, "
         f"B = {attrs.get('b_field_t', '?')} T",
+        f"loopers     {attrs.get('track_limit', 'no track-length limit')}"
+        + (f", from attempt {attrs['track_limit_from_attempt']}" if attrs.get("track_limit_from_attempt") else ""),
         f"data sets   {', '.join(f'{k}={v}' for k, v in attrs.get('geant4_datasets', {}).items())}",
         f"            ({attrs.get('geant4_data_note', '')})",
         f"created     {attrs.get('created_utc', '?')}, updated {attrs.get('updated_utc', '?')}",

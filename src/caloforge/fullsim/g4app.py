@@ -22,12 +22,20 @@ Geometry (all cylinders centred on the beam line, lengths in cm):
 Physics: G4EmStandardPhysics (option 0), production cut 0.7 mm for all particles in all regions.
 Energy per crystal is scored by a G4MultiFunctionalDetector with G4PSEnergyDeposit (C++, no Python
 per step).
+
+Loopers: a charged particle that leaves the material with little transverse momentum and almost none
+along z spirals in the vacuum for kilometres (one such positron held a production event for over ten
+minutes). Every volume carries a G4UserLimits with a maximal track length of
+:data:`MAX_TRACK_LENGTH_CM` (10 m, seven times the longest path through the barrel), enforced by
+G4StepLimiterPhysics (G4UserSpecialCuts); such tracks cannot reach the crystals again.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+
+import sys
 
 import numpy as np
 
@@ -36,6 +44,7 @@ import geant4_pybind as g4
 from caloforge.detector.geometry import N_BARREL
 from caloforge.fullsim.crystals import build_crystal_solids
 
+DBL_MAX = sys.float_info.max
 ENTRY_SHELL_INNER_CM = 93.0
 ENTRY_SHELL_OUTER_CM = 93.5
 ENVELOPE_OUTER_CM = 122.8
@@ -44,7 +53,9 @@ TOF_LAYERS_CM = ((81.35, 86.35), (87.05, 92.05))
 TOF_HALF_Z_CM = 133.0
 REAR_LAYERS = (("G4_PLEXIGLASS", 0.3), ("G4_Al", 2.4), ("G4_STAINLESS-STEEL", 0.5))
 CSI_DENSITY_G_CM3 = 4.53
+MAX_TRACK_LENGTH_CM = 1000.0
 PHYSICS_LIST = "G4EmStandardPhysics"
+TRACK_LIMIT = f"G4StepLimiterPhysics: tracks longer than {MAX_TRACK_LENGTH_CM / 100:g} m are killed (loopers)"
 G4_DATA_VARIABLES = (
     "G4LEDATA",
     "G4ENSDFSTATEDATA",
@@ -97,9 +108,11 @@ class BarrelConstruction(g4.G4VUserDetectorConstruction):
         self._keep: list = []  # Geant4 objects that must outlive Construct()
         self.crystal_volumes: list = []
         self.entry_volume = None
+        self.limits = g4.G4UserLimits(DBL_MAX, MAX_TRACK_LENGTH_CM * g4.cm)
 
     def _place(self, solid, material, name: str, mother, pos=None, rot=None, copy_no: int = 0):
         lv = g4.G4LogicalVolume(solid, material, name)
+        lv.SetUserLimits(self.limits)
         if rot is None:
             pv = g4.G4PVPlacement(None, pos or g4.G4ThreeVector(), lv, name, mother, False, copy_no)
         else:
@@ -114,6 +127,7 @@ class BarrelConstruction(g4.G4VUserDetectorConstruction):
 
         world_s = g4.G4Box("World", 300 * cm, 300 * cm, 300 * cm)
         world_lv = g4.G4LogicalVolume(world_s, vacuum, "World")
+        world_lv.SetUserLimits(self.limits)
         world_pv = g4.G4PVPlacement(None, g4.G4ThreeVector(), world_lv, "World", None, False, 0)
         self._keep += [world_s, world_lv, world_pv]
 
@@ -212,6 +226,7 @@ class EmPhysics(g4.G4VModularPhysicsList):
         self.SetVerboseLevel(0)
         self.SetDefaultCutValue(cut_mm * g4.mm)
         self.RegisterPhysics(g4.G4EmStandardPhysics())
+        self.RegisterPhysics(g4.G4StepLimiterPhysics())  # applies the G4UserLimits (looper track length)
 
 
 @dataclass
