@@ -66,6 +66,18 @@ class BarrelGeometry:
         return np.arctan2(np.hypot(fc[:, 0], fc[:, 1]), fc[:, 2])
 
     @functools.cached_property
+    def face_edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Edge lines of the front faces: inward unit normals (44, 120, 4, 3) lying in the face plane
+        and offsets (44, 120, 4) in cm, so that ``normals . x - offsets`` is the distance of the
+        projection of ``x`` inside each edge (positive inside)."""
+        fv = self.front_vertices_cm
+        edges = np.roll(fv, -1, axis=-2) - fv  # edge k from vertex k to k+1
+        inward = np.cross(self.axis[..., None, :], edges)
+        inward /= np.linalg.norm(inward, axis=-1, keepdims=True)
+        inward *= np.sign(np.einsum("...kc,...kc->...k", inward, self.front_center_cm[..., None, :] - fv))[..., None]
+        return _readonly(inward), _readonly(np.einsum("...kc,...kc->...k", inward, fv))
+
+    @functools.cached_property
     def ring_phi0_rad(self) -> np.ndarray:
         """(44,) azimuth of the front-face centre of crystal ``phi_index = 0`` in each ring."""
         fc = self.front_center_cm[:, 0]
@@ -180,15 +192,8 @@ def _face_score(points_cm: np.ndarray, theta: np.ndarray, phi: np.ndarray) -> np
     The point is projected along the face normal onto the face plane; the score is the smallest
     distance to the four edges, positive inside the face and negative outside.
     """
-    geo = barrel_geometry()
-    fv = geo.front_vertices_cm[theta, phi]  # (..., 4, 3)
-    normal = geo.axis[theta, phi]  # (..., 3)
-    centre = geo.front_center_cm[theta, phi]
-    edges = np.roll(fv, -1, axis=-2) - fv  # (..., 4, 3) edge k from vertex k to k+1
-    inward = np.cross(normal[..., None, :], edges)
-    inward /= np.linalg.norm(inward, axis=-1, keepdims=True)
-    sign = np.sign(np.einsum("...kc,...kc->...k", inward, centre[..., None, :] - fv))
-    dist = np.einsum("...kc,...kc->...k", inward * sign[..., None], points_cm[..., None, :] - fv)
+    normals, offsets = barrel_geometry().face_edges
+    dist = np.einsum("...kc,...c->...k", normals[theta, phi], points_cm) - offsets[theta, phi]
     return dist.min(axis=-1)
 
 
@@ -213,11 +218,13 @@ CANDIDATE_OFFSETS = np.array([(dt, dp) for dt in (-2, -1, 0, 1, 2) for dp in (-1
 """(theta, phi) offsets searched around the first guess."""
 
 
-def candidate_crystals(points_cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Candidate crystals around the first guess: (theta, phi, valid), each ``S + (15,)``."""
+def candidate_crystals(
+    points_cm: np.ndarray, offsets: np.ndarray = CANDIDATE_OFFSETS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate crystals around the first guess: (theta, phi, valid), each ``S + (len(offsets),)``."""
     ring, k = guess_crystal(points_cm)
-    t = ring[..., None] + CANDIDATE_OFFSETS[:, 0]
-    p = (k[..., None] + CANDIDATE_OFFSETS[:, 1]) % N_PHI
+    t = ring[..., None] + offsets[:, 0]
+    p = (k[..., None] + offsets[:, 1]) % N_PHI
     valid = (t >= 0) & (t < N_THETA)
     return np.clip(t, 0, N_THETA - 1), p, valid
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from caloforge.detector.geometry import _face_score, barrel_geometry, candidate_crystals
+from caloforge.detector.geometry import N_PHI, _face_score, barrel_geometry, candidate_crystals, guess_crystal
 
 K_GEV_PER_T_CM = 0.00299792458
 """p_T [GeV/c] = K * B [T] * R [cm] for a unit charge."""
@@ -27,6 +27,8 @@ GAP_TOLERANCE_CM = 0.05
 """A crossing this close outside a face edge (in the 0.6 mm wrapping gap) still counts as a hit."""
 SIDE_TOLERANCE_CM = 1.0
 """Tracks entering a crystal through its side (stepped front surface) are matched to the nearest face."""
+TRANSPORT_OFFSETS = np.array([(dt, dp) for dt in (-1, 0, 1) for dp in (-2, -1, 0, 1, 2)])
+"""Crystals searched around the refined guess; +-2 in phi for tracks that graze the surface."""
 
 
 def helix_at(
@@ -116,6 +118,17 @@ def omega_per_cm(momentum_gev: np.ndarray, charge: np.ndarray, b_field_t: float 
     return np.asarray(charge, dtype=np.float64) * b_field_t * K_GEV_PER_T_CM / p
 
 
+def _path_to_plane(
+    x0: np.ndarray, u0: np.ndarray, w: np.ndarray, normal: np.ndarray, point: np.ndarray, s: np.ndarray, iterations: int
+) -> np.ndarray:
+    """Path length where the helix crosses the plane through ``point`` with ``normal`` (Newton from ``s``)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for _ in range(iterations):
+            pos, dirn = helix_at(x0, u0, w, s)
+            s = s - np.einsum("...k,...k->...", normal, pos - point) / np.einsum("...k,...k->...", normal, dirn)
+    return s
+
+
 def propagate_to_front(
     position_cm: np.ndarray,
     momentum_gev: np.ndarray,
@@ -142,24 +155,21 @@ def propagate_to_front(
     w = omega_per_cm(p0, q, b_field_t)
     n = len(x0)
 
+    # first guess where the track crosses r = 95 cm, refined on the plane of that crystal's face
     s_guess = path_to_cylinder(x0, u0, w, GUESS_RADIUS_CM)
     reach = np.isfinite(s_guess)
     s_guess = np.where(reach, s_guess, 0.0)
-    guess_pos, _ = helix_at(x0, u0, w, s_guess)
-
+    iterations = 1 if np.all(w == 0) else 3  # Newton converges in one step on straight lines
     geo = barrel_geometry()
-    t, ph, valid = candidate_crystals(guess_pos)  # (N, C)
-    normal = geo.axis[t, ph]  # (N, C, 3)
-    fc = geo.front_center_cm[t, ph]
+    t0, p0 = guess_crystal(helix_at(x0, u0, w, s_guess)[0])
+    s1 = _path_to_plane(x0, u0, w, geo.axis[t0, p0], geo.front_center_cm[t0, p0], s_guess, iterations)
+    s1 = np.where(np.isfinite(s1), s1, s_guess)
+
+    t, ph, valid = candidate_crystals(helix_at(x0, u0, w, s1)[0], TRANSPORT_OFFSETS)  # (N, C)
     xs, us, ws = x0[:, None, :], u0[:, None, :], w[:, None]
-    pos_g, dir_g = helix_at(xs, us, ws, s_guess[:, None])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = s_guess[:, None] + np.einsum("nck,nck->nc", normal, fc - pos_g) / np.einsum(
-            "nck,nck->nc", normal, dir_g
-        )
-        for _ in range(4):  # Newton on n . (x(s) - fc) = 0
-            pos, dirn = helix_at(xs, us, ws, s)
-            s = s - np.einsum("nck,nck->nc", normal, pos - fc) / np.einsum("nck,nck->nc", normal, dirn)
+    s = _path_to_plane(
+        xs, us, ws, geo.axis[t, ph], geo.front_center_cm[t, ph], np.repeat(s1[:, None], t.shape[1], 1), iterations
+    )
     pos, dirn = helix_at(xs, us, ws, s)
     score = _face_score(pos, t, ph)
     usable = valid & np.isfinite(s) & (s > 0) & reach[:, None]

@@ -133,8 +133,6 @@ def histogram_comparison(
     Returns:
         The figure.
     """
-    import mplhep
-
     edges = np.asarray(edges, dtype=np.float64)
     centres = np.sqrt(edges[:-1] * edges[1:]) if logx else 0.5 * (edges[:-1] + edges[1:])
     with hep_style():
@@ -142,13 +140,7 @@ def histogram_comparison(
         ax, rax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1), "hspace": 0.06})
         dens = [_normalised_histogram(v, edges) for v in samples.values()]
         labels = list(samples)
-        for k, ((d, e), label) in enumerate(zip(dens, labels)):
-            colour, ls = COLOURS[k % len(COLOURS)], LINESTYLES[k % len(LINESTYLES)]
-            if k == 0:
-                mplhep.histplot(d, edges, yerr=e, ax=ax, histtype="errorbar", color=colour, label=label,
-                                markersize=3, flow="none")
-            else:
-                mplhep.histplot(d, edges, ax=ax, histtype="step", color=colour, ls=ls, label=label, flow="none")
+        _overlay(ax, dens, labels, edges)
         if logy:
             ax.set_yscale("log")
         else:
@@ -166,6 +158,19 @@ def histogram_comparison(
     return fig
 
 
+def _overlay(ax, curves: list[tuple[np.ndarray, np.ndarray]], labels: list[str], edges: np.ndarray) -> None:
+    """Draw (values, errors) per bin: the first (the reference) as points with errors, the others as steps."""
+    import mplhep
+
+    for k, ((values, errors), label) in enumerate(zip(curves, labels)):
+        colour, ls = COLOURS[k % len(COLOURS)], LINESTYLES[k % len(LINESTYLES)]
+        if k == 0:
+            mplhep.histplot(values, edges, yerr=errors, ax=ax, histtype="errorbar", color=colour, label=label,
+                            markersize=3, flow="none")
+        else:
+            mplhep.histplot(values, edges, ax=ax, histtype="step", color=colour, ls=ls, label=label, flow="none")
+
+
 def profile_comparison(
     profiles: Mapping[str, tuple[np.ndarray, np.ndarray]],
     *,
@@ -180,8 +185,6 @@ def profile_comparison(
         xlabel: the axis (e.g. "phi offset [crystals]").
         ylabel: the y label.
     """
-    import mplhep
-
     with hep_style():
         fig = _figure(8.6, 4.4)
         axes = fig.subplots(2, 2, sharex=True, gridspec_kw={"height_ratios": (3, 1), "hspace": 0.06, "wspace": 0.3})
@@ -193,13 +196,7 @@ def profile_comparison(
         labels = list(profiles)
         for col, log in enumerate((False, True)):
             ax, rax = axes[0, col], axes[1, col]
-            for k, ((m, e), label) in enumerate(zip(vals, labels)):
-                colour, ls = COLOURS[k % len(COLOURS)], LINESTYLES[k % len(LINESTYLES)]
-                if k == 0:
-                    mplhep.histplot(m, edges, yerr=e, ax=ax, histtype="errorbar", color=colour, label=label,
-                                    markersize=3, flow="none")
-                else:
-                    mplhep.histplot(m, edges, ax=ax, histtype="step", color=colour, ls=ls, label=label, flow="none")
+            _overlay(ax, vals, labels, edges)
             if log:
                 ax.set_yscale("log")
             else:
