@@ -27,25 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from caloforge.export import load_samplers
+
 PARTICLES = {"e-": 11, "e+": -11, "gamma": 22}
-
-
-def _samplers(models: list[str], backend: str):
-    from caloforge.export import OnnxShowerModel, export_onnx
-    from caloforge.models import load_model
-    from caloforge.models.pretrained import default_model_paths
-
-    paths = models or [str(p) for p in default_model_paths("torch").values()]
-    if not paths:
-        raise SystemExit("no shipped models: pass --model CHECKPOINT")
-    samplers = {}
-    for path in paths:
-        model = load_model(path, device="cpu")
-        if backend == "onnx":
-            tmp = Path(tempfile.mkdtemp()) / "m.onnx"
-            model = OnnxShowerModel(export_onnx(model, tmp))
-        samplers.update(model.samplers())
-    return samplers
 
 
 def _engine(args: tuple) -> dict:
@@ -55,7 +39,7 @@ def _engine(args: tuple) -> dict:
     from caloforge.engine.output import HitsWriter
     from caloforge.engine.particles import iter_chunks
 
-    sim = FastSimulation(_samplers(models, backend))
+    sim = FastSimulation(load_samplers(models, backend=backend)[0])
     out = Path(tempfile.mkdtemp()) / "hits.root"
     t0 = time.perf_counter()
     parts = particle_gun(pdg, n, seed=seed)
@@ -80,7 +64,7 @@ def _sampling(args: tuple) -> dict:
     pdg, n, batch, models, backend, seed = args
     from caloforge.engine import FastSimulation, particle_gun
 
-    samplers = _samplers(models, backend)
+    samplers = load_samplers(models, backend=backend)[0]
     parts = particle_gun(pdg, n, seed=seed)
     conditions = FastSimulation(samplers).simulate(parts).particle_conditions
     conditions = conditions[np.isfinite(conditions[:, 0])]

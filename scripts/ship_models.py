@@ -123,7 +123,7 @@ def main() -> None:
             "checkpoint": target.name,
             "onnx": onnx_path.name,
             "parameters": model.parameter_counts() if hasattr(model, "parameter_counts") else model.n_parameters,
-            "run": {"config": json.loads(json.dumps(_read_yaml(run / "config.yaml"))),
+            "run": {"config": _read_yaml(run / "config.yaml"),
                     "epochs_done": _epochs(run / "metrics.csv")},
             "training_sample": _sample_description(args.samples / f"train_{name}.h5"),
             "separation_power": {k: {"model": obs[k]["candidate"]["separation_power"],

@@ -36,3 +36,14 @@ def photon_sample(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("samples") / "gamma_1gev.h5"
     make_sample(path, GunSpec("gamma", momentum_gev=(1.0, 1.0), seed=7), 60, workers=1, progress=False)
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks: one thread is faster, above all on machines whose cores are busy."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -17,13 +17,7 @@ from caloforge.models.gan import MinibatchDiscrimination, ReLUWithLeakyGradient,
 from caloforge.models.transforms import fraction_to_model, gev_to_model, model_to_fraction, model_to_gev
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks: one thread is faster, above all on machines whose cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _conditions(n: int, seed: int = 0) -> np.ndarray:

@@ -17,13 +17,7 @@ from caloforge.training.selection import selection_features, selection_metric, s
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks: one thread is faster, above all on machines whose cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _events(n: int, pdg: int, seed: int) -> dict[str, np.ndarray]:

@@ -146,38 +146,6 @@ def train(
     typer.echo(f"best checkpoint: {best}")
 
 
-def _load_samplers(models: list[Path], device: str, backend: str) -> tuple[dict, list[str]]:
-    """PDG id -> sampler from model files (default: the shipped models), and their descriptions.
-
-    ``.onnx`` files run in ONNX Runtime; ``.pt`` checkpoints run in PyTorch with ``backend="torch"``, or
-    are exported to a temporary ONNX file first with ``backend="onnx"``.
-    """
-    import tempfile
-
-    from caloforge.export import OnnxShowerModel, export_onnx
-    from caloforge.models import load_model
-    from caloforge.models.pretrained import default_model_paths
-
-    if backend not in ("onnx", "torch"):
-        raise ValueError(f"backend {backend!r}: choose onnx or torch")
-    paths = models or list(default_model_paths(backend).values())
-    if not paths:
-        raise ValueError("no shipped models in this installation: pass --model CHECKPOINT (from caloforge train)")
-    samplers, names = {}, []
-    for path in paths:
-        path = Path(path)
-        if path.suffix.lower() == ".onnx":
-            model = OnnxShowerModel(path)
-        else:
-            model = load_model(path, device=device)
-            if backend == "onnx":
-                with tempfile.TemporaryDirectory() as tmp:
-                    model = OnnxShowerModel(export_onnx(model, Path(tmp) / "model.onnx"))
-        samplers.update(model.samplers())
-        names.append(f"{path.name} ({', '.join(model.particles)}; {backend})")
-    return samplers, names
-
-
 @app.command()
 @_user_errors
 def simulate(
@@ -205,14 +173,14 @@ def simulate(
 
     from caloforge.detector.conditions import particle as lookup
     from caloforge.engine import Digitisation, FastSimulation, particle_gun, read_particles
-    from caloforge.engine.output import HitsWriter, OutputExistsError
+    from caloforge.engine.output import HitsWriter
     from caloforge.engine.particles import iter_chunks
+    from caloforge.export import load_samplers
 
     t_start = time.perf_counter()
     if (particles is None) == (gun is None):
         raise ValueError("give either a particle file or --gun PARTICLE")
-    if output.exists():
-        raise OutputExistsError(f"{output} exists: choose another name or remove it first")
+    writer = HitsWriter(output)  # checks the output before any work; the file appears when complete
     if particles is not None:
         parts = read_particles(particles)
     else:
@@ -220,14 +188,14 @@ def simulate(
         parts = particle_gun(
             pdg, events, momentum_gev=parse_momentum(momentum), cos_theta=parse_momentum(cos_theta), seed=seed
         )
-    samplers, names = _load_samplers(model or [], device, backend)
+    samplers, names = load_samplers(model or [], backend=backend, device=device)
     digi = Digitisation(noise_mev * 1e-3, threshold_mev * 1e-3) if digitize else None
     engine = FastSimulation(samplers, digitisation=digi)
     t_ready = time.perf_counter()
     counts: dict[str, int] = {}
     stages = {"transport": 0.0, "sampling": 0.0, "placement": 0.0, "writing": 0.0}
     n_hits, energy, showers = 0, 0.0, 0
-    with HitsWriter(output) as writer:
+    with writer:
         for k, part in enumerate(iter_chunks(parts, chunk)):
             result = engine.simulate(part, seed=seed * 7919 + k)
             t_write = time.perf_counter()

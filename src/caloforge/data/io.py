@@ -104,6 +104,21 @@ class Sample:
         """Momentum of the incoming particle, GeV/c."""
         return self.conditions[:, 0]
 
+    def take(self, index: np.ndarray | slice) -> Sample:
+        """The events selected by ``index`` (indices, a boolean mask or a slice), same attributes."""
+        return Sample(
+            maps_gev=self.maps_gev[index],
+            conditions=self.conditions[index],
+            conditions_entry=self.conditions_entry[index],
+            pdg=self.pdg[index],
+            theta_index=self.theta_index[index],
+            phi_index=self.phi_index[index],
+            edep_barrel_gev=self.edep_barrel_gev[index],
+            truth={k: v[index] for k, v in self.truth.items()},
+            seed=self.seed[index],
+            attrs=dict(self.attrs),
+        )
+
 
 def _event_records(events: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Map the runner's event arrays to the datasets of the file."""

@@ -174,10 +174,11 @@ class FastSimulation:
 
         t0 = time.perf_counter()
         maps = np.zeros((len(hit), 11, 11), dtype=np.float32)
+        hit_pdg, hit_conditions = particles.pdg[hit], conditions[hit]
         for k, pdg in enumerate(sorted(self.models)):
-            sel = particles.pdg[hit] == pdg
+            sel = hit_pdg == pdg
             if sel.any():
-                maps[sel] = self.models[pdg].sample(conditions[hit][sel], seed=seed * 1009 + k)
+                maps[sel] = self.models[pdg].sample(hit_conditions[sel], seed=seed * 1009 + k)
         timings["sampling"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

@@ -169,7 +169,7 @@ def _load(source: str | os.PathLike | Sample, role: str, max_events: int) -> tup
     if isinstance(source, Sample):
         sample, origin = source, "(in memory)"
         if len(sample) > max_events:
-            sample = _subset(sample, np.arange(max_events))
+            sample = sample.take(slice(0, max_events))
     else:
         path = Path(source)
         if not path.exists():
@@ -191,21 +191,6 @@ def _load(source: str | os.PathLike | Sample, role: str, max_events: int) -> tup
         pdgs = sorted(set(sample.pdg.tolist()))
         raise ValidationInputError(f"{role} sample {origin} mixes particle types (PDG {pdgs})")
     return sample, origin
-
-
-def _subset(sample: Sample, idx: np.ndarray) -> Sample:
-    return Sample(
-        maps_gev=sample.maps_gev[idx],
-        conditions=sample.conditions[idx],
-        conditions_entry=sample.conditions_entry[idx],
-        pdg=sample.pdg[idx],
-        theta_index=sample.theta_index[idx],
-        phi_index=sample.phi_index[idx],
-        edep_barrel_gev=sample.edep_barrel_gev[idx],
-        truth={k: v[idx] for k, v in sample.truth.items()},
-        seed=sample.seed[idx],
-        attrs=dict(sample.attrs),
-    )
 
 
 def _particle_name(pdg: int) -> str:
