@@ -1,12 +1,13 @@
 """Ship trained models as the package defaults, with their validation numbers and model card.
 
-For each particle type: take ``best.pt`` of its training run, save the model into
+For each particle type: take ``best.pt`` of its training run (``<runs>/default_<particle>``, trained with
+``caloforge train configs/default_<particle>.yaml``), save the model into
 ``src/caloforge/models/pretrained/gan_<particle>.pt`` and its ONNX export next to it, sample it under
 the conditions of the Geant4 test sample, validate it against Geant4 (with the independent Geant4
 floor sample), measure the energy response per momentum slice, the E5x5 spread of one repeated track
 against Geant4's, and the ONNX sampling speed, and write ``MODEL_CARD.md``.
 
-    python scripts/ship_models.py [--runs ~/.cache/caloforge/runs] [--events 10000]
+    python scripts/ship_models.py [--runs ~/.cache/caloforge/runs] [--run-name default_{particle}] [--events 10000]
 
 Needs ``caloforge samples`` (test and floor files) to have run; makes the fixed-track Geant4 samples
 (2000 events of (px, py, pz) = (0.32, 0.73, 0.01) GeV/c per particle) when they are missing.
@@ -80,6 +81,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=DEFAULT_CACHE / "runs")
     parser.add_argument("--samples", type=Path, default=DEFAULT_CACHE / "samples")
     parser.add_argument("--work", type=Path, default=DEFAULT_CACHE / "validation")
+    parser.add_argument("--run-name", default="default_{particle}", help="run folder in --runs, per particle")
     parser.add_argument("--events", type=int, default=10_000, help="events per validation sample")
     parser.add_argument("--particles", default="gamma,e-,e+")
     args = parser.parse_args()
@@ -87,7 +89,7 @@ def main() -> None:
 
     cards = {}
     for name in args.particles.split(","):
-        run = args.runs / f"gan_{name}"
+        run = args.runs / args.run_name.format(particle=name)
         best = run / "best.pt"
         model = load_model(best, device="cpu")
         target = HERE / f"{DEFAULT_STEMS[name]}.pt"
@@ -124,7 +126,7 @@ def main() -> None:
             "onnx": onnx_path.name,
             "parameters": model.parameter_counts() if hasattr(model, "parameter_counts") else model.n_parameters,
             "run": {"config": _read_yaml(run / "config.yaml"),
-                    "epochs_done": _epochs(run / "metrics.csv")},
+                    "epochs_done": _epochs(run / "metrics.csv"), "best_epoch": _best_epoch(run / "metrics.csv")},
             "training_sample": _sample_description(args.samples / f"train_{name}.h5"),
             "separation_power": {k: {"model": obs[k]["candidate"]["separation_power"],
                                      "model_error": obs[k]["candidate"]["separation_power_error"],
@@ -155,7 +157,15 @@ def _epochs(metrics_csv: Path) -> int:
     import csv
 
     with open(metrics_csv) as f:
-        return sum(1 for row in csv.DictReader(f) if row["phase"] == "train")
+        return sum(1 for _ in csv.DictReader(f))
+
+
+def _best_epoch(metrics_csv: Path) -> int:
+    import csv
+
+    with open(metrics_csv) as f:
+        best = [int(row["epoch"]) for row in csv.DictReader(f) if row.get("best") == "1"]
+    return best[-1] if best else 0
 
 
 def _sample_description(path: Path) -> dict:
@@ -163,6 +173,10 @@ def _sample_description(path: Path) -> dict:
     return {"file": path.name, "events_in_file": a["n_events"], "gun": a["gun"], "geant4_version": a["geant4_version"],
             "geant4_datasets": a["geant4_datasets"], "physics_list": a["physics_list"],
             "production_cut_mm": a["production_cut_mm"], "tof": a["tof"]}
+
+
+def _events_used(max_events: int | None, in_file: int) -> str:
+    return f"all {in_file:,} events" if max_events is None or max_events >= in_file else f"the first {max_events:,} events"
 
 
 def _fmt(x, digits=4) -> str:
@@ -174,8 +188,9 @@ def render_card(cards: dict) -> str:
         "# caloforge default models: model card",
         "",
         f"Written by `scripts/ship_models.py` on {date.today().isoformat()}; the numbers below are in",
-        "`validation.json` beside this file. One conditional GAN per particle type, the seed's architecture",
-        "(SPEC section 4; `src/caloforge/models/gan.py`), trained with `caloforge train configs/gan_<particle>.yaml`.",
+        "`validation.json` beside this file. One conditional GAN per particle type: the seed's generator and",
+        "discriminator (SPEC section 4; `src/caloforge/models/gan.py`) trained as a WGAN-GP with the changes",
+        "listed in `configs/default_<particle>.yaml`, trained with `caloforge train configs/default_<particle>.yaml`.",
         "Inputs: the six conditions of `docs/conventions.md` of the undisturbed track at the crystal front face;",
         "output: the 11x11 crystal energies in GeV. `.pt` is the PyTorch checkpoint, `.onnx` the ONNX export that",
         "`caloforge simulate` runs by default.",
@@ -188,12 +203,13 @@ def render_card(cards: dict) -> str:
             f"## {name}: `{c['checkpoint']}`, `{c['onnx']}`",
             "",
             f"- Parameters: {c['parameters']}",
-            f"- Training sample: the first {data.get('max_events')} events of `{ts['file']}` (Geant4 "
+            f"- Training sample: {_events_used(data.get('max_events'), ts['events_in_file'])} of `{ts['file']}` (Geant4 "
             f"{ts['geant4_version']}, {ts['physics_list']}, cut {ts['production_cut_mm']} mm, TOF "
             f"{'on' if ts['tof'] else 'off'}, gun {ts['gun']}, data sets {ts['geant4_datasets'].get('G4LEDATA')} "
             f"(reduced offline EM data)), {data.get('val_fraction')} of them held out for checkpoint selection.",
             f"- Settings: {run['config']['model']}; training {run['config']['training']}; "
-            f"{run['epochs_done']} GAN epochs done; best epoch chosen by the mean separation power of "
+            f"{run['epochs_done']} epochs done (regressor pre-training included); the shipped one is epoch "
+            f"{run['best_epoch']}, chosen by the mean separation power of "
             "E1x1, E3x3, E5x5, E11x11, E3x3/E5x5 on the held-out events.",
             f"- Validation against the Geant4 test sample (`{Path(c['report']).parent.name}/report.html`): "
             f"overall **{c['summary']['overall']}**, {c['summary']['counts']}.",

@@ -13,7 +13,12 @@ from caloforge.models import (
     model_config_from_dict,
 )
 from caloforge.models.base import Batch
-from caloforge.models.gan import MinibatchDiscrimination, ReLUWithLeakyGradient, gradient_penalty
+from caloforge.models.gan import (
+    MinibatchDiscrimination,
+    ReLUWithLeakyGradient,
+    energy_sum_constraint,
+    gradient_penalty,
+)
 from caloforge.models.transforms import fraction_to_model, gev_to_model, model_to_fraction, model_to_gev
 
 
@@ -130,6 +135,54 @@ def test_sample_deterministic_non_negative_and_batch_independent(gan):
         gan.sample(c, n=3)
     with pytest.raises(ValueError, match="shape"):
         gan.sample(np.zeros((3, 5)))
+
+
+@pytest.mark.parametrize("transform", ["none", "log"])
+def test_mean_shower_bias_starts_generator_at_the_mean_map(transform):
+    torch.manual_seed(4)
+    cfg = GANConfig(mean_shower_bias=True, output_transform=transform)
+    model = GAN(cfg)
+    b = _batch(400, seed=5)
+    model.fit_normalisation(b.conditions.numpy())
+    model.fit_maps(b.maps_gev.numpy(), b.conditions.numpy())
+    mean_u = gev_to_model(b.maps_gev, b.conditions[:, 0], kind=transform, epsilon=cfg.log_epsilon).mean(0)
+    assert torch.allclose(model.generator.output_bias[0], mean_u)
+    assert model.parameter_counts()["generator"] == 46_041 + 121
+    fake = model.sample(b.conditions.numpy(), seed=1)  # (400, 11, 11) GeV
+    frac_fake = fake[:, 5, 5] / b.conditions[:, 0].numpy()
+    frac_real = (b.maps_gev[:, 5, 5] / b.conditions[:, 0]).numpy()
+    # the untrained generator already puts the central crystal near the Geant4 mean fraction
+    assert frac_fake.mean() == pytest.approx(frac_real.mean(), rel=0.5)
+    plain = GAN(GANConfig())
+    plain.fit_maps(b.maps_gev.numpy(), b.conditions.numpy())  # a no-op without the option
+    assert plain.generator.output_bias is None
+
+
+def test_energy_sum_constraint_is_zero_for_equal_moments_and_grows_with_the_offset():
+    b = _batch(64, seed=6)
+    p = b.conditions[:, 0]
+    assert energy_sum_constraint(b.maps_gev, b.maps_gev, p).item() == pytest.approx(0.0, abs=1e-10)
+    small = energy_sum_constraint(b.maps_gev * 1.01, b.maps_gev, p).item()
+    large = energy_sum_constraint(b.maps_gev * 1.10, b.maps_gev, p).item()
+    assert 0 < small < large
+
+
+def test_fraction_physics_features_do_not_scale_with_the_momentum():
+    torch.manual_seed(7)
+    model = GAN(GANConfig(physics_features="fraction", minibatch_discrimination=False, dropout=0.0))
+    b = _batch(5)
+    cond = model.condition_input(b.conditions, b.particle)
+    maps = b.maps_gev + 1e-3  # every crystal above the sparsity threshold at both momenta
+    u = gev_to_model(maps, b.conditions[:, 0], kind="none", epsilon=1e-4)
+    # the same E/p map at ten times the momentum: with E/p features nothing the discriminator sees changes
+    scaled = model.discriminator(u, cond, b.conditions[:, 0] * 10)
+    gev = GAN(GANConfig(physics_features="gev", minibatch_discrimination=False, dropout=0.0))
+    gev.load_state_dict(model.state_dict())
+    same = model.discriminator(u, cond, b.conditions[:, 0])
+    assert torch.allclose(scaled, same, atol=1e-5)
+    assert not torch.allclose(gev.discriminator(u, cond, b.conditions[:, 0] * 10), gev.discriminator(u, cond, b.conditions[:, 0]))
+    with pytest.raises(ConfigError, match="physics_features"):
+        GANConfig(physics_features="joule")
 
 
 def test_log_transform_round_trip_and_non_negative():

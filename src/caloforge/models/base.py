@@ -291,6 +291,10 @@ class ShowerModel(nn.Module, ABC):
         self.cond_std.copy_(torch.as_tensor(std, dtype=torch.float32))
         self.normalisation_fitted.fill_(True)
 
+    def fit_maps(self, maps_gev: np.ndarray, conditions: np.ndarray) -> None:
+        """Fit whatever the model starts from the training maps (N, 11, 11) in GeV and their conditions
+        (N, 6), once before training; the default does nothing."""
+
     def normalisation(self) -> dict[str, dict[str, float]]:
         """The condition normalisation as ``{name: {"mean": ..., "std": ...}}`` (units of each condition)."""
         return {

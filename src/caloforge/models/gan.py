@@ -59,7 +59,13 @@ from caloforge.models.base import (
     ShowerModel,
     TrainingStep,
 )
-from caloforge.models.transforms import OUTPUT_TRANSFORMS, gev_to_model, log_energy, model_to_gev
+from caloforge.models.transforms import (
+    MIN_MOMENTUM_GEV,
+    OUTPUT_TRANSFORMS,
+    gev_to_model,
+    log_energy,
+    model_to_gev,
+)
 
 
 @dataclass
@@ -78,6 +84,15 @@ class GANConfig(ModelConfig):
         minibatch_discrimination: use the minibatch discrimination layer.
         minibatch_kernels, minibatch_kernel_dim: its number of kernels (outputs) and their dimension.
         sparsity_threshold_gev: sparsity = fraction of the 121 crystals with more energy than this.
+        physics_features: the discriminator's extra inputs. ``"gev"`` (the seed): total energy E and
+            E - p in GeV; ``"fraction"``: E / p and (E - p) / p, on the scale of the map input.
+        mean_shower_bias: add a learned (11, 11) map to the generator's output before its final ReLU,
+            started at the mean Geant4 map of the training sample (in the generator's output space),
+            with the last convolution started 10 times smaller; the convolutions then learn the
+            fluctuations around the mean shower instead of having to build its peak first.
+        energy_constraint_weight: weight of the energy-sum constraint in the generator loss: the squared
+            differences of the batch mean and standard deviation of E11x11 / p between generated and
+            Geant4 maps of the same conditions, in units of the Geant4 batch variance (0: off).
         gp_lambda: gradient-penalty weight (WGAN-GP).
         n_critic: discriminator/critic steps per generator step.
         regressor_weight: weight of the regressor loss in the generator loss (0: no regressor).
@@ -98,6 +113,9 @@ class GANConfig(ModelConfig):
     minibatch_kernels: int = 10
     minibatch_kernel_dim: int = 5
     sparsity_threshold_gev: float = 1e-4
+    physics_features: Literal["gev", "fraction"] = "gev"
+    mean_shower_bias: bool = False
+    energy_constraint_weight: float = 0.0
     gp_lambda: float = 10.0
     n_critic: int = 1
     regressor_weight: float = 1.0
@@ -121,6 +139,8 @@ class GANConfig(ModelConfig):
             "minibatch_kernels": self.minibatch_kernels > 0,
             "minibatch_kernel_dim": self.minibatch_kernel_dim > 0,
             "sparsity_threshold_gev": self.sparsity_threshold_gev > 0,
+            "physics_features": self.physics_features in ("gev", "fraction"),
+            "energy_constraint_weight": self.energy_constraint_weight >= 0,
             "gp_lambda": self.gp_lambda >= 0,
             "n_critic": self.n_critic >= 1,
             "regressor_weight": self.regressor_weight >= 0,
@@ -161,7 +181,9 @@ class ReLUWithLeakyGradient(nn.Module):
 class Generator(nn.Module):
     """Noise + conditions -> maps in the generator's output space (B, 1, 11, 11), non-negative."""
 
-    def __init__(self, noise_dim: int, n_conditions: int, *, output_leak: float = 0.0) -> None:
+    def __init__(
+        self, noise_dim: int, n_conditions: int, *, output_leak: float = 0.0, mean_shower_bias: bool = False
+    ) -> None:
         super().__init__()
         self.dense = nn.Linear(noise_dim + n_conditions, 16 * 4 * 4)
         self.upsample = nn.Upsample(scale_factor=3, mode="nearest")
@@ -176,14 +198,17 @@ class Generator(nn.Module):
             nn.Conv2d(16, 8, 3, padding=1),  # (B, 8, 12, 12)
             nn.ReLU(),
             nn.Conv2d(8, 1, 2),  # (B, 1, 11, 11)
-            ReLUWithLeakyGradient(output_leak),
         )
+        self.output_bias = nn.Parameter(torch.zeros(1, 1, 11, 11)) if mean_shower_bias else None
+        self.activation = ReLUWithLeakyGradient(output_leak)
 
     def forward(self, noise: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         x = torch.cat([noise, conditions], dim=1)  # (B, noise_dim + n_conditions)
         x = self.dense(x).view(-1, 16, 4, 4)  # (B, 16, 4, 4)
-        x = self.upsample(x)  # (B, 16, 12, 12)
-        return self.convs(x)  # (B, 1, 11, 11)
+        x = self.convs(self.upsample(x))  # (B, 16, 12, 12) -> (B, 1, 11, 11)
+        if self.output_bias is not None:
+            x = x + self.output_bias
+        return self.activation(x)  # (B, 1, 11, 11)
 
 
 class MinibatchDiscrimination(nn.Module):
@@ -251,7 +276,11 @@ class Discriminator(nn.Module):
         e_gev = model_to_gev(u, p_gev, kind=cfg.output_transform, epsilon=cfg.log_epsilon)  # (B, 1, 11, 11)
         sparsity = (e_gev > cfg.sparsity_threshold_gev).to(u.dtype).mean(dim=(1, 2, 3))  # (B,), no gradient
         energy = e_gev.sum(dim=(1, 2, 3))  # (B,) GeV
-        physics = torch.stack([sparsity, energy, energy - p_gev], dim=1)  # (B, 3)
+        if cfg.physics_features == "fraction":
+            energy = energy / p_gev.clamp_min(MIN_MOMENTUM_GEV)  # (B,) E / p
+            physics = torch.stack([sparsity, energy, energy - 1.0], dim=1)  # (B, 3)
+        else:
+            physics = torch.stack([sparsity, energy, energy - p_gev], dim=1)  # (B, 3)
         h = self.minibatch(self.features(u))  # (B, 400 [+ K])
         x = torch.cat([h, conditions, physics], dim=1)  # (B, 400 [+ K] + n_conditions + 3)
         x = self.act(self.dense10(self.act(self.dense20(x))))  # (B, 10)
@@ -313,6 +342,16 @@ def gradient_penalty(
     return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
 
 
+def energy_sum_constraint(fake_gev: torch.Tensor, real_gev: torch.Tensor, p_gev: torch.Tensor) -> torch.Tensor:
+    """Moment matching of the deposited fraction ``E11x11 / p`` between generated and Geant4 maps (B, 11, 11)
+    of the same conditions: ``((mean_f - mean_r)^2 + (std_f - std_r)^2) / var_r`` over the batch."""
+    scale = p_gev.clamp_min(MIN_MOMENTUM_GEV)  # (B,)
+    f = fake_gev.sum(dim=(1, 2)) / scale  # (B,)
+    r = real_gev.sum(dim=(1, 2)) / scale  # (B,)
+    var = r.var().clamp_min(1e-6)
+    return ((f.mean() - r.mean()) ** 2 + (f.std() - r.std()) ** 2) / var
+
+
 class GAN(ShowerModel):
     """The seed's conditional GAN (``loss: gan``) or its WGAN-GP variant (``loss: wgan-gp``), with the
     pre-trained regressor constraint. See the module docstring for the architecture."""
@@ -322,11 +361,31 @@ class GAN(ShowerModel):
 
     def __init__(self, config: GANConfig) -> None:
         super().__init__(config)
-        self.generator = Generator(config.noise_dim, self.n_condition_inputs, output_leak=config.output_gradient_leak)
+        self.generator = Generator(
+            config.noise_dim,
+            self.n_condition_inputs,
+            output_leak=config.output_gradient_leak,
+            mean_shower_bias=config.mean_shower_bias,
+        )
         self.discriminator = Discriminator(config, self.n_condition_inputs)
         self.regressor = Regressor(self.n_particle_inputs, slope=config.leaky_slope)
         for net in (self.generator, self.discriminator, self.regressor):
             keras_init_(net)
+        if config.mean_shower_bias:
+            with torch.no_grad():
+                self.generator.convs[-1].weight.mul_(0.1)
+
+    def fit_maps(self, maps_gev: np.ndarray, conditions: np.ndarray) -> None:
+        """Start the generator's output bias (``mean_shower_bias``) at the mean training map (N, 11, 11)
+        in GeV, taken in the generator's output space; no-op without it."""
+        if self.generator.output_bias is None:
+            return
+        cfg = self.config
+        maps = torch.as_tensor(np.asarray(maps_gev, dtype=np.float32))  # (N, 11, 11)
+        p = torch.as_tensor(np.asarray(conditions, dtype=np.float32)[:, 0])  # (N,)
+        u = gev_to_model(maps, p, kind=cfg.output_transform, epsilon=cfg.log_epsilon)  # (N, 1, 11, 11)
+        with torch.no_grad():
+            self.generator.output_bias.copy_(u.mean(dim=0, keepdim=True).to(self.generator.output_bias))
 
     # ---- generation -------------------------------------------------------------------------------
 
@@ -429,8 +488,12 @@ class GAN(ShowerModel):
                 adv = -d_fake.mean()
             loss = adv
             logs = {"adversarial": adv.item()}
+            e_fake = model_to_gev(fake, p, kind=cfg.output_transform, epsilon=cfg.log_epsilon)  # (B, 1, 11, 11)
+            if cfg.energy_constraint_weight > 0:
+                energy = energy_sum_constraint(e_fake.squeeze(1), batch.maps_gev, p)
+                loss = loss + cfg.energy_constraint_weight * energy
+                logs["energy_constraint"] = energy.item()
             if self.uses_regressor:
-                e_fake = model_to_gev(fake, p, kind=cfg.output_transform, epsilon=cfg.log_epsilon)
                 pred = self.regressor(e_fake, onehot)  # (B, 6)
                 reg = F.mse_loss(pred, cond[:, :N_CONDITIONS])
                 loss = loss + cfg.regressor_weight * reg
