@@ -151,24 +151,29 @@ def test_bad_root_input(tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".root", ".h5"])
-def test_chunks_stream_into_one_file(tmp_path, suffix):
+@pytest.mark.parametrize("flush_events", [1, 10_000])  # each chunk written alone, or pooled into one write
+def test_chunks_stream_into_one_file(tmp_path, suffix, flush_events):
     from caloforge.engine.output import HitsWriter
 
     sim = FastSimulation({22: CrossSampler()})
     first = sim.simulate(make_particles([22, 22], [_towards(10, 10), _towards(20, 20)], event=[0, 1]))
     second = sim.simulate(make_particles([22], [_towards(30, 30)], event=[2]))
-    with HitsWriter(tmp_path / f"hits{suffix}") as w:
+    earlier = sim.simulate(make_particles([22, 22], [_towards(12, 40), _towards(14, 50)], event=[-5, -5]))
+    with HitsWriter(tmp_path / f"hits{suffix}", flush_events=flush_events) as w:
         w.append(first)
         w.append(second)
+        w.append(earlier)  # out of order: the pooled events are written first
     path = tmp_path / f"hits{suffix}"
     if suffix == ".root":
         ev = uproot.open(path)["events"].arrays(library="ak")
-        assert list(ev["event"]) == [0, 1, 2] and list(ev["nhit"]) == [3, 3, 3]
-        assert list(ev["particle_theta"][2]) == [30]
+        assert list(ev["event"]) == [0, 1, 2, -5] and list(ev["nhit"]) == [3, 3, 3, 6]
+        assert list(ev["particle_theta"][2]) == [30] and list(ev["particle_theta"][3]) == [12, 14]
+        assert list(ev["particle_phi"][1]) == [20]
     else:
         with h5py.File(path) as f:
-            assert list(f["event_number"]) == [0, 1, 2] and list(f["hits/offsets"]) == [0, 3, 6, 9]
+            assert list(f["event_number"]) == [0, 1, 2, -5] and list(f["hits/offsets"]) == [0, 3, 6, 9, 15]
             assert list(f["hits/theta"][6:9]) == [25, 30, 30]
+            assert list(f["particles/event"]) == [0, 1, 2, -5, -5] and list(f["particles/theta"][3:]) == [12, 14]
     with pytest.raises(RuntimeError):
         with HitsWriter(tmp_path / f"broken{suffix}") as w:
             w.append(first)

@@ -20,7 +20,7 @@ modelled.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -88,6 +88,41 @@ class SimulationResult:
 
     def status_counts(self) -> dict[str, int]:
         return {name: int((self.particle_status == code).sum()) for code, name in STATUS_NAMES.items()}
+
+
+def concatenate_results(results: Sequence[SimulationResult]) -> SimulationResult:
+    """One result holding the events of several, in order (their event numbers must be disjoint and
+    increasing from one result to the next, as :func:`caloforge.engine.particles.iter_chunks` makes them)."""
+    if len(results) == 1:
+        return results[0]
+    numbers = np.concatenate([r.event_number for r in results])
+    if np.any(np.diff(numbers) <= 0):
+        raise ValueError("results to concatenate must have increasing, disjoint event numbers")
+    hit_counts = np.concatenate([np.diff(r.hit_offsets) for r in results])
+    offsets = np.zeros(len(numbers) + 1, dtype=np.int64)
+    np.cumsum(hit_counts, out=offsets[1:])
+    parts = [r.particles for r in results]
+    timings: dict[str, float] = {}
+    for r in results:
+        for k, v in r.timings_s.items():
+            timings[k] = timings.get(k, 0.0) + v
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(r, name) for r in results])
+
+    return SimulationResult(
+        event_number=numbers,
+        hit_offsets=offsets,
+        hit_theta=cat("hit_theta"),
+        hit_phi=cat("hit_phi"),
+        hit_energy_gev=cat("hit_energy_gev"),
+        particles=Particles(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("event", "pdg", "momentum_gev", "vertex_cm"))),
+        particle_status=cat("particle_status"),
+        particle_theta=cat("particle_theta"),
+        particle_phi=cat("particle_phi"),
+        particle_conditions=cat("particle_conditions"),
+        timings_s=timings,
+    )
 
 
 def _sum_cells(event_index: np.ndarray, cell: np.ndarray, energy: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -10,9 +10,11 @@ conditions ``particle_<name>``.
 HDF5: datasets ``event_number`` (E,), ``hits/offsets`` (E+1,) with ``hits/{gid,part,theta,phi,energy_gev}``,
 and ``particles/{event,pdg,momentum_gev,vertex_cm,status,theta,phi,gid,conditions}``.
 
-:class:`HitsWriter` appends results chunk by chunk (the engine streams large inputs through it);
-everything goes to ``<path>.partial``, renamed when the writer closes without an error. An existing
-output is an error.
+:class:`HitsWriter` appends results chunk by chunk (the engine streams large inputs through it). It
+pools small chunks and writes them together once ``flush_events`` events are waiting: every write
+makes a new ROOT basket (or HDF5 resize) per branch, so writing 100-event chunks one by one cost more
+than simulating them. Everything goes to ``<path>.partial``, renamed when the writer closes without an
+error. An existing output is an error.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 import caloforge
 from caloforge.detector.conditions import CONDITION_NAMES
 from caloforge.detector.geometry import BARREL_GID_OFFSET, BARREL_PART, N_PHI
-from caloforge.engine.fastsim import STATUS_NAMES, SimulationResult
+from caloforge.engine.fastsim import STATUS_NAMES, SimulationResult, concatenate_results
 
 _H5 = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 
@@ -70,10 +72,19 @@ class HitsWriter:
     """Append :class:`SimulationResult` chunks to one ROOT (``.root``) or HDF5 (``.h5``) file.
 
     Use as a context manager; the file appears under its name only when the block ends cleanly.
+
+    Args:
+        path: the output file.
+        flush_events: write once this many events are pooled (and when the block ends).
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, flush_events: int = 10_000) -> None:
+        if flush_events <= 0:
+            raise ValueError(f"flush_events must be positive, got {flush_events}")
         self.path = Path(path)
+        self.flush_events = flush_events
+        self._pending: list[SimulationResult] = []
+        self._n_pending = 0
         suffix = self.path.suffix.lower()
         if suffix not in (".root", ".h5", ".hdf5"):
             raise ValueError(f"{self.path}: output must end in .root, .h5 or .hdf5")
@@ -103,12 +114,25 @@ class HitsWriter:
         return self
 
     def append(self, result: SimulationResult) -> None:
-        """Add the events of one result."""
+        """Add the events of one result (written at the latest when the writer closes)."""
+        if self._pending and result.n_events and result.event_number[0] <= self._pending[-1].event_number[-1]:
+            self.flush()  # event numbers out of order: write what is pooled first
+        self._pending.append(result)
+        self._n_pending += result.n_events
+        self.n_events += result.n_events
+        if self._n_pending >= self.flush_events:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the pooled results."""
+        if not self._pending:
+            return
+        result = concatenate_results(self._pending)
+        self._pending, self._n_pending = [], 0
         if self.root:
             self._append_root(result)
         else:
             self._append_hdf5(result)
-        self.n_events += result.n_events
 
     def _append_root(self, result: SimulationResult) -> None:
         import awkward as ak
@@ -159,6 +183,8 @@ class HitsWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
+            if exc_type is None:
+                self.flush()
             self._file.close()
             if exc_type is None:
                 os.replace(self.tmp, self.path)

@@ -1,0 +1,70 @@
+"""The shipped default models: present for every particle type, both backends agree, physically sane,
+described by their model card, and used by ``caloforge simulate`` when no model is given."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from caloforge.cli.main import app
+from caloforge.export import OnnxShowerModel
+from caloforge.models import load_model
+from caloforge.models.pretrained import DEFAULT_STEMS, HERE, default_model_paths
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+PARTICLES = ("gamma", "e-", "e+")
+
+
+def _conditions(n: int, p_gev: float) -> np.ndarray:
+    """Particles at normal incidence on the centre of a crystal in the middle of the barrel."""
+    c = np.zeros((n, 6), dtype=np.float32)
+    c[:, 0] = p_gev
+    return c
+
+
+def test_every_particle_has_a_checkpoint_and_an_onnx_export():
+    for backend in ("torch", "onnx"):
+        assert sorted(default_model_paths(backend)) == sorted(PARTICLES)
+    for name in PARTICLES:
+        assert (HERE / f"{DEFAULT_STEMS[name]}.pt").stat().st_size < 2_000_000  # small files in the package
+
+
+@pytest.mark.parametrize("name", PARTICLES)
+def test_shipped_backends_agree_and_showers_are_physical(name):
+    torch_model = load_model(HERE / f"{DEFAULT_STEMS[name]}.pt", device="cpu")
+    onnx_model = OnnxShowerModel(HERE / f"{DEFAULT_STEMS[name]}.onnx")
+    assert torch_model.particles == (name,) and onnx_model.particles == [name]
+    c = _conditions(2000, 1.0)
+    a = torch_model.sample(c, seed=5)
+    b = onnx_model.sample(c, seed=5)
+    assert np.allclose(a, b, rtol=1e-4, atol=1e-6)
+    fraction = a.sum(axis=(1, 2)) / 1.0  # E11x11 / p
+    # Geant4 (test samples, 1 GeV/c, this geometry): mean E11x11/p about 0.93, central crystal about 0.6
+    assert 0.85 < fraction.mean() < 1.0
+    assert 0.45 < a[:, 5, 5].mean() < 0.8
+    assert a[:, 5, 5].mean() > a[:, 4, 5].mean()  # the shower peaks at the impact crystal
+    assert fraction.std() > 0.005  # showers fluctuate: not one fixed map
+    twice = torch_model.sample(_conditions(2000, 2.0), seed=5).sum(axis=(1, 2)).mean()
+    assert twice / fraction.mean() == pytest.approx(2.0, rel=0.1)  # energy scales with the momentum
+
+
+def test_model_card_and_validation_numbers_cover_every_particle():
+    card = (HERE / "MODEL_CARD.md").read_text()
+    numbers = json.loads((HERE / "validation.json").read_text())
+    assert sorted(numbers) == sorted(PARTICLES)
+    for name in PARTICLES:
+        assert f"## {name}" in card
+        assert numbers[name]["separation_power"]["e5x5_gev"]["model"] >= 0
+        assert numbers[name]["onnx_showers_per_s"] > 0
+
+
+def test_simulate_runs_on_the_shipped_models_without_a_model_argument(tmp_path):
+    out = tmp_path / "hits.h5"
+    result = CliRunner().invoke(app, ["simulate", "--gun", "e-", "-n", "200", "-o", str(out), "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    with h5py.File(out) as f:
+        energy = f["hits/energy_gev"][:]
+    assert energy.sum() > 0 and (energy > 0).all()
