@@ -121,4 +121,6 @@ def test_export_and_both_backends_agree(tmp_path, untrained_gamma_model):
 
         with h5py.File(out) as f:
             hits[backend] = f["hits/energy_gev"][:]
-    assert np.allclose(hits["torch"], hits["onnx"], rtol=1e-4, atol=1e-6)
+    # float32 rounding of an untrained generator's large intermediate sums (maps of several GeV), taken in
+    # another order by the fused ONNX graph: a few 1e-6 GeV
+    assert np.allclose(hits["torch"], hits["onnx"], rtol=1e-4, atol=3e-5)

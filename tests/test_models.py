@@ -71,6 +71,22 @@ def test_discriminator_and_critic_shapes(loss, minibatch):
     assert score.shape == (6,) and torch.isfinite(score).all()
 
 
+@pytest.mark.parametrize("bias, particles", [(False, ["gamma"]), (True, ["e-", "e+", "gamma"])])
+def test_fused_generator_is_the_same_function(bias, particles):
+    torch.manual_seed(8)
+    model = GAN(GANConfig(mean_shower_bias=bias, particles=particles))
+    for p in model.generator.parameters():  # away from the initial values, biases included
+        p.data.add_(0.05 * torch.randn_like(p))
+    z = torch.randn(64, model.config.noise_dim)
+    cond = model.condition_input(torch.as_tensor(_conditions(64)), torch.arange(64) % len(particles))
+    with torch.no_grad():
+        ref = model.generator(z, cond)
+        fused = model.generator.fused()(z, cond)
+    assert fused.shape == ref.shape == (64, 1, 11, 11)
+    assert (ref > 0).float().mean() > 0.05  # a non-trivial comparison
+    assert torch.allclose(fused, ref, rtol=1e-4, atol=1e-6)
+
+
 def test_minibatch_discrimination_features():
     layer = MinibatchDiscrimination(12, 4, 3)
     f = torch.randn(5, 12)
