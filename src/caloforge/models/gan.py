@@ -87,12 +87,15 @@ class GANConfig(ModelConfig):
         physics_features: the discriminator's extra inputs. ``"gev"`` (the seed): total energy E and
             E - p in GeV; ``"fraction"``: E / p and (E - p) / p, on the scale of the map input.
         mean_shower_bias: add a learned (11, 11) map to the generator's output before its final ReLU,
-            started at the mean Geant4 map of the training sample (in the generator's output space),
-            with the last convolution started 10 times smaller; the convolutions then learn the
-            fluctuations around the mean shower instead of having to build its peak first.
+            started at the mean Geant4 map of the training sample (in the generator's output space); the
+            convolutions then learn the fluctuations around the mean shower instead of having to build
+            its peak first.
         energy_constraint_weight: weight of the energy-sum constraint in the generator loss: the squared
             differences of the batch mean and standard deviation of E11x11 / p between generated and
             Geant4 maps of the same conditions, in units of the Geant4 batch variance (0: off).
+        shape_mmd_weight: weight of the shower-shape MMD in the generator loss: the maximum mean
+            discrepancy of the fractions E1x1/p, E3x3/p, E5x5/p, E11x11/p between generated and
+            Geant4 maps of one batch (:func:`shape_mmd`; 0: off).
         gp_lambda: gradient-penalty weight (WGAN-GP).
         n_critic: discriminator/critic steps per generator step.
         regressor_weight: weight of the regressor loss in the generator loss (0: no regressor).
@@ -116,6 +119,7 @@ class GANConfig(ModelConfig):
     physics_features: Literal["gev", "fraction"] = "gev"
     mean_shower_bias: bool = False
     energy_constraint_weight: float = 0.0
+    shape_mmd_weight: float = 0.0
     gp_lambda: float = 10.0
     n_critic: int = 1
     regressor_weight: float = 1.0
@@ -141,6 +145,7 @@ class GANConfig(ModelConfig):
             "sparsity_threshold_gev": self.sparsity_threshold_gev > 0,
             "physics_features": self.physics_features in ("gev", "fraction"),
             "energy_constraint_weight": self.energy_constraint_weight >= 0,
+            "shape_mmd_weight": self.shape_mmd_weight >= 0,
             "gp_lambda": self.gp_lambda >= 0,
             "n_critic": self.n_critic >= 1,
             "regressor_weight": self.regressor_weight >= 0,
@@ -402,6 +407,33 @@ def energy_sum_constraint(fake_gev: torch.Tensor, real_gev: torch.Tensor, p_gev:
     return ((f.mean() - r.mean()) ** 2 + (f.std() - r.std()) ** 2) / var
 
 
+MMD_BANDWIDTHS = (0.2, 0.5, 1.0, 2.0, 5.0)
+"""Gaussian kernel widths of :func:`shape_mmd`, in units of the standardised features."""
+
+
+def containment_fractions(maps_gev: torch.Tensor, p_gev: torch.Tensor) -> torch.Tensor:
+    """E1x1/p, E3x3/p, E5x5/p, E11x11/p (B, 4) of maps (B, 11, 11) in GeV."""
+    scale = p_gev.clamp_min(MIN_MOMENTUM_GEV)  # (B,)
+    sums = [maps_gev[:, 5 - h : 6 + h, 5 - h : 6 + h].sum(dim=(1, 2)) for h in (0, 1, 2, 5)]
+    return torch.stack(sums, dim=1) / scale[:, None]  # (B, 4)
+
+
+def shape_mmd(fake_gev: torch.Tensor, real_gev: torch.Tensor, p_gev: torch.Tensor) -> torch.Tensor:
+    """Squared maximum mean discrepancy (Gretton et al. 2012, biased estimator, a sum of Gaussian kernels of
+    widths :data:`MMD_BANDWIDTHS`) between the :func:`containment_fractions` of generated and Geant4 maps
+    (B, 11, 11) of the same conditions, standardised by the Geant4 batch: it compares the distributions
+    of the shower shape, spread included, which a per-event loss cannot do."""
+    real_obs = containment_fractions(real_gev, p_gev)  # (B, 4)
+    mean, std = real_obs.mean(dim=0), real_obs.std(dim=0).clamp_min(1e-3)
+    x = (containment_fractions(fake_gev, p_gev) - mean) / std  # (B, 4)
+    y = (real_obs - mean) / std  # (B, 4)
+    xy = torch.cat([x, y])  # (2B, 4)
+    d2 = torch.cdist(xy, xy).pow(2)  # (2B, 2B)
+    k = sum(torch.exp(-d2 / (2 * s * s)) for s in MMD_BANDWIDTHS)
+    n = len(x)
+    return k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
+
+
 class GAN(ShowerModel):
     """The seed's conditional GAN (``loss: gan``) or its WGAN-GP variant (``loss: wgan-gp``), with the
     pre-trained regressor constraint. See the module docstring for the architecture."""
@@ -421,9 +453,6 @@ class GAN(ShowerModel):
         self.regressor = Regressor(self.n_particle_inputs, slope=config.leaky_slope)
         for net in (self.generator, self.discriminator, self.regressor):
             keras_init_(net)
-        if config.mean_shower_bias:
-            with torch.no_grad():
-                self.generator.convs[-1].weight.mul_(0.1)
 
     def fit_maps(self, maps_gev: np.ndarray, conditions: np.ndarray) -> None:
         """Start the generator's output bias (``mean_shower_bias``) at the mean training map (N, 11, 11)
@@ -543,6 +572,10 @@ class GAN(ShowerModel):
                 energy = energy_sum_constraint(e_fake.squeeze(1), batch.maps_gev, p)
                 loss = loss + cfg.energy_constraint_weight * energy
                 logs["energy_constraint"] = energy.item()
+            if cfg.shape_mmd_weight > 0:
+                mmd = shape_mmd(e_fake.squeeze(1), batch.maps_gev, p)
+                loss = loss + cfg.shape_mmd_weight * mmd
+                logs["shape_mmd"] = mmd.item()
             if self.uses_regressor:
                 pred = self.regressor(e_fake, onehot)  # (B, 6)
                 reg = F.mse_loss(pred, cond[:, :N_CONDITIONS])
