@@ -36,6 +36,13 @@ forward pass unchanged) so that it cannot die; the regressor (:class:`Regressor`
 ``log(1 + E / 1 MeV)``; the sparsity is the fraction of crystals above ``sparsity_threshold_gev``, a
 hard count as in CaloGAN (arXiv:1705.02355) that passes no gradient (a soft count steep enough to
 mean anything gave input gradients of order 1/threshold, and gradient penalties of 1e3).
+Additions beyond the seed, all off by default and switched on in ``configs/default_<particle>.yaml``
+(the shipped models): a learned mean-shower bias on the generator output (``mean_shower_bias``),
+discriminator features in units of the momentum (``physics_features``), and two batch-level terms in
+the generator loss, an energy-sum constraint (:func:`energy_sum_constraint`) and a shower-shape MMD
+(:func:`shape_mmd`). What each one changed, measured on short runs, is in the configuration comments.
+For inference and export :meth:`Generator.fused` gives the same function with a cheaper first stage.
+
 In tiny test runs on Geant4 photons, PyTorch's default initialisation (untrained generator: 14 times
 the momentum in every crystal) drove the plain final ReLU below zero everywhere within a few dozen
 steps, and summed minibatch features (up to the batch size) saturated the discriminator.
