@@ -7,7 +7,8 @@ the conditions of the Geant4 test sample, validate it against Geant4 (with the i
 floor sample), measure the energy response per momentum slice, the E5x5 spread of one repeated track
 against Geant4's, and the ONNX sampling speed, and write ``MODEL_CARD.md``.
 
-    python scripts/ship_models.py [--runs ~/.cache/caloforge/runs] [--run-name mmd_{particle}] [--events 10000]
+    python scripts/ship_models.py [--runs ~/.cache/caloforge/runs] [--run-name mmd_{particle}]
+        [--run e-=~/.cache/caloforge/runs/mmd2_e-] [--events 10000]
 
 Needs ``caloforge samples`` (test and floor files) to have run; makes the fixed-track Geant4 samples
 (2000 events of (px, py, pz) = (0.32, 0.73, 0.01) GeV/c per particle) when they are missing.
@@ -82,14 +83,22 @@ def main() -> None:
     parser.add_argument("--samples", type=Path, default=DEFAULT_CACHE / "samples")
     parser.add_argument("--work", type=Path, default=DEFAULT_CACHE / "validation")
     parser.add_argument("--run-name", default="mmd_{particle}", help="run folder in --runs, per particle")
+    parser.add_argument("--run", action="append", default=[], metavar="PARTICLE=FOLDER",
+                        help="the run folder of one particle, instead of --run-name (repeatable)")
     parser.add_argument("--events", type=int, default=10_000, help="events per validation sample")
     parser.add_argument("--particles", default="gamma,e-,e+")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    runs = {}
+    for item in args.run:
+        name, sep, folder = item.partition("=")
+        if not sep or name not in DEFAULT_STEMS:
+            parser.error(f"--run {item!r}: expected PARTICLE=FOLDER with PARTICLE one of {', '.join(DEFAULT_STEMS)}")
+        runs[name] = Path(folder).expanduser()
 
     cards = {}
     for name in args.particles.split(","):
-        run = args.runs / args.run_name.format(particle=name)
+        run = runs.get(name, args.runs / args.run_name.format(particle=name))
         best = run / "best.pt"
         model = load_model(best, device="cpu")
         target = HERE / f"{DEFAULT_STEMS[name]}.pt"
@@ -125,7 +134,7 @@ def main() -> None:
             "checkpoint": target.name,
             "onnx": onnx_path.name,
             "parameters": model.parameter_counts() if hasattr(model, "parameter_counts") else model.n_parameters,
-            "run": {"config": _read_yaml(run / "config.yaml"),
+            "run": {"folder": run.name, "config": _read_yaml(run / "config.yaml"),
                     "epochs_done": _epochs(run / "metrics.csv"), "best_epoch": _best_epoch(run / "metrics.csv")},
             "training_sample": _sample_description(args.samples / f"train_{name}.h5"),
             "separation_power": {k: {"model": obs[k]["candidate"]["separation_power"],
@@ -207,7 +216,8 @@ def render_card(cards: dict) -> str:
             f"{ts['geant4_version']}, {ts['physics_list']}, cut {ts['production_cut_mm']} mm, TOF "
             f"{'on' if ts['tof'] else 'off'}, gun {ts['gun']}, data sets {ts['geant4_datasets'].get('G4LEDATA')} "
             f"(reduced offline EM data)), {data.get('val_fraction')} of them held out for checkpoint selection.",
-            f"- Settings: {run['config']['model']}; training {run['config']['training']}; "
+            f"- Training run `{run['folder']}`: `caloforge train configs/default_{name}.yaml`. Settings: "
+            f"{run['config']['model']}; training {run['config']['training']}; "
             f"{run['epochs_done']} epochs done (regressor pre-training included); the shipped one is epoch "
             f"{run['best_epoch']}, chosen by the mean separation power of "
             "E1x1, E3x3, E5x5, E11x11, E3x3/E5x5 on the held-out events.",
