@@ -184,6 +184,31 @@ def _sample_description(path: Path) -> dict:
             "production_cut_mm": a["production_cut_mm"], "tof": a["tof"]}
 
 
+def _targets(c: dict) -> str:
+    """One line: each target of the model issue, met or not, with the number."""
+    sp = {k: v["model"] for k, v in c["separation_power"].items()}
+    target_obs = [k for k in CARD_OBSERVABLES if k in sp and k not in ("e7x7_gev", "e9x9_gev")]
+    below = [k for k in target_obs if sp[k] < 0.02]
+    slices = [r for r in c["energy_response"] if r["slice_gev"] != [0.0, 3.0]]
+    worst = max(abs(r["ratio"] - 1) for r in slices)
+    res = c["resolution"]["std_ratio"]
+    aucs = [r["candidate"]["auc"] for r in (c.get("classifier") or {}).values() if isinstance(r, dict) and "candidate" in r]
+    speed = c["onnx_showers_per_s"]
+
+    def mark(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    parts = [
+        f"separation power < 0.02 for {len(below)} of {len(target_obs)} observables ({mark(len(below) == len(target_obs))})",
+        f"mean energy per momentum slice within {100 * worst:.1f} % ({mark(worst <= 0.01)}, target 1 %)",
+        f"E5x5 spread {res:.2f} x Geant4's ({mark(abs(res - 1) <= 0.1)}, target within 10 %)",
+    ]
+    if aucs:
+        parts.append(f"classifier AUC {max(aucs):.3f} ({mark(max(aucs) < 0.75)}, target < 0.75)")
+    parts.append(f"{speed:,.0f} showers/s ({mark(speed >= 25_000)}, target 25k)")
+    return "; ".join(parts)
+
+
 def _events_used(max_events: int | None, in_file: int) -> str:
     return f"all {in_file:,} events" if max_events is None or max_events >= in_file else f"the first {max_events:,} events"
 
@@ -210,6 +235,8 @@ def render_card(cards: dict) -> str:
         data = run["config"]["data"]
         lines += [
             f"## {name}: `{c['checkpoint']}`, `{c['onnx']}`",
+            "",
+            f"Targets: {_targets(c)}.",
             "",
             f"- Parameters: {c['parameters']}",
             f"- Training sample: {_events_used(data.get('max_events'), ts['events_in_file'])} of `{ts['file']}` (Geant4 "

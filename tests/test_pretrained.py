@@ -40,7 +40,9 @@ def test_shipped_backends_agree_and_showers_are_physical(name):
     c = _conditions(2000, 1.0)
     a = torch_model.sample(c, seed=5)
     b = onnx_model.sample(c, seed=5)
-    assert np.allclose(a, b, rtol=1e-4, atol=1e-6)
+    # float32 sums in another order in the fused ONNX graph: at most a few 1e-5 GeV per crystal, far below
+    # the 0.2 MeV electronics noise
+    assert np.allclose(a, b, rtol=1e-4, atol=5e-5)
     fraction = a.sum(axis=(1, 2)) / 1.0  # E11x11 / p
     # Geant4 (test samples, 1 GeV/c, this geometry): mean E11x11/p about 0.93, central crystal about 0.6
     assert 0.85 < fraction.mean() < 1.0
