@@ -15,9 +15,9 @@ maps       (batch, 11, 11)   float32  output: deposited energy per crystal in Ge
                                       columns phi_index, centre crystal at [5, 5]; never negative
 =========  ================  =======  ==================================================================
 
-The generator is exported in its fused inference form (:meth:`caloforge.models.gan.Generator.fused`: the
-upsampling and first convolution as one transposed convolution), the same function as the trained
-network, checked against it by the tests.
+The model is exported in its inference form (:meth:`caloforge.models.ShowerModel.for_inference`; for the
+GAN the generator's upsampling and first convolution become one transposed convolution), the same
+function as the trained network, checked against it by the tests.
 
 The metadata (``metadata_props``) holds the caloforge version, the model name, ``particles`` (JSON),
 ``pdg`` (JSON), ``noise_dim`` and ``condition_names`` (JSON). :class:`OnnxShowerModel` draws the noise
@@ -27,7 +27,6 @@ the same seed and batch size, up to float rounding.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import warnings
@@ -56,16 +55,6 @@ class _Graph(nn.Module):
         return self.model.generate(noise, cond, particle_index).squeeze(1).clamp_min(0.0)  # (B, 11, 11)
 
 
-def _for_inference(model):
-    """A copy of ``model`` with its generator fused for inference where it has such a form
-    (:meth:`caloforge.models.gan.Generator.fused`), else the model itself."""
-    if not callable(getattr(getattr(model, "generator", None), "fused", None)):
-        return model
-    fast = copy.deepcopy(model).cpu()
-    fast.generator = fast.generator.fused()
-    return fast
-
-
 def export_onnx(model, path: str | os.PathLike) -> Path:
     """Write the generator of ``model`` (a :class:`caloforge.models.ShowerModel`) as an ONNX file."""
     import onnx
@@ -78,7 +67,7 @@ def export_onnx(model, path: str | os.PathLike) -> Path:
     if not path.parent.exists():
         raise ValueError(f"{path.parent}: no such directory")
     noise_dim = int(model.config.noise_dim)
-    graph = _Graph(_for_inference(model)).eval().cpu()
+    graph = _Graph(model.for_inference()).eval().cpu()
     example = (torch.zeros(2, noise_dim), torch.ones(2, len(CONDITION_NAMES)), torch.zeros(2, dtype=torch.long))
     tmp = path.with_name(path.name + ".partial")
     try:

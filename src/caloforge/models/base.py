@@ -291,6 +291,11 @@ class ShowerModel(nn.Module, ABC):
         self.cond_std.copy_(torch.as_tensor(std, dtype=torch.float32))
         self.normalisation_fitted.fill_(True)
 
+    def for_inference(self) -> ShowerModel:
+        """The model in the form to export or deploy (the same function, possibly faster); the default
+        is the model itself."""
+        return self
+
     def fit_maps(self, maps_gev: np.ndarray, conditions: np.ndarray) -> None:
         """Fit whatever the model starts from the training maps (N, 11, 11) in GeV and their conditions
         (N, 6), once before training; the default does nothing."""

@@ -50,6 +50,7 @@ steps, and summed minibatch features (up to the batch size) saturated the discri
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Literal
 
@@ -217,10 +218,13 @@ class Generator(nn.Module):
     def forward(self, noise: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         x = torch.cat([noise, conditions], dim=1)  # (B, noise_dim + n_conditions)
         x = self.dense(x).view(-1, 16, 4, 4)  # (B, 16, 4, 4)
-        x = self.convs(self.upsample(x))  # (B, 16, 12, 12) -> (B, 1, 11, 11)
+        return self.output(self.convs(self.upsample(x)))  # (B, 16, 12, 12) -> (B, 1, 11, 11)
+
+    def output(self, x: torch.Tensor) -> torch.Tensor:
+        """The last step: the mean-shower bias (if any) and the final ReLU on (B, 1, 11, 11)."""
         if self.output_bias is not None:
             x = x + self.output_bias
-        return self.activation(x)  # (B, 1, 11, 11)
+        return self.activation(x)
 
     def fused(self) -> FusedGenerator:
         """The same function for inference, with the upsampling, the padding and the 4x4 convolution done
@@ -259,18 +263,14 @@ class FusedGenerator(nn.Module):
 
     def __init__(self, generator: Generator) -> None:
         super().__init__()
-        self.dense = generator.dense
+        self.generator = generator
         self.first = upsample_conv_as_transposed(generator.convs[1])
         self.rest = generator.convs[2:]
-        self.output_bias = generator.output_bias
-        self.activation = generator.activation
 
     def forward(self, noise: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        x = self.dense(torch.cat([noise, conditions], dim=1)).view(-1, 16, 4, 4)  # (B, 16, 4, 4)
-        x = self.rest(self.first(x))  # (B, 16, 12, 12) -> (B, 1, 11, 11)
-        if self.output_bias is not None:
-            x = x + self.output_bias
-        return self.activation(x)  # (B, 1, 11, 11)
+        g = self.generator
+        x = g.dense(torch.cat([noise, conditions], dim=1)).view(-1, 16, 4, 4)  # (B, 16, 4, 4)
+        return g.output(self.rest(self.first(x)))  # (B, 16, 12, 12) -> (B, 1, 11, 11)
 
 
 class MinibatchDiscrimination(nn.Module):
@@ -460,6 +460,12 @@ class GAN(ShowerModel):
         self.regressor = Regressor(self.n_particle_inputs, slope=config.leaky_slope)
         for net in (self.generator, self.discriminator, self.regressor):
             keras_init_(net)
+
+    def for_inference(self) -> GAN:
+        """A copy whose generator is the :meth:`Generator.fused` form (the ONNX export uses it)."""
+        fast = copy.deepcopy(self)
+        fast.generator = fast.generator.fused()
+        return fast.eval()
 
     def fit_maps(self, maps_gev: np.ndarray, conditions: np.ndarray) -> None:
         """Start the generator's output bias (``mean_shower_bias``) at the mean training map (N, 11, 11)

@@ -110,6 +110,15 @@ def _ratio_panel(rax, centres: np.ndarray, ref: np.ndarray, ref_err: np.ndarray,
     rax.set_ylabel("ratio")
 
 
+def _finish_x_axis(ax, rax, xlabel: str, xlim: tuple[float, float], logx: bool) -> None:
+    """The shared x axis of a main panel ``ax`` and its ratio panel ``rax`` below it."""
+    if logx:
+        rax.set_xscale("log")
+    rax.set_xlim(*xlim)
+    rax.set_xlabel(xlabel)
+    ax.label_outer()
+
+
 def histogram_comparison(
     samples: Mapping[str, np.ndarray],
     *,
@@ -150,11 +159,7 @@ def histogram_comparison(
         if title:
             ax.set_title(title, fontsize=9, loc="left")
         _ratio_panel(rax, centres, *dens[0], dens[1:], labels[1:])
-        if logx:
-            rax.set_xscale("log")
-        rax.set_xlim(edges[0], edges[-1])
-        rax.set_xlabel(xlabel)
-        ax.label_outer()
+        _finish_x_axis(ax, rax, xlabel, (edges[0], edges[-1]), logx)
     return fig
 
 
@@ -314,11 +319,7 @@ def curve_comparison(
             rax.plot(x, np.clip(r, *RATIO_LIMITS), color=COLOURS[k % len(COLOURS)], ls=LINESTYLES[k % len(LINESTYLES)])
         rax.set_ylim(*RATIO_LIMITS)
         rax.set_ylabel("ratio")
-        if logx:
-            rax.set_xscale("log")
-        rax.set_xlim(x[0], x[-1])
-        rax.set_xlabel(xlabel)
-        ax.label_outer()
+        _finish_x_axis(ax, rax, xlabel, (x[0], x[-1]), logx)
     return fig
 
 
