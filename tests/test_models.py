@@ -17,6 +17,7 @@ from caloforge.models.gan import (
     MinibatchDiscrimination,
     containment_fractions,
     shape_mmd,
+    shower_features,
     ReLUWithLeakyGradient,
     energy_sum_constraint,
     gradient_penalty,
@@ -209,6 +210,53 @@ def test_containment_fractions_and_shape_mmd():
     model.fit_normalisation(b.conditions.numpy())
     loss, logs = model.training_step("generator", b)
     assert torch.isfinite(loss) and {"shape_mmd", "energy_constraint"} <= set(logs)
+
+
+def test_shower_features_and_their_mmd():
+    maps = torch.zeros(2, 11, 11)
+    maps[0, 5, 5] = 0.5  # one hot crystal
+    maps[1, 5, 4] = maps[1, 5, 6] = 0.2  # two crystals 2 apart, 1 from the centre
+    maps[1, 0, 0] = 5e-4  # half a MeV in the corner
+    p = torch.tensor([1.0, 0.5])
+    f = shower_features(maps, p)
+    assert f.shape == (2, 8)
+    assert f[0, :6].tolist() == pytest.approx([0.5] * 6)  # E1x1/p .. E11x11/p
+    assert f[1, :6].tolist() == pytest.approx([0.0, 0.8, 0.8, 0.8, 0.8, 0.801])
+    assert f[0, 6].item() == pytest.approx(1.0) and f[1, 6].item() == pytest.approx(2 + 1 - np.exp(-0.5), abs=1e-4)
+    assert f[0, 7].item() == pytest.approx(0.0, abs=1e-6) and f[1, 7].item() == pytest.approx(1.0 + 25 * 5e-4 * 2 / 0.4005, rel=0.05)
+    b = _batch(128, seed=10)
+    q = b.conditions[:, 0]
+    wider = b.maps_gev.clone()
+    wider[:, 0, :] += 0.01  # energy in the outer row: a wider shower, the same centre
+    assert shape_mmd(b.maps_gev, b.maps_gev, q, "shower").item() == pytest.approx(0.0, abs=1e-6)
+    assert shape_mmd(wider, b.maps_gev, q, "shower").item() > 0.05
+    with pytest.raises(ValueError, match="unknown MMD features"):
+        shape_mmd(wider, b.maps_gev, q, "rings")
+    with pytest.raises(ConfigError, match="shape_mmd_features"):
+        GANConfig(shape_mmd_features="rings")
+
+
+def test_critic_without_sparsity_feature_trains_in_log_space():
+    torch.manual_seed(2)
+    cfg = GANConfig(
+        loss="wgan-gp",
+        output_transform="log",
+        sparsity_feature=False,
+        minibatch_discrimination=False,
+        mean_shower_bias=True,
+        shape_mmd_weight=1.0,
+        shape_mmd_features="shower",
+    )
+    model = GAN(cfg)
+    b = _batch(32, seed=11)
+    model.fit_normalisation(b.conditions.numpy())
+    model.fit_maps(b.maps_gev.numpy(), b.conditions.numpy())
+    assert model.discriminator.dense20.in_features == 400 + 6 + 2  # features, conditions, E/p, (E-p)/p
+    for step in ("discriminator", "generator"):
+        loss, logs = model.training_step(step, b)
+        loss.backward()
+        assert torch.isfinite(loss)
+    assert "shape_mmd" in logs and "gp" not in logs
 
 
 def test_fraction_physics_features_do_not_scale_with_the_momentum():

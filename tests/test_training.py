@@ -159,13 +159,21 @@ def test_data_split_and_batches(toy_samples):
 def test_selection_metric():
     rng = np.random.default_rng(0)
     a = rng.exponential(0.01, (500, 11, 11))
-    assert selection_metric(a, a)["sp_mean"] == 0.0
+    p = rng.uniform(0.2, 2.0, 500)
+    assert selection_metric(a, a, p)["sp_mean"] == 0.0
     assert separation_power(np.zeros(100), np.ones(100)) == pytest.approx(1.0)
-    far = selection_metric(a, a + 1.0)
-    assert far["sp_E11x11"] > 0.98 and 0 < far["sp_mean"] <= 1  # outliers land in the last bin
-    feats = selection_features(np.ones((2, 11, 11)))
-    assert feats["E1x1"].tolist() == [1, 1] and feats["E11x11"].tolist() == [121, 121]
-    assert feats["E3x3/E5x5"] == pytest.approx(9 / 25)
+    far = selection_metric(a, a + 1.0, p)
+    assert far["sp_E11x11/p"] > 0.98 and far["sp_N>1MeV"] > 0.98 and 0 < far["sp_mean"] <= 1  # outliers: last bin
+    feats = selection_features(np.ones((2, 11, 11)), np.array([1.0, 2.0]))
+    assert feats["E1x1/p"].tolist() == [1, 0.5] and feats["E11x11/p"].tolist() == [121, 60.5]
+    assert feats["E3x3/E5x5"] == pytest.approx(9 / 25) and feats["E9x9/E11x11"] == pytest.approx(81 / 121)
+    assert feats["N>1MeV"].tolist() == [121, 121]
+    assert feats["R2"] == pytest.approx(2 * np.mean((np.arange(11) - 5.0) ** 2))  # uniform map, centre 5
+    one = np.zeros((1, 11, 11))
+    one[0, 2, 7] = 0.3
+    assert selection_features(one, np.array([1.0]))["R2"] == pytest.approx(0.0)  # a single hot crystal
+    with pytest.raises(ValueError, match="one momentum per map"):
+        selection_features(a, p[:3])
 
 
 def test_config_rejects_unknown_keys_with_clear_errors(tmp_path, toy_samples):

@@ -10,6 +10,7 @@ the crystal whose face it crosses first.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -29,6 +30,9 @@ SIDE_TOLERANCE_CM = 1.0
 """Tracks entering a crystal through its side (stepped front surface) are matched to the nearest face."""
 TRANSPORT_OFFSETS = np.array([(dt, dp) for dt in (-1, 0, 1) for dp in (-2, -1, 0, 1, 2)])
 """Crystals searched around the refined guess; +-2 in phi for tracks that graze the surface."""
+CLEAR_HIT_SLACK_CM = 0.2
+"""Slack of the test that lets most tracks skip the search over :data:`TRANSPORT_OFFSETS` (see
+:func:`propagate_to_front`): covers the tilt between neighbouring faces across a face width."""
 
 
 def helix_at(
@@ -118,6 +122,24 @@ def omega_per_cm(momentum_gev: np.ndarray, charge: np.ndarray, b_field_t: float 
     return np.asarray(charge, dtype=np.float64) * b_field_t * K_GEV_PER_T_CM / p
 
 
+@cache
+def neighbour_depth_cm() -> np.ndarray:
+    """(44, 120) largest distance, along a crystal's axis, between its front-face centre and those of its
+    8 neighbours, cm: how far the stepped front surface can reach in front of or behind a face (0.4 cm in
+    the middle rings, 7.2 cm at the barrel ends, where the faces are steeply inclined)."""
+    geo = barrel_geometry()
+    centre, axis = geo.front_center_cm, geo.axis  # (44, 120, 3) each
+    depth = np.zeros(centre.shape[:2])
+    for dt in (-1, 0, 1):
+        lo, hi = max(0, -dt), centre.shape[0] - max(0, dt)  # rings t with a neighbour t + dt
+        for dp in (-1, 0, 1):
+            other = np.roll(centre[lo + dt : hi + dt], -dp, axis=1)  # (rings, 120, 3) neighbour (t + dt, k + dp)
+            step = np.abs(np.einsum("tkc,tkc->tk", other - centre[lo:hi], axis[lo:hi]))
+            depth[lo:hi] = np.maximum(depth[lo:hi], step)
+    depth.flags.writeable = False
+    return depth
+
+
 def _path_to_plane(
     x0: np.ndarray, u0: np.ndarray, w: np.ndarray, normal: np.ndarray, point: np.ndarray, s: np.ndarray, iterations: int
 ) -> np.ndarray:
@@ -165,6 +187,35 @@ def propagate_to_front(
     s1 = _path_to_plane(x0, u0, w, geo.axis[t0, p0], geo.front_center_cm[t0, p0], s_guess, iterations)
     s1 = np.where(np.isfinite(s1), s1, s_guess)
 
+    # A track that crosses its first-guess face well inside the edges hits it first: no neighbouring
+    # face, at most neighbour_depth_cm in front along the axis, can be reached by a track that drifts
+    # sideways by less than that depth times tan(angle to the axis) before it gets here.
+    pos1, dir1 = helix_at(x0, u0, w, s1)
+    cos_axis = np.abs(np.einsum("nc,nc->n", dir1, geo.axis[t0, p0])).clip(1e-6, 1.0)
+    drift = neighbour_depth_cm()[t0, p0] * np.sqrt(1.0 - cos_axis**2) / cos_axis
+    clear = reach & (s1 > 0) & (_face_score(pos1, t0, p0) > drift + CLEAR_HIT_SLACK_CM)
+    hit, s, t, ph = clear.copy(), s1.copy(), t0.copy(), p0.copy()
+    position, direction = pos1, dir1
+    rest = np.flatnonzero(~clear)
+    if len(rest):
+        found = _search_faces(x0[rest], u0[rest], w[rest], s1[rest], reach[rest], iterations)
+        hit[rest], s[rest], t[rest], ph[rest], position[rest], direction[rest] = found
+    return FrontHit(
+        position_cm=np.where(hit[:, None], position, np.nan),
+        momentum_gev=np.where(hit[:, None], direction * pmag[:, None], np.nan),
+        theta_index=np.where(hit, t, -1),
+        phi_index=np.where(hit, ph, -1),
+        hit=hit,
+        path_cm=np.where(hit, s, np.nan),
+    )
+
+
+def _search_faces(
+    x0: np.ndarray, u0: np.ndarray, w: np.ndarray, s1: np.ndarray, reach: np.ndarray, iterations: int
+) -> tuple[np.ndarray, ...]:
+    """The first front face crossed among the :data:`TRANSPORT_OFFSETS` crystals around the helix point at
+    path ``s1`` (N,): ``(hit, path_cm, theta_index, phi_index, position_cm, direction)``."""
+    geo = barrel_geometry()
     t, ph, valid = candidate_crystals(helix_at(x0, u0, w, s1)[0], TRANSPORT_OFFSETS)  # (N, C)
     xs, us, ws = x0[:, None, :], u0[:, None, :], w[:, None]
     s = _path_to_plane(
@@ -180,16 +231,6 @@ def propagate_to_front(
     nearest = np.argmax(score, axis=1)
     any_inside = inside.any(axis=1)
     pick = np.where(any_inside, first, nearest)
-    rows = np.arange(n)
+    rows = np.arange(len(x0))
     hit = any_inside | (score[rows, nearest] > -SIDE_TOLERANCE_CM)
-
-    position = pos[rows, pick]
-    direction = dirn[rows, pick]
-    return FrontHit(
-        position_cm=np.where(hit[:, None], position, np.nan),
-        momentum_gev=np.where(hit[:, None], direction * pmag[:, None], np.nan),
-        theta_index=np.where(hit, t[rows, pick], -1),
-        phi_index=np.where(hit, ph[rows, pick], -1),
-        hit=hit,
-        path_cm=np.where(hit, s[rows, pick], np.nan),
-    )
+    return hit, s[rows, pick], t[rows, pick], ph[rows, pick], pos[rows, pick], dirn[rows, pick]

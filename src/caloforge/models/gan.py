@@ -92,6 +92,12 @@ class GANConfig(ModelConfig):
         minibatch_discrimination: use the minibatch discrimination layer.
         minibatch_kernels, minibatch_kernel_dim: its number of kernels (outputs) and their dimension.
         sparsity_threshold_gev: sparsity = fraction of the 121 crystals with more energy than this.
+        sparsity_feature: give the discriminator the sparsity (the seed does). It is a hard count with
+            no input gradient, so a WGAN-GP critic can weight it without bound (the gradient penalty
+            does not see it) and the generator cannot answer it: in the first shipped models the
+            critic's real-fake gap grew from 250 to 530 over epochs 11-14 while the maps stopped
+            improving. Switch it off with ``output_transform: log``, where the critic sees the empty
+            and nearly empty crystals in its map input anyway.
         physics_features: the discriminator's extra inputs. ``"gev"`` (the seed): total energy E and
             E - p in GeV; ``"fraction"``: E / p and (E - p) / p, on the scale of the map input.
         mean_shower_bias: add a learned (11, 11) map to the generator's output before its final ReLU,
@@ -102,8 +108,11 @@ class GANConfig(ModelConfig):
             differences of the batch mean and standard deviation of E11x11 / p between generated and
             Geant4 maps of the same conditions, in units of the Geant4 batch variance (0: off).
         shape_mmd_weight: weight of the shower-shape MMD in the generator loss: the maximum mean
-            discrepancy of the fractions E1x1/p, E3x3/p, E5x5/p, E11x11/p between generated and
-            Geant4 maps of one batch (:func:`shape_mmd`; 0: off).
+            discrepancy of shower features between generated and Geant4 maps of one batch
+            (:func:`shape_mmd`; 0: off).
+        shape_mmd_features: the features of the MMD: ``"containment"``, the fractions E1x1/p, E3x3/p,
+            E5x5/p, E11x11/p (:func:`containment_fractions`); ``"shower"``, those with E7x7/p, E9x9/p,
+            a soft count of crystals above 1 MeV and the lateral second moment (:func:`shower_features`).
         gp_lambda: gradient-penalty weight (WGAN-GP).
         n_critic: discriminator/critic steps per generator step.
         regressor_weight: weight of the regressor loss in the generator loss (0: no regressor).
@@ -124,10 +133,12 @@ class GANConfig(ModelConfig):
     minibatch_kernels: int = 10
     minibatch_kernel_dim: int = 5
     sparsity_threshold_gev: float = 1e-4
+    sparsity_feature: bool = True
     physics_features: Literal["gev", "fraction"] = "gev"
     mean_shower_bias: bool = False
     energy_constraint_weight: float = 0.0
     shape_mmd_weight: float = 0.0
+    shape_mmd_features: Literal["containment", "shower"] = "containment"
     gp_lambda: float = 10.0
     n_critic: int = 1
     regressor_weight: float = 1.0
@@ -152,6 +163,7 @@ class GANConfig(ModelConfig):
             "minibatch_kernel_dim": self.minibatch_kernel_dim > 0,
             "sparsity_threshold_gev": self.sparsity_threshold_gev > 0,
             "physics_features": self.physics_features in ("gev", "fraction"),
+            "shape_mmd_features": self.shape_mmd_features in MMD_FEATURES,
             "energy_constraint_weight": self.energy_constraint_weight >= 0,
             "shape_mmd_weight": self.shape_mmd_weight >= 0,
             "gp_lambda": self.gp_lambda >= 0,
@@ -327,7 +339,8 @@ class Discriminator(nn.Module):
         else:
             self.minibatch = nn.Identity()
         self.act = nn.LeakyReLU(slope)
-        self.dense20 = nn.Linear(n_flat + n_conditions + 3, 20)
+        n_physics = 3 if config.sparsity_feature else 2
+        self.dense20 = nn.Linear(n_flat + n_conditions + n_physics, 20)
         self.dense10 = nn.Linear(20, 10)
         self.head2 = nn.Linear(10, 2)
         self.head5 = nn.Linear(10, 5)
@@ -336,15 +349,18 @@ class Discriminator(nn.Module):
     def forward(self, u: torch.Tensor, conditions: torch.Tensor, p_gev: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         e_gev = model_to_gev(u, p_gev, kind=cfg.output_transform, epsilon=cfg.log_epsilon)  # (B, 1, 11, 11)
-        sparsity = (e_gev > cfg.sparsity_threshold_gev).to(u.dtype).mean(dim=(1, 2, 3))  # (B,), no gradient
         energy = e_gev.sum(dim=(1, 2, 3))  # (B,) GeV
         if cfg.physics_features == "fraction":
             energy = energy / p_gev.clamp_min(MIN_MOMENTUM_GEV)  # (B,) E / p
-            physics = torch.stack([sparsity, energy, energy - 1.0], dim=1)  # (B, 3)
+            physics = [energy, energy - 1.0]
         else:
-            physics = torch.stack([sparsity, energy, energy - p_gev], dim=1)  # (B, 3)
+            physics = [energy, energy - p_gev]
+        if cfg.sparsity_feature:
+            sparsity = (e_gev > cfg.sparsity_threshold_gev).to(u.dtype).mean(dim=(1, 2, 3))  # (B,), no gradient
+            physics.insert(0, sparsity)
+        physics = torch.stack(physics, dim=1)  # (B, 2 or 3)
         h = self.minibatch(self.features(u))  # (B, 400 [+ K])
-        x = torch.cat([h, conditions, physics], dim=1)  # (B, 400 [+ K] + n_conditions + 3)
+        x = torch.cat([h, conditions, physics], dim=1)  # (B, 400 [+ K] + n_conditions + 2 or 3)
         x = self.act(self.dense10(self.act(self.dense20(x))))  # (B, 10)
         x = torch.cat([self.act(self.head2(x)), self.act(self.head5(x))], dim=1)  # (B, 7)
         return self.out(x).squeeze(1)  # (B,)
@@ -418,23 +434,51 @@ MMD_BANDWIDTHS = (0.2, 0.5, 1.0, 2.0, 5.0)
 """Gaussian kernel widths of :func:`shape_mmd`, in units of the standardised features."""
 
 
-def containment_fractions(maps_gev: torch.Tensor, p_gev: torch.Tensor) -> torch.Tensor:
-    """E1x1/p, E3x3/p, E5x5/p, E11x11/p (B, 4) of maps (B, 11, 11) in GeV."""
+MMD_FEATURES = ("containment", "shower")
+"""Feature sets of :func:`shape_mmd`."""
+SOFT_HIT_SCALE_GEV = 1e-3
+"""Energy scale of the soft hit count of :func:`shower_features` (1 MeV)."""
+
+
+def containment_fractions(maps_gev: torch.Tensor, p_gev: torch.Tensor, sizes: tuple[int, ...] = (1, 3, 5, 11)) -> torch.Tensor:
+    """En x n / p for each n in ``sizes`` (B, len(sizes)) of maps (B, 11, 11) in GeV (default E1x1/p,
+    E3x3/p, E5x5/p, E11x11/p)."""
     scale = p_gev.clamp_min(MIN_MOMENTUM_GEV)  # (B,)
-    sums = [maps_gev[:, 5 - h : 6 + h, 5 - h : 6 + h].sum(dim=(1, 2)) for h in (0, 1, 2, 5)]
-    return torch.stack(sums, dim=1) / scale[:, None]  # (B, 4)
+    sums = [maps_gev[:, 5 - n // 2 : 6 + n // 2, 5 - n // 2 : 6 + n // 2].sum(dim=(1, 2)) for n in sizes]
+    return torch.stack(sums, dim=1) / scale[:, None]  # (B, len(sizes))
 
 
-def shape_mmd(fake_gev: torch.Tensor, real_gev: torch.Tensor, p_gev: torch.Tensor) -> torch.Tensor:
+def shower_features(maps_gev: torch.Tensor, p_gev: torch.Tensor) -> torch.Tensor:
+    """Shower features (B, 8) of maps (B, 11, 11) in GeV, all differentiable: En x n / p for n = 1, 3, 5,
+    7, 9, 11; a soft count of crystals above 1 MeV, ``sum 1 - exp(-E / 1 MeV)``; the lateral second
+    moment ``sum E |x - x_c|^2 / sum E`` in crystal units squared (``x_c`` the energy-weighted centre)."""
+    fractions = containment_fractions(maps_gev, p_gev, (1, 3, 5, 7, 9, 11))  # (B, 6)
+    hits = (1.0 - torch.exp(-maps_gev.clamp_min(0) / SOFT_HIT_SCALE_GEV)).sum(dim=(1, 2))  # (B,)
+    idx = torch.arange(maps_gev.shape[-1], dtype=maps_gev.dtype, device=maps_gev.device)  # (11,)
+    total = maps_gev.sum(dim=(1, 2)).clamp_min(1e-9)  # (B,)
+    row = (maps_gev.sum(dim=2) * idx).sum(dim=1) / total  # (B,)
+    col = (maps_gev.sum(dim=1) * idx).sum(dim=1) / total  # (B,)
+    d2 = (idx.view(1, -1, 1) - row.view(-1, 1, 1)) ** 2 + (idx.view(1, 1, -1) - col.view(-1, 1, 1)) ** 2
+    r2 = (maps_gev * d2).sum(dim=(1, 2)) / total  # (B,)
+    return torch.cat([fractions, hits[:, None], r2[:, None]], dim=1)  # (B, 8)
+
+
+def shape_mmd(
+    fake_gev: torch.Tensor, real_gev: torch.Tensor, p_gev: torch.Tensor, features: str = "containment"
+) -> torch.Tensor:
     """Squared maximum mean discrepancy (Gretton et al. 2012, biased estimator, a sum of Gaussian kernels of
-    widths :data:`MMD_BANDWIDTHS`) between the :func:`containment_fractions` of generated and Geant4 maps
-    (B, 11, 11) of the same conditions, standardised by the Geant4 batch: it compares the distributions
-    of the shower shape, spread included, which a per-event loss cannot do."""
-    real_obs = containment_fractions(real_gev, p_gev)  # (B, 4)
+    widths :data:`MMD_BANDWIDTHS`) between shower features (``features``: ``"containment"``,
+    :func:`containment_fractions`, or ``"shower"``, :func:`shower_features`) of generated and Geant4
+    maps (B, 11, 11) of the same conditions, standardised by the Geant4 batch: it compares the
+    distributions of the shower shape, spread included, which a per-event loss cannot do."""
+    if features not in MMD_FEATURES:
+        raise ValueError(f"unknown MMD features {features!r}: choose one of {', '.join(MMD_FEATURES)}")
+    observe = containment_fractions if features == "containment" else shower_features
+    real_obs = observe(real_gev, p_gev)  # (B, F)
     mean, std = real_obs.mean(dim=0), real_obs.std(dim=0).clamp_min(1e-3)
-    x = (containment_fractions(fake_gev, p_gev) - mean) / std  # (B, 4)
-    y = (real_obs - mean) / std  # (B, 4)
-    xy = torch.cat([x, y])  # (2B, 4)
+    x = (observe(fake_gev, p_gev) - mean) / std  # (B, F)
+    y = (real_obs - mean) / std  # (B, F)
+    xy = torch.cat([x, y])  # (2B, F)
     d2 = torch.cdist(xy, xy).pow(2)  # (2B, 2B)
     k = sum(torch.exp(-d2 / (2 * s * s)) for s in MMD_BANDWIDTHS)
     n = len(x)
@@ -586,7 +630,7 @@ class GAN(ShowerModel):
                 loss = loss + cfg.energy_constraint_weight * energy
                 logs["energy_constraint"] = energy.item()
             if cfg.shape_mmd_weight > 0:
-                mmd = shape_mmd(e_fake.squeeze(1), batch.maps_gev, p)
+                mmd = shape_mmd(e_fake.squeeze(1), batch.maps_gev, p, cfg.shape_mmd_features)
                 loss = loss + cfg.shape_mmd_weight * mmd
                 logs["shape_mmd"] = mmd.item()
             if self.uses_regressor:

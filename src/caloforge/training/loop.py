@@ -12,7 +12,7 @@ A run folder holds:
 * ``last.pt``      -- the model after the latest epoch, with the optimizer, scheduler, RNG and epoch state
   (``train`` on the same folder continues from it),
 * ``best.pt``      -- the model of the epoch with the lowest selection metric on held-out Geant4 events
-  (mean separation power of E1x1, E3x3, E5x5, E11x11, E3x3/E5x5; :mod:`caloforge.training.selection`),
+  (mean separation power of shower shapes; :mod:`caloforge.training.selection`),
 * ``metrics.csv``  -- one row per epoch: mean training losses per step, learning rates, validation metrics.
 
 Both checkpoints load with :func:`caloforge.models.load_model`.
@@ -171,7 +171,9 @@ def validate(model: ShowerModel, val: ShowerData, config: TrainConfig) -> dict[s
         if not sel.any():
             continue
         fake = model.sample(val.conditions[sel], particle=name, seed=t.seed + k, batch_size=t.sample_batch_size)
-        per_particle.append(selection_metric(val.maps_gev[sel], fake, bins=t.selection_bins))
+        per_particle.append(
+            selection_metric(val.maps_gev[sel], fake, val.conditions[sel, 0], bins=t.selection_bins)
+        )
         if len(val.particles) > 1:
             out[f"val_sp_mean_{name}"] = per_particle[-1]["sp_mean"]
     for key in per_particle[0]:

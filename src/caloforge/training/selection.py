@@ -1,8 +1,12 @@
 """The checkpoint-selection metric of the training loop (private to training).
 
 Mean separation power of a few BESIII shower shapes (SPEC section 5) between held-out Geant4 maps and
-maps generated for the same conditions: E1x1, E3x3, E5x5, E11x11 (energy sums of the central n x n
-crystals, GeV) and E3x3/E5x5. The separation power (triangular discrimination, as in the CaloChallenge
+maps generated for the same conditions (:data:`SELECTION_FEATURES`): the fractions of the momentum in
+the central 1x1, 3x3, 5x5 and 11x11 crystals, the ratios E3x3/E5x5, E5x5/E7x7 and E9x9/E11x11, the
+number of crystals above 1 MeV and the lateral second moment in crystal units (a stand-in for the
+validation's second moment in cm, which needs the crystal positions). Fractions of the momentum, not
+energies in GeV: the GeV sums follow the momentum spectrum and stayed at 0.004-0.008 for models whose
+E/p distributions were off by 0.18-0.20 (issue 4). The separation power (triangular discrimination, as in the CaloChallenge
 2022 evaluation, arXiv:2410.21611) of two histograms normalised to unit sum with common bins is
 ``0.5 * sum_i (h1_i - h2_i)^2 / (h1_i + h2_i)``: 0 for identical, 1 for disjoint distributions.
 
@@ -14,8 +18,20 @@ from __future__ import annotations
 
 import numpy as np
 
-SELECTION_FEATURES: tuple[str, ...] = ("E1x1", "E3x3", "E5x5", "E11x11", "E3x3/E5x5")
+SELECTION_FEATURES: tuple[str, ...] = (
+    "E1x1/p",
+    "E3x3/p",
+    "E5x5/p",
+    "E11x11/p",
+    "E3x3/E5x5",
+    "E5x5/E7x7",
+    "E9x9/E11x11",
+    "N>1MeV",
+    "R2",
+)
 CENTRE = 5
+HIT_THRESHOLD_GEV = 1e-3
+"""Energy above which a crystal counts in ``N>1MeV``."""
 
 
 def energy_sum(maps_gev: np.ndarray, n: int) -> np.ndarray:
@@ -24,15 +40,37 @@ def energy_sum(maps_gev: np.ndarray, n: int) -> np.ndarray:
     return maps_gev[:, CENTRE - h : CENTRE + h + 1, CENTRE - h : CENTRE + h + 1].sum(axis=(1, 2))
 
 
-def selection_features(maps_gev: np.ndarray) -> dict[str, np.ndarray]:
-    """The shower shapes of :data:`SELECTION_FEATURES` for maps (N, 11, 11) in GeV.
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
-    E3x3/E5x5 is 0 for maps with no energy in the central 5 x 5.
-    """
+
+def lateral_second_moment(maps_gev: np.ndarray) -> np.ndarray:
+    """``sum E_i |x_i - x_c|^2 / sum E_i`` over the 11 x 11 crystals of maps (N, 11, 11), in crystal
+    units squared (``x_c``: the energy-weighted centre); 0 for empty maps."""
     m = np.asarray(maps_gev, dtype=np.float64)
-    e = {n: energy_sum(m, n) for n in (1, 3, 5, 11)}
-    ratio = np.divide(e[3], e[5], out=np.zeros_like(e[3]), where=e[5] > 0)
-    return {"E1x1": e[1], "E3x3": e[3], "E5x5": e[5], "E11x11": e[11], "E3x3/E5x5": ratio}
+    idx = np.arange(m.shape[-1], dtype=np.float64)
+    total = m.sum(axis=(1, 2))
+    row = _ratio((m.sum(axis=2) * idx).sum(axis=1), total)  # (N,)
+    col = _ratio((m.sum(axis=1) * idx).sum(axis=1), total)  # (N,)
+    d2 = (idx[None, :, None] - row[:, None, None]) ** 2 + (idx[None, None, :] - col[:, None, None]) ** 2
+    return _ratio((m * d2).sum(axis=(1, 2)), total)
+
+
+def selection_features(maps_gev: np.ndarray, momenta_gev: np.ndarray) -> dict[str, np.ndarray]:
+    """The shower shapes of :data:`SELECTION_FEATURES` for maps (N, 11, 11) in GeV and momenta (N,) in
+    GeV/c. Ratios are 0 where their denominator is."""
+    m = np.asarray(maps_gev, dtype=np.float64)
+    p = np.asarray(momenta_gev, dtype=np.float64)
+    if p.shape != m.shape[:1]:
+        raise ValueError(f"expected one momentum per map ({len(m)}), got shape {p.shape}")
+    e = {n: energy_sum(m, n) for n in (1, 3, 5, 7, 9, 11)}
+    out = {f"E{n}x{n}/p": _ratio(e[n], p) for n in (1, 3, 5, 11)}
+    out["E3x3/E5x5"] = _ratio(e[3], e[5])
+    out["E5x5/E7x7"] = _ratio(e[5], e[7])
+    out["E9x9/E11x11"] = _ratio(e[9], e[11])
+    out["N>1MeV"] = (m > HIT_THRESHOLD_GEV).sum(axis=(1, 2)).astype(np.float64)
+    out["R2"] = lateral_second_moment(m)
+    return out
 
 
 def separation_power(reference: np.ndarray, other: np.ndarray, *, bins: int = 50) -> float:
@@ -58,11 +96,16 @@ def separation_power(reference: np.ndarray, other: np.ndarray, *, bins: int = 50
     return float(0.5 * np.sum((h1[nz] - h2[nz]) ** 2 / s[nz]))
 
 
-def selection_metric(reference_maps: np.ndarray, generated_maps: np.ndarray, *, bins: int = 50) -> dict[str, float]:
-    """Separation power per feature (keys ``sp_<feature>``) and their mean (``sp_mean``, lower is better)."""
+def selection_metric(
+    reference_maps: np.ndarray, generated_maps: np.ndarray, momenta_gev: np.ndarray, *, bins: int = 50
+) -> dict[str, float]:
+    """Separation power per feature (keys ``sp_<feature>``) and their mean (``sp_mean``, lower is better)
+    between Geant4 maps and maps generated for the same conditions (both (N, 11, 11), GeV; momenta (N,)
+    in GeV/c)."""
     if len(reference_maps) == 0 or len(generated_maps) == 0:
         raise ValueError("the selection metric needs non-empty samples")
-    ref, gen = selection_features(reference_maps), selection_features(generated_maps)
+    ref = selection_features(reference_maps, momenta_gev)
+    gen = selection_features(generated_maps, momenta_gev)
     out = {f"sp_{k}": separation_power(ref[k], gen[k], bins=bins) for k in SELECTION_FEATURES}
     out["sp_mean"] = float(np.mean([out[f"sp_{k}"] for k in SELECTION_FEATURES]))
     return out
