@@ -32,6 +32,7 @@ from caloforge.fullsim.runner import GunSpec
 from caloforge.models import load_model
 from caloforge.models.generate import generate_like
 from caloforge.models.pretrained import DEFAULT_STEMS, HERE
+from caloforge.training.selection import SELECTION_FEATURES
 from caloforge.validation.report import validate
 
 TRACK_GEV = (0.32, 0.73, 0.01)
@@ -247,7 +248,7 @@ def render_card(cards: dict) -> str:
             f"{run['config']['model']}; training {run['config']['training']}; "
             f"{run['epochs_done']} epochs done (regressor pre-training included); the shipped one is epoch "
             f"{run['best_epoch']}, chosen by the mean separation power of "
-            "E1x1, E3x3, E5x5, E11x11, E3x3/E5x5 on the held-out events.",
+            f"{', '.join(SELECTION_FEATURES)} on the held-out events.",
             f"- Validation against the Geant4 test sample (`{Path(c['report']).parent.name}/report.html`): "
             f"overall **{c['summary']['overall']}**, {c['summary']['counts']}.",
             f"- ONNX Runtime sampling on this machine: {c['onnx_showers_per_s']:,.0f} showers/s (batch 10k, 2 cores).",

@@ -18,6 +18,8 @@ from caloforge.models.gan import (
     containment_fractions,
     shape_mmd,
     shower_features,
+    condition_moments,
+    lateral_moments,
     ReLUWithLeakyGradient,
     energy_sum_constraint,
     gradient_penalty,
@@ -234,6 +236,28 @@ def test_shower_features_and_their_mmd():
         shape_mmd(wider, b.maps_gev, q, "rings")
     with pytest.raises(ConfigError, match="shape_mmd_features"):
         GANConfig(shape_mmd_features="rings")
+
+
+def test_lateral_moments_and_condition_moments():
+    maps = torch.zeros(1, 11, 11)
+    maps[0, 5, 6] = maps[0, 5, 8] = 0.1  # centre at column +2, one crystal either side
+    assert lateral_moments(maps)[0].tolist() == pytest.approx([0.0, 2.0, 1.0])
+
+    b = _batch(256, seed=12)
+    p = b.conditions[:, 0]
+    cond = (b.conditions - b.conditions.mean(dim=0)) / b.conditions.std(dim=0)
+    real = b.maps_gev.clone()
+    real[:, 5, 5] = p * (0.8 - 0.2 * cond[:, 3].abs())  # E1x1/p falls with |dz_pos|, as in Geant4
+    unconditional = real.clone()
+    shuffled = cond[torch.randperm(256, generator=torch.Generator().manual_seed(1)), 3]
+    unconditional[:, 5, 5] = p * (0.8 - 0.2 * shuffled.abs())  # the same E1x1/p values, not tied to dz_pos
+    assert condition_moments(real, real, p, cond).item() == pytest.approx(0.0, abs=1e-8)
+    assert condition_moments(unconditional, real, p, cond).item() > 0.2
+    cfg = GANConfig(loss="wgan-gp", minibatch_discrimination=False, condition_moment_weight=1.0)
+    model = GAN(cfg)
+    model.fit_normalisation(b.conditions.numpy())
+    loss, logs = model.training_step("generator", b)
+    assert torch.isfinite(loss) and "condition_moments" in logs
 
 
 def test_critic_without_sparsity_feature_trains_in_log_space():

@@ -30,6 +30,8 @@ SELECTION_FEATURES: tuple[str, ...] = (
     "R2",
 )
 CENTRE = 5
+BIN_RANGE_PERCENTILES = (0.5, 99.5)
+"""Percentiles of the Geant4 sample that the histogram bins of :func:`separation_power` span."""
 HIT_THRESHOLD_GEV = 1e-3
 """Energy above which a crystal counts in ``N>1MeV``."""
 
@@ -76,13 +78,14 @@ def selection_features(maps_gev: np.ndarray, momenta_gev: np.ndarray) -> dict[st
 def separation_power(reference: np.ndarray, other: np.ndarray, *, bins: int = 50) -> float:
     """Triangular discrimination of two samples, in [0, 1].
 
-    The bins span the range of ``reference`` (the Geant4 sample); values of ``other`` outside it, and
-    non-finite ones, count in the first or last bin, so that outliers are penalised instead of widening
-    the bins.
+    The bins span the central 99 % of ``reference`` (the Geant4 sample, from its 0.5 to its 99.5
+    percentile: a few outliers would otherwise squeeze the bulk into one bin); values of either sample
+    outside it, and non-finite ones, count in the first or last bin, so that outliers are penalised
+    instead of widening the bins.
     """
     ref = np.asarray(reference, dtype=np.float64)
     oth = np.asarray(other, dtype=np.float64)
-    lo, hi = float(ref.min()), float(ref.max())
+    lo, hi = (float(v) for v in np.percentile(ref, BIN_RANGE_PERCENTILES))
     if hi <= lo:
         hi = lo + max(abs(lo), 1.0) * 1e-6
     edges = np.linspace(lo, hi, bins + 1)
