@@ -175,7 +175,6 @@ def propagate_to_front(
     pmag = np.linalg.norm(p0, axis=-1)
     u0 = p0 / pmag[:, None]
     w = omega_per_cm(p0, q, b_field_t)
-    n = len(x0)
 
     # first guess where the track crosses r = 95 cm, refined on the plane of that crystal's face
     s_guess = path_to_cylinder(x0, u0, w, GUESS_RADIUS_CM)
@@ -183,18 +182,18 @@ def propagate_to_front(
     s_guess = np.where(reach, s_guess, 0.0)
     iterations = 1 if np.all(w == 0) else 3  # Newton converges in one step on straight lines
     geo = barrel_geometry()
-    t0, p0 = guess_crystal(helix_at(x0, u0, w, s_guess)[0])
-    s1 = _path_to_plane(x0, u0, w, geo.axis[t0, p0], geo.front_center_cm[t0, p0], s_guess, iterations)
+    t0, k0 = guess_crystal(helix_at(x0, u0, w, s_guess)[0])
+    s1 = _path_to_plane(x0, u0, w, geo.axis[t0, k0], geo.front_center_cm[t0, k0], s_guess, iterations)
     s1 = np.where(np.isfinite(s1), s1, s_guess)
 
     # A track that crosses its first-guess face well inside the edges hits it first: no neighbouring
     # face, at most neighbour_depth_cm in front along the axis, can be reached by a track that drifts
     # sideways by less than that depth times tan(angle to the axis) before it gets here.
     pos1, dir1 = helix_at(x0, u0, w, s1)
-    cos_axis = np.abs(np.einsum("nc,nc->n", dir1, geo.axis[t0, p0])).clip(1e-6, 1.0)
-    drift = neighbour_depth_cm()[t0, p0] * np.sqrt(1.0 - cos_axis**2) / cos_axis
-    clear = reach & (s1 > 0) & (_face_score(pos1, t0, p0) > drift + CLEAR_HIT_SLACK_CM)
-    hit, s, t, ph = clear.copy(), s1.copy(), t0.copy(), p0.copy()
+    cos_axis = np.abs(np.einsum("nc,nc->n", dir1, geo.axis[t0, k0])).clip(1e-6, 1.0)
+    drift = neighbour_depth_cm()[t0, k0] * np.sqrt(1.0 - cos_axis**2) / cos_axis
+    clear = reach & (s1 > 0) & (_face_score(pos1, t0, k0) > drift + CLEAR_HIT_SLACK_CM)
+    hit, s, t, ph = clear.copy(), s1.copy(), t0.copy(), k0.copy()
     position, direction = pos1, dir1
     rest = np.flatnonzero(~clear)
     if len(rest):

@@ -40,7 +40,10 @@ Additions beyond the seed, all off by default and switched on in ``configs/defau
 (the shipped models): a learned mean-shower bias on the generator output (``mean_shower_bias``),
 discriminator features in units of the momentum (``physics_features``), and two batch-level terms in
 the generator loss, an energy-sum constraint (:func:`energy_sum_constraint`) and a shower-shape MMD
-(:func:`shape_mmd`). What each one changed, measured on short runs, is in the configuration comments.
+(:func:`shape_mmd`). The candidate recipes ``configs/logcond_<particle>.yaml`` add a log output space,
+a critic without the gradient-free sparsity input (``sparsity_feature``) and a third batch-level term,
+the correlations of shower features with the conditions (:func:`condition_moments`). What each one
+changed, measured on short runs, is in the configuration comments.
 For inference and export :meth:`Generator.fused` gives the same function with a cheaper first stage.
 
 In tiny test runs on Geant4 photons, PyTorch's default initialisation (untrained generator: 14 times
