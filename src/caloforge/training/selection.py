@@ -5,9 +5,10 @@ maps generated for the same conditions (:data:`SELECTION_FEATURES`): the fractio
 the central 1x1, 3x3, 5x5 and 11x11 crystals, the ratios E3x3/E5x5, E5x5/E7x7 and E9x9/E11x11, the
 number of crystals above 1 MeV and the lateral second moment in crystal units (a stand-in for the
 validation's second moment in cm, which needs the crystal positions). Fractions of the momentum, not
-energies in GeV: the GeV sums follow the momentum spectrum and stayed at 0.004-0.008 for models whose
-E/p distributions were off by 0.18-0.20 (issue 4). The separation power (triangular discrimination, as in the CaloChallenge
-2022 evaluation, arXiv:2410.21611) of two histograms normalised to unit sum with common bins is
+energies in GeV: the GeV sums follow the momentum spectrum, and stayed at 0.004-0.008 for a model whose
+E/p separation powers were 0.18-0.21 (issue 4). The separation power (triangular discrimination, as in
+the CaloChallenge 2022 evaluation, arXiv:2410.21611) of two histograms normalised to unit sum with
+common bins is
 ``0.5 * sum_i (h1_i - h2_i)^2 / (h1_i + h2_i)``: 0 for identical, 1 for disjoint distributions.
 
 This is a small, self-contained metric for choosing ``best.pt``; the full validation of the models
