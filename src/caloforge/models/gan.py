@@ -451,7 +451,9 @@ SOFT_HIT_SCALE_GEV = 1e-3
 """Energy scale of the soft hit count of :func:`shower_features` (1 MeV)."""
 
 
-def containment_fractions(maps_gev: torch.Tensor, p_gev: torch.Tensor, sizes: tuple[int, ...] = (1, 3, 5, 11)) -> torch.Tensor:
+def containment_fractions(
+    maps_gev: torch.Tensor, p_gev: torch.Tensor, sizes: tuple[int, ...] = (1, 3, 5, 11)
+) -> torch.Tensor:
     """En x n / p for each n in ``sizes`` (B, len(sizes)) of maps (B, 11, 11) in GeV (default E1x1/p,
     E3x3/p, E5x5/p, E11x11/p)."""
     scale = p_gev.clamp_min(MIN_MOMENTUM_GEV)  # (B,)
