@@ -73,7 +73,8 @@ def _sampling(args: tuple) -> dict:
     for start in range(0, len(conditions), batch):
         sampler.sample(conditions[start : start + batch], seed=start, batch_size=batch)
     dt = time.perf_counter() - t0
-    return {"seconds": dt, "showers": len(conditions), "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": dt, "showers": len(conditions), "maxrss_mb": peak_mb}
 
 
 def _geant4(args: tuple) -> dict:

@@ -32,7 +32,6 @@ from caloforge.fullsim.runner import GunSpec
 from caloforge.models import load_model
 from caloforge.models.generate import generate_like
 from caloforge.models.pretrained import DEFAULT_STEMS, HERE
-from caloforge.training.selection import SELECTION_FEATURES
 from caloforge.validation.report import validate
 
 TRACK_GEV = (0.32, 0.73, 0.01)
@@ -135,8 +134,7 @@ def main() -> None:
             "checkpoint": target.name,
             "onnx": onnx_path.name,
             "parameters": model.parameter_counts() if hasattr(model, "parameter_counts") else model.n_parameters,
-            "run": {"folder": run.name, "config": _read_yaml(run / "config.yaml"),
-                    "epochs_done": _epochs(run / "metrics.csv"), "best_epoch": _best_epoch(run / "metrics.csv")},
+            "run": {"folder": run.name, "config": _read_yaml(run / "config.yaml"), **_run_summary(run / "metrics.csv")},
             "training_sample": _sample_description(args.samples / f"train_{name}.h5"),
             "separation_power": {k: {"model": obs[k]["candidate"]["separation_power"],
                                      "model_error": obs[k]["candidate"]["separation_power_error"],
@@ -163,19 +161,18 @@ def _read_yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def _epochs(metrics_csv: Path) -> int:
+def _run_summary(metrics_csv: Path) -> dict:
+    """From a run's ``metrics.csv``: epochs done, the epoch of ``best.pt`` and the features of the
+    selection metric it was chosen by (its ``val_sp_<feature>`` columns)."""
     import csv
 
     with open(metrics_csv) as f:
-        return sum(1 for _ in csv.DictReader(f))
-
-
-def _best_epoch(metrics_csv: Path) -> int:
-    import csv
-
-    with open(metrics_csv) as f:
-        best = [int(row["epoch"]) for row in csv.DictReader(f) if row.get("best") == "1"]
-    return best[-1] if best else 0
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        columns = reader.fieldnames or []
+    best = [int(row["epoch"]) for row in rows if row.get("best") == "1"]
+    features = [c[len("val_sp_"):] for c in columns if c.startswith("val_sp_") and not c.startswith("val_sp_mean")]
+    return {"epochs_done": len(rows), "best_epoch": best[-1] if best else 0, "selection_features": features}
 
 
 def _sample_description(path: Path) -> dict:
@@ -248,7 +245,7 @@ def render_card(cards: dict) -> str:
             f"{run['config']['model']}; training {run['config']['training']}; "
             f"{run['epochs_done']} epochs done (regressor pre-training included); the shipped one is epoch "
             f"{run['best_epoch']}, chosen by the mean separation power of "
-            f"{', '.join(SELECTION_FEATURES)} on the held-out events.",
+            f"{', '.join(run['selection_features'])} on the held-out events.",
             f"- Validation against the Geant4 test sample (`{Path(c['report']).parent.name}/report.html`): "
             f"overall **{c['summary']['overall']}**, {c['summary']['counts']}.",
             f"- ONNX Runtime sampling on this machine: {c['onnx_showers_per_s']:,.0f} showers/s (batch 10k, 2 cores).",

@@ -190,10 +190,7 @@ def simulate(
         )
     samplers, names = load_samplers(model or [], backend=backend, device=device)
     digi = Digitisation(noise_mev * 1e-3, threshold_mev * 1e-3) if digitize else None
-    engine = FastSimulation(samplers, digitisation=digi)
-    from caloforge.detector.geometry import barrel_geometry
-
-    barrel_geometry().face_edges  # the crystal table and its face planes, built once: part of the set-up
+    engine = FastSimulation(samplers, digitisation=digi)  # builds the geometry tables: part of the set-up
     t_ready = time.perf_counter()
     counts: dict[str, int] = {}
     stages = {"transport": 0.0, "sampling": 0.0, "placement": 0.0, "writing": 0.0}

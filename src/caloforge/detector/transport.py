@@ -140,6 +140,13 @@ def neighbour_depth_cm() -> np.ndarray:
     return depth
 
 
+def prepare_transport() -> None:
+    """Build the geometry tables :func:`propagate_to_front` uses (the crystal table, the face edge planes
+    and :func:`neighbour_depth_cm`), so that the first call does not pay for them."""
+    barrel_geometry().face_edges
+    neighbour_depth_cm()
+
+
 def _path_to_plane(
     x0: np.ndarray, u0: np.ndarray, w: np.ndarray, normal: np.ndarray, point: np.ndarray, s: np.ndarray, iterations: int
 ) -> np.ndarray:

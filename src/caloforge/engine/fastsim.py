@@ -28,7 +28,7 @@ import numpy as np
 
 from caloforge.detector.conditions import PARTICLES_BY_PDG, compute_conditions
 from caloforge.detector.geometry import BARREL_GID_OFFSET, N_BARREL, N_PHI, window_indices
-from caloforge.detector.transport import propagate_to_front
+from caloforge.detector.transport import prepare_transport, propagate_to_front
 from caloforge.engine.particles import Particles
 
 SIMULATED, MISSED, NOT_COVERED = 0, 1, 2
@@ -116,7 +116,9 @@ def concatenate_results(results: Sequence[SimulationResult]) -> SimulationResult
         hit_theta=cat("hit_theta"),
         hit_phi=cat("hit_phi"),
         hit_energy_gev=cat("hit_energy_gev"),
-        particles=Particles(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("event", "pdg", "momentum_gev", "vertex_cm"))),
+        particles=Particles(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("event", "pdg", "momentum_gev", "vertex_cm"))
+        ),
         particle_status=cat("particle_status"),
         particle_theta=cat("particle_theta"),
         particle_phi=cat("particle_phi"),
@@ -179,6 +181,7 @@ class FastSimulation:
         self.models = dict(models)
         self.digitisation = digitisation
         self.b_field_t = b_field_t
+        prepare_transport()  # the crystal table and the tables of its front faces, built once, here
 
     def simulate(self, particles: Particles, *, seed: int = 0) -> SimulationResult:
         """Simulate every event of ``particles``; reproducible for a given ``seed``."""
