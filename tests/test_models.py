@@ -14,6 +14,7 @@ from caloforge.models import (
 )
 from caloforge.models.base import Batch
 from caloforge.models.gan import (
+    MeanShower,
     MinibatchDiscrimination,
     containment_fractions,
     shape_mmd,
@@ -76,10 +77,12 @@ def test_discriminator_and_critic_shapes(loss, minibatch):
     assert score.shape == (6,) and torch.isfinite(score).all()
 
 
-@pytest.mark.parametrize("bias, particles", [(False, ["gamma"]), (True, ["e-", "e+", "gamma"])])
-def test_fused_generator_is_the_same_function(bias, particles):
+@pytest.mark.parametrize(
+    "bias, degree, particles", [(False, 0, ["gamma"]), (True, 0, ["e-", "e+", "gamma"]), (True, 3, ["e-", "gamma"])]
+)
+def test_fused_generator_is_the_same_function(bias, degree, particles):
     torch.manual_seed(8)
-    model = GAN(GANConfig(mean_shower_bias=bias, particles=particles))
+    model = GAN(GANConfig(mean_shower_bias=bias, mean_shower_degree=degree, particles=particles))
     for p in model.generator.parameters():  # away from the initial values, biases included
         p.data.add_(0.05 * torch.randn_like(p))
     z = torch.randn(64, model.config.noise_dim)
@@ -167,7 +170,7 @@ def test_mean_shower_bias_starts_generator_at_the_mean_map(transform):
     model.fit_normalisation(b.conditions.numpy())
     model.fit_maps(b.maps_gev.numpy(), b.conditions.numpy())
     mean_u = gev_to_model(b.maps_gev, b.conditions[:, 0], kind=transform, epsilon=cfg.log_epsilon).mean(0)
-    assert torch.allclose(model.generator.output_bias[0], mean_u)
+    assert torch.allclose(model.generator.mean_shower.table[0, 0], mean_u[0])
     assert model.parameter_counts()["generator"] == 46_041 + 121
     fake = model.sample(b.conditions.numpy(), seed=1)  # (400, 11, 11) GeV
     frac_fake = fake[:, 5, 5] / b.conditions[:, 0].numpy()
@@ -176,7 +179,69 @@ def test_mean_shower_bias_starts_generator_at_the_mean_map(transform):
         assert frac_fake.mean() == pytest.approx(frac_real.mean(), rel=0.5)
     plain = GAN(GANConfig())
     plain.fit_maps(b.maps_gev.numpy(), b.conditions.numpy())  # a no-op without the option
-    assert plain.generator.output_bias is None
+    assert plain.generator.mean_shower is None
+
+
+def test_mean_shower_polynomial_fit_recovers_each_particles_polynomial():
+    rng = np.random.default_rng(3)
+    c = torch.as_tensor(rng.normal(size=(3000, 6)), dtype=torch.float32)  # normalised conditions
+    kind = torch.as_tensor(rng.integers(0, 2, 3000))
+    dz = c[:, 3, None, None]
+    peak = torch.zeros(11, 11)
+    peak[5, 5] = 1.0
+    slope = torch.zeros(11, 11)
+    slope[4, 5], slope[6, 5] = 0.3, -0.3
+    u = torch.where(kind[:, None, None] == 0, 0.5 * peak + slope * dz, 0.8 * peak - 0.2 * peak * dz**2)
+    mean_shower = MeanShower(n_particles=2, degree=2)
+    assert mean_shower.n_terms == 28  # 1 + 6 + 21 monomials of 6 conditions
+    mean_shower.fit(u, c, kind)
+    onehot = torch.nn.functional.one_hot(kind, 2).float()
+    bias = mean_shower(torch.cat([c, onehot], dim=1))  # (3000, 1, 11, 11)
+    assert torch.allclose(bias[:, 0], u, atol=1e-4)
+    gen = GAN(GANConfig(mean_shower_bias=True, mean_shower_degree=3)).generator
+    assert gen.mean_shower.n_terms == 84  # the default recipe's cubic
+
+
+def test_mean_shower_moves_the_generated_shower_with_the_impact_point():
+    # Geant4-like toy: the shower centre follows dz_pos (row about -0.3 crystal per cm); a degree-1 mean shower
+    # gives the untrained generator that dependence before any training step
+    rng = np.random.default_rng(7)
+    c = _conditions(4000, seed=7)
+    dz = c[:, 3]
+    maps = np.zeros((4000, 11, 11), np.float32)
+    up = np.clip(0.3 * dz, 0, 1) * c[:, 0]  # as in Geant4, the centre row falls as dz_pos grows
+    down = np.clip(-0.3 * dz, 0, 1) * c[:, 0]
+    maps[:, 5, 5] = 0.8 * c[:, 0] - up - down
+    maps[:, 4, 5], maps[:, 6, 5] = up, down
+    maps += rng.exponential(1e-4, maps.shape).astype(np.float32)
+    torch.manual_seed(2)
+    model = GAN(GANConfig(mean_shower_bias=True, mean_shower_degree=1, output_transform="none"))
+    with torch.no_grad():
+        model.generator.convs[-1].weight.mul_(0.01)  # the convolutions' own output small, as after init
+    model.fit_normalisation(c)
+    model.fit_maps(maps, c)
+    fake = model.sample(c, seed=3)
+    row = lateral_moments(torch.as_tensor(fake))[:, 0].numpy()
+    assert np.corrcoef(row, dz)[0, 1] < -0.8
+    fixed = GAN(GANConfig(mean_shower_bias=True, output_transform="none"))
+    with torch.no_grad():
+        fixed.generator.convs[-1].weight.mul_(0.01)
+    fixed.fit_normalisation(c)
+    fixed.fit_maps(maps, c)
+    row_fixed = lateral_moments(torch.as_tensor(fixed.sample(c, seed=3)))[:, 0].numpy()
+    assert abs(np.corrcoef(row_fixed, dz)[0, 1]) < 0.2
+
+
+def test_checkpoints_with_the_old_fixed_bias_still_load():
+    model = GAN(GANConfig(mean_shower_bias=True, particles=["e-", "gamma"]))
+    old = {k: v for k, v in model.state_dict().items() if "mean_shower" not in k}
+    old["generator.output_bias"] = torch.rand(1, 1, 11, 11)  # the format of the first shipped models
+    model.load_state_dict(old)
+    assert torch.equal(model.generator.mean_shower.table[1, 0], old["generator.output_bias"][0, 0])
+    with pytest.raises(ConfigError, match="mean_shower_bias"):
+        GANConfig(mean_shower_degree=2)
+    with pytest.raises(ConfigError, match="mean_shower_degree"):
+        GANConfig(mean_shower_bias=True, mean_shower_degree=9)
 
 
 def test_energy_sum_constraint_is_zero_for_equal_moments_and_grows_with_the_offset():

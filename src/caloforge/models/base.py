@@ -296,9 +296,12 @@ class ShowerModel(nn.Module, ABC):
         is the model itself."""
         return self
 
-    def fit_maps(self, maps_gev: np.ndarray, conditions: np.ndarray) -> None:
-        """Fit whatever the model starts from the training maps (N, 11, 11) in GeV and their conditions
-        (N, 6), once before training; the default does nothing."""
+    def fit_maps(
+        self, maps_gev: np.ndarray, conditions: np.ndarray, particle_index: np.ndarray | None = None
+    ) -> None:
+        """Fit whatever the model starts from the training maps (N, 11, 11) in GeV, their conditions (N, 6)
+        and the indices of their particle types in ``particles`` (N,; None: all of the first), once before
+        training, after :meth:`fit_normalisation`; the default does nothing."""
 
     def normalisation(self) -> dict[str, dict[str, float]]:
         """The condition normalisation as ``{name: {"mean": ..., "std": ...}}`` (units of each condition)."""

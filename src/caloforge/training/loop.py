@@ -241,7 +241,7 @@ def train(
     model = build_model(cfg.model)
     if saved is None:
         model.fit_normalisation(train_data.conditions)
-        model.fit_maps(train_data.maps_gev, train_data.conditions)
+        model.fit_maps(train_data.maps_gev, train_data.conditions, train_data.particle)
     else:
         model.load_state_dict(saved["state_dict"])
     model.to(dev)
