@@ -18,8 +18,11 @@ from caloforge.validation.report import (
     ValidationInputError,
     compare_distributions,
     gaussianise,
+    impact_point_study,
     metric_bin_edges,
+    profile,
     resolution_study,
+    sample_observables,
     validate,
     verdict_against_floor,
     verdict_against_thresholds,
@@ -273,6 +276,45 @@ def test_resolution_study_sees_a_wider_spread():
         assert ok[q]["reference"]["std"] < 2.0 and ok[q]["reference"]["std_error"] > 0  # cm
 
 
+def _impact_toy(n: int, seed: int, *, forget_impact: bool = False) -> Sample:
+    """Toy photons whose central crystal loses up to a quarter of its energy to the neighbouring row
+    as the impact point moves away from the crystal centre along z (``dz_pos`` uniform in +-2.5 cm);
+    with ``forget_impact`` the same maps get the impact points of other events (every distribution of
+    the maps unchanged, their dependence on the impact point gone)."""
+    s = _synthetic(n, seed=seed)
+    dz = np.random.default_rng(seed + 100).uniform(-2.5, 2.5, n)
+    moved = s.maps_gev[:, 5, 5] * 0.25 * np.abs(dz) / 2.5
+    s.maps_gev[:, 5, 5] -= moved
+    s.maps_gev[np.arange(n), np.where(dz > 0, 4, 6), 5] += moved
+    s.conditions[:, 3] = np.random.default_rng(seed).permutation(dz) if forget_impact else dz
+    return s
+
+
+def test_impact_point_study_sees_a_model_that_ignores_the_impact_point():
+    ref, same, forgot = _impact_toy(2000, 1), _impact_toy(2000, 2), _impact_toy(2000, 3, forget_impact=True)
+    ok = impact_point_study({"reference": ref, "candidate": same},
+                            {"reference": sample_observables(ref), "candidate": sample_observables(same)})
+    bad = impact_point_study({"reference": ref, "candidate": forgot, "floor": same},
+                             {r: sample_observables(s) for r, s in (("reference", ref), ("candidate", forgot),
+                                                                     ("floor", same))})
+    key = "e1_over_e3 vs abs_dz_pos_cm"
+    assert ok[key]["verdict"] == "compatible" and ok[key]["candidate_chi2"]["ndf"] == 8
+    assert bad[key]["verdict"] == "incompatible" and bad[key]["candidate_chi2"]["z"] > 10
+    assert bad[key]["floor_chi2"]["z"] < 3
+    ref_means = np.asarray(ok[key]["reference"]["mean"])
+    assert ref_means[0] > ref_means[-1] + 0.05  # E1x1/E3x3 falls towards the crystal edge
+    assert sum(ok[key]["reference"]["n"]) == 2000
+
+
+def test_profile_means_errors_and_empty_bins():
+    x = np.array([0.1, 0.2, 0.3, 1.5, 1.9, np.nan])
+    y = np.array([1.0, 2.0, 3.0, 5.0, 7.0, 1.0])
+    prof = profile(x, y, np.array([0.0, 1.0, 2.0, 3.0]))
+    assert prof["n"] == [3, 2, 0]
+    assert prof["mean"][:2] == pytest.approx([2.0, 6.0]) and np.isnan(prof["mean"][2])
+    assert prof["error"][0] == pytest.approx(1.0 / np.sqrt(3))
+
+
 def test_in_memory_toy_samples_slices_and_resolution(tmp_path):
     ref = _synthetic(300, seed=1, track=TRACK_GEV)
     cand = _synthetic(300, seed=2, track=TRACK_GEV)
@@ -285,6 +327,8 @@ def test_in_memory_toy_samples_slices_and_resolution(tmp_path):
     assert set(v["verdict"] for v in sl["observables"].values()) == {"n/a"}
     assert m["slices"]["0.5-0.7"]["n_events"]["reference"] == 0
     assert m["slices"]["all"]["n_events"]["reference"] == 300
+    assert set(m["summary"]["impact_point"]) == set(m["impact_point"]) and len(m["impact_point"]) == 4
+    assert "Dependence on the impact point" in (tmp_path / "toy" / "report.html").read_text()
     assert "Figures not drawn" in (tmp_path / "toy" / "report.html").read_text()
     # a second run into the same folder needs overwrite
     with pytest.raises(ValidationInputError, match="exists"):
