@@ -141,6 +141,12 @@ def main() -> None:
                                      "geant4_floor": obs[k].get("floor", {}).get("separation_power"),
                                      "verdict": obs[k]["verdict"]} for k in CARD_OBSERVABLES if k in obs},
             "classifier": metrics.get("classifier", {}),
+            "impact_point": {k: {"chi2": e["candidate_chi2"]["chi2"], "ndf": e["candidate_chi2"]["ndf"],
+                                 "z": e["candidate_chi2"]["z"], "floor_z": e.get("floor_chi2", {}).get("z"),
+                                 "geant4_first_last": [e["reference"]["mean"][0], e["reference"]["mean"][-1]],
+                                 "model_first_last": [e["candidate"]["mean"][0], e["candidate"]["mean"][-1]],
+                                 "verdict": e["verdict"]}
+                             for k, e in metrics.get("impact_point", {}).items()},
             "summary": metrics["summary"],
             "energy_response": energy_response(ref, gen),
             "resolution": resolution(read_sample(track), read_sample(track_cand)),
@@ -260,6 +266,13 @@ def render_card(cards: dict) -> str:
         for r in c["energy_response"]:
             lines.append(f"| {r['slice_gev'][0]}-{r['slice_gev'][1]} | {r['n']} | {r['geant4_mean_gev']:.4f} | "
                          f"{r['ratio']:.4f} +- {r['ratio_error']:.4f} |")
+        if c.get("impact_point"):
+            lines += ["", "| profile against the impact point | Geant4, first and last bin | model | chi2/ndf | z "
+                      "(floor z) | verdict |", "| --- | --- | --- | --- | --- | --- |"]
+            for k, v in c["impact_point"].items():
+                lines.append(f"| {k} | {_fmt(v['geant4_first_last'][0])}, {_fmt(v['geant4_first_last'][1])} | "
+                             f"{_fmt(v['model_first_last'][0])}, {_fmt(v['model_first_last'][1])} | "
+                             f"{v['chi2']:.0f}/{v['ndf']} | {_fmt(v['z'], 1)} ({_fmt(v['floor_z'], 1)}) | {v['verdict']} |")
         res = c["resolution"]
         lines += ["", f"Repeated track {tuple(res['track_gev'])} GeV/c, {res['n']} events: E5x5 std Geant4 "
                   f"{res['geant4_e5x5_std_gev']:.4f} GeV, model {res['model_e5x5_std_gev']:.4f} GeV (ratio "

@@ -111,6 +111,18 @@ def test_final_relu_forward_is_relu_and_gradient_leaks():
     assert torch.equal(y.detach(), torch.relu(x.detach()))
     y.sum().backward()
     assert torch.allclose(x.grad, torch.tensor([0.01, 0.01, 1.0, 1.0]))
+    x.grad = None
+    capped = ReLUWithLeakyGradient(0.01, upper=1.0)(x)  # the log output's cap: at most one momentum
+    assert torch.equal(capped.detach(), torch.tensor([0.0, 0.0, 0.5, 1.0]))
+    capped.sum().backward()
+    assert torch.allclose(x.grad, torch.tensor([0.01, 0.01, 1.0, 0.01]))
+    log_model = GAN(GANConfig(output_transform="log", mean_shower_bias=True))
+    with torch.no_grad():
+        log_model.generator.mean_shower.table.fill_(3.0)  # far above one momentum per crystal
+    c = _conditions(5)
+    log_model.fit_normalisation(c)
+    maps = log_model.sample(c, seed=0)
+    assert np.allclose(maps, c[:, :1, None], rtol=1e-5)  # every crystal capped at p
 
 
 def test_gradient_penalty_finite_and_differentiable():
