@@ -54,10 +54,12 @@ def test_info_summarises_a_sample(photon_sample):
 @pytest.fixture(scope="module")
 def untrained_gamma_model(tmp_path_factory):
     """A real (untrained) GAN checkpoint: enough to check the plumbing of simulate and generate. Its
-    mean shower is a quadratic in the conditions with small random terms, which the export must keep."""
+    mean shower is a quadratic in the conditions with small random terms and its output is in log space,
+    both of which the export must keep."""
     from caloforge.models import build_model
 
-    model = build_model({"name": "gan", "particles": ["gamma"], "mean_shower_bias": True, "mean_shower_degree": 2})
+    model = build_model({"name": "gan", "particles": ["gamma"], "mean_shower_bias": True, "mean_shower_degree": 2,
+                         "output_transform": "log"})
     model.fit_normalisation(np.random.default_rng(0).normal(size=(100, 6)).astype(np.float32))
     with torch.no_grad():
         model.generator.mean_shower.table.normal_(0.0, 0.01)
