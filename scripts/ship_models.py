@@ -1,14 +1,14 @@
 """Ship trained models as the package defaults, with their validation numbers and model card.
 
-For each particle type: take ``best.pt`` of its training run (``<runs>/polymean_<particle>``, trained with
+For each particle type: take ``best.pt`` of its training run (``<runs>/mmd_<particle>``, trained with
 ``caloforge train configs/default_<particle>.yaml``), save the model into
 ``src/caloforge/models/pretrained/gan_<particle>.pt`` and its ONNX export next to it, sample it under
 the conditions of the Geant4 test sample, validate it against Geant4 (with the independent Geant4
 floor sample), measure the energy response per momentum slice, the E5x5 spread of one repeated track
 against Geant4's, and the ONNX sampling speed, and write ``MODEL_CARD.md``.
 
-    python scripts/ship_models.py [--runs ~/.cache/caloforge/runs] [--run-name polymean_{particle}]
-        [--run e-=~/.cache/caloforge/runs/polymean_e-] [--events 10000]
+    python scripts/ship_models.py [--runs ~/.cache/caloforge/runs] [--run-name mmd_{particle}]
+        [--run e-=~/.cache/caloforge/runs/mmd2_e-] [--events 10000]
 
 Needs ``caloforge samples`` (test and floor files) to have run; makes the fixed-track Geant4 samples
 (2000 events of (px, py, pz) = (0.32, 0.73, 0.01) GeV/c per particle) when they are missing.
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=DEFAULT_CACHE / "runs")
     parser.add_argument("--samples", type=Path, default=DEFAULT_CACHE / "samples")
     parser.add_argument("--work", type=Path, default=DEFAULT_CACHE / "validation")
-    parser.add_argument("--run-name", default="polymean_{particle}", help="run folder in --runs, per particle")
+    parser.add_argument("--run-name", default="mmd_{particle}", help="run folder in --runs, per particle")
     parser.add_argument("--run", action="append", default=[], metavar="PARTICLE=FOLDER",
                         help="the run folder of one particle, instead of --run-name (repeatable)")
     parser.add_argument("--events", type=int, default=10_000, help="events per validation sample")

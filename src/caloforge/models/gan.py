@@ -37,15 +37,15 @@ forward pass unchanged) so that it cannot die; the regressor (:class:`Regressor`
 hard count as in CaloGAN (arXiv:1705.02355) that passes no gradient (a soft count steep enough to
 mean anything gave input gradients of order 1/threshold, and gradient penalties of 1e3).
 Additions beyond the seed, all off by default and switched on in ``configs/default_<particle>.yaml``
-(the shipped models): a learned mean shower added to the generator output (``mean_shower_bias``), a
-cubic in the conditions (``mean_shower_degree``, :class:`MeanShower`), so that the shower moves with
-the impact point; a log output space (``output_transform``), capped at one momentum per crystal
-(:data:`LOG_OUTPUT_MAX`); a critic without the gradient-free sparsity input (``sparsity_feature``);
-discriminator features in units of the momentum (``physics_features``); and two batch-level terms in
+(the shipped models): a learned mean-shower bias on the generator output (``mean_shower_bias``; with
+``mean_shower_degree`` a polynomial in the conditions, :class:`MeanShower`),
+discriminator features in units of the momentum (``physics_features``), and two batch-level terms in
 the generator loss, an energy-sum constraint (:func:`energy_sum_constraint`) and a shower-shape MMD
-(:func:`shape_mmd`). A third, the correlations of shower features with the conditions
-(:func:`condition_moments`), is there but off in every recipe. What each one changed, measured on
-short runs, is in the configuration comments.
+(:func:`shape_mmd`). The candidate recipes ``configs/polymean_<particle>.yaml`` add a mean shower
+that is a cubic in the conditions (``mean_shower_degree``), a log output space and a critic without the
+gradient-free sparsity input (``sparsity_feature``). A third batch-level term, the correlations of shower
+features with the conditions (:func:`condition_moments`), is there but off in every recipe. What each
+one changed, measured on short runs, is in the configuration comments.
 For inference and export :meth:`Generator.fused` gives the same function with a cheaper first stage.
 
 In tiny test runs on Geant4 photons, PyTorch's default initialisation (untrained generator: 14 times
@@ -113,7 +113,7 @@ class GANConfig(ModelConfig):
         mean_shower_degree: with ``mean_shower_bias``, the bias is a polynomial of this degree in the
             normalised conditions (:class:`MeanShower`), fitted to the Geant4 maps by least squares before
             training: the mean shower then moves with the impact point and the angles from the first
-            step. 0 (the first shipped models): one fixed map. The adversarial loss alone never taught the
+            step. 0 (the shipped models): one fixed map. The adversarial loss alone never taught the
             generator this dependence (corr(E1x1/p, |dz_pos|) 0.02 against Geant4's -0.44 for photons),
             although a supervised fit of the same generator learns it in 200 steps.
         energy_constraint_weight: weight of the energy-sum constraint in the generator loss: the squared
@@ -236,7 +236,7 @@ LOG_OUTPUT_MAX = 1.0
 """With ``output_transform: log`` the generator's output is capped at this ``u``, one momentum in a crystal
 (``u = 1`` is ``E = p``): a crystal cannot take more than the particle brings. In log space every 0.1 of
 ``u`` above it multiplies the energy by 2.5: uncapped, the first epoch of a positron run
-(``configs/default_e+.yaml``) averaged 7e4 in the energy-sum term (in Geant4 batch variances; photons
+(``configs/polymean_e+.yaml``) averaged 7e4 in the energy-sum term (in Geant4 batch variances; photons
 9.9, electrons 0.5) and its validation separation power was 0.41 (photons 0.10, electrons 0.05)."""
 
 
