@@ -42,8 +42,9 @@ Additions beyond the seed, all off by default and switched on in ``configs/defau
 discriminator features in units of the momentum (``physics_features``), and two batch-level terms in
 the generator loss, an energy-sum constraint (:func:`energy_sum_constraint`) and a shower-shape MMD
 (:func:`shape_mmd`). The candidate recipes ``configs/polymean_<particle>.yaml`` add a mean shower
-that is a cubic in the conditions (``mean_shower_degree``), a log output space and a critic without the
-gradient-free sparsity input (``sparsity_feature``). A third batch-level term, the correlations of shower
+that is a cubic in the conditions (``mean_shower_degree``), a log output space capped at one momentum
+per crystal (:data:`LOG_OUTPUT_MAX`) and a critic without the gradient-free sparsity input
+(``sparsity_feature``). A third batch-level term, the correlations of shower
 features with the conditions (:func:`condition_moments`), is there but off in every recipe. What each
 one changed, measured on short runs, is in the configuration comments.
 For inference and export :meth:`Generator.fused` gives the same function with a cheaper first stage.
