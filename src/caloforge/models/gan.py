@@ -292,7 +292,10 @@ class MeanShower(nn.Module):
         return x[:, self.monomials].prod(dim=2)  # (B, T, degree) -> (B, T)
 
     def forward(self, condition_input: torch.Tensor) -> torch.Tensor:
-        """The mean maps (B, 1, 11, 11) for the generator's condition input (B, 6 [+ one-hot type])."""
+        """The mean maps (B, 1, 11, 11) for the generator's condition input (B, 6 [+ one-hot type]); for one
+        fixed map (degree 0, one type) the map itself, (1, 1, 11, 11), which broadcasts."""
+        if self.degree == 0 and len(self.table) == 1:
+            return self.table  # (1, 1, 11, 11): no per-event work on the shipped models' path
         f = self.features(condition_input[:, :N_CONDITIONS])  # (B, T)
         table = self.table.flatten(2)  # (P, T, 121)
         if len(table) == 1:
