@@ -24,6 +24,7 @@ from caloforge.models.gan import (
     ReLUWithLeakyGradient,
     energy_sum_constraint,
     gradient_penalty,
+    neighbour_mmd,
 )
 from caloforge.models.transforms import fraction_to_model, gev_to_model, model_to_fraction, model_to_gev
 
@@ -333,6 +334,33 @@ def test_lateral_moments_and_condition_moments():
     model.fit_normalisation(b.conditions.numpy())
     loss, logs = model.training_step("generator", b)
     assert torch.isfinite(loss) and "condition_moments" in logs
+
+
+def test_neighbour_mmd_sees_a_generator_that_ignores_its_noise():
+    rng = np.random.default_rng(13)
+    n = 256
+    p = torch.full((n,), 1.0)
+    centre = torch.as_tensor(rng.uniform(0.4, 0.8, n), dtype=torch.float32)  # E1x1/p set by the conditions
+
+    def maps(fluctuation: float, seed: int) -> torch.Tensor:
+        out = torch.zeros(n, 11, 11)
+        jitter = np.random.default_rng(seed).normal(0, fluctuation, n)
+        out[:, 5, 5] = centre + torch.as_tensor(jitter, dtype=torch.float32)
+        out[:, 5, 6] = 0.9 - out[:, 5, 5]
+        return out
+
+    real, real_nb = maps(0.05, 1), maps(0.05, 2)  # neighbours: same conditions, independent showers
+    assert neighbour_mmd(maps(0.05, 3), maps(0.05, 4), real, real_nb, p, p).item() < 0.05
+    assert neighbour_mmd(maps(0.0, 3), maps(0.0, 4), real, real_nb, p, p).item() > 0.5  # no fluctuation
+    b = _batch(32, seed=14)
+    model = GAN(GANConfig(loss="wgan-gp", minibatch_discrimination=False, neighbour_mmd_weight=1.0))
+    model.fit_normalisation(b.conditions.numpy())
+    assert model.uses_neighbours
+    with pytest.raises(ValueError, match="neighbours"):
+        model.training_step("generator", b)
+    b.neighbour_maps_gev, b.neighbour_conditions = b.maps_gev.flip(0), b.conditions.flip(0)
+    loss, logs = model.training_step("generator", b)
+    assert torch.isfinite(loss) and logs["neighbour_mmd"] > 0
 
 
 def test_critic_without_sparsity_feature_trains_in_log_space():

@@ -11,7 +11,7 @@ from caloforge.data.io import open_sample_writer
 from caloforge.models import ConfigError, GAN, load_model
 from caloforge.training import DataConfig, LoopConfig, TrainConfig, load_config, train
 from caloforge.training.config import resolve_sample_path
-from caloforge.training.data import iter_batches, read_shower_data, split_validation
+from caloforge.training.data import iter_batches, nearest_neighbours, read_shower_data, split_validation
 from caloforge.training.selection import selection_features, selection_metric, separation_power
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,6 +138,39 @@ def test_wgangp_multi_particle_run(tmp_path, toy_samples):
     assert load_model(best, device="cpu").particles == ("e-", "gamma")
 
 
+def test_fine_tuning_with_neighbour_pairs_starts_from_a_checkpoint(tmp_path, toy_samples):
+    base = dict(loss="wgan-gp", regressor_weight=0.0, regressor_epochs=0, minibatch_discrimination=False)
+    first = train(_config(toy_samples, epochs=1, **base), tmp_path / "first")
+    cfg = _config(toy_samples, epochs=1, neighbour_mmd_weight=1.0, **base)
+    tuned = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, init_from=str(first)))
+    run = tmp_path / "tuned"
+    train(tuned, run)
+    assert float(_rows(run / "metrics.csv")[0]["train_generator_neighbour_mmd"]) > 0
+    start, end = load_model(first, device="cpu").state_dict(), load_model(run / "best.pt", device="cpu").state_dict()
+    assert torch.equal(start["cond_mean"], end["cond_mean"])  # the normalisation came with the weights
+    assert not torch.equal(start["generator.dense.weight"], end["generator.dense.weight"])
+    # a checkpoint of another architecture or particle is a configuration error, before any training
+    other = train(_config(toy_samples, epochs=1, noise_dim=8, **base), tmp_path / "other")
+    for bad in (str(other), str(tmp_path / "missing.pt")):
+        wrong = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, init_from=bad))
+        with pytest.raises(ConfigError, match="init_from"):
+            train(wrong, tmp_path / "wrong")
+        assert not (tmp_path / "wrong").exists()
+
+
+def test_nearest_neighbours_stay_within_the_particle_type():
+    rng = np.random.default_rng(4)
+    c = rng.normal(size=(200, 6))
+    c[100:] = c[:100] + 1e-3 * rng.normal(size=(100, 6))  # events 100.. are near copies of 0..99
+    particle = np.zeros(200, dtype=np.int64)
+    nb = nearest_neighbours(c, particle)
+    assert nb[:100].tolist() == list(range(100, 200)) and nb[100:].tolist() == list(range(100))
+    particle[100:] = 1  # the copies are now another type: each finds another event of its own
+    nb = nearest_neighbours(c, particle)
+    assert (particle[nb] == particle).all() and (nb != np.arange(200)).all()
+    assert nearest_neighbours(c[:1], particle[:1]).tolist() == [0]  # alone: its own neighbour
+
+
 def test_data_split_and_batches(toy_samples):
     both = read_shower_data([toy_samples["e-"], toy_samples["gamma"]], particles=["gamma", "e-"])
     assert len(both) == 160 and both.particle.tolist() == [1] * 80 + [0] * 80
@@ -152,6 +185,12 @@ def test_data_split_and_batches(toy_samples):
     assert [len(b) for b in batches] == [16, 16, 16]  # the incomplete last batch is dropped
     replay = list(iter_batches(tensors, batch_size=16, seed=1, epoch=0))
     assert all(torch.equal(a.maps_gev, b.maps_gev) for a, b in zip(batches, replay))
+    assert batches[0].neighbour_maps_gev is None
+    paired = train_.with_neighbours()
+    batch = next(iter_batches(paired.to_tensors(torch.device("cpu")), batch_size=16, seed=1, epoch=0))
+    rows = [int(np.flatnonzero((paired.maps_gev == m.numpy()).all(axis=(1, 2)))[0]) for m in batch.maps_gev]
+    assert np.array_equal(batch.neighbour_maps_gev.numpy(), paired.maps_gev[paired.neighbour[rows]])
+    assert np.array_equal(batch.neighbour_conditions.numpy(), paired.conditions[paired.neighbour[rows]])
     with pytest.raises(ValueError, match="no usable events"):
         read_shower_data([toy_samples["e-"]], particles=["gamma"])
 

@@ -213,11 +213,17 @@ class Batch:
         maps_gev: (B, 11, 11) deposited energies, GeV.
         conditions: (B, 6) raw conditions (:data:`CONDITION_NAMES` order and units).
         particle: (B,) index of the particle type in ``config.particles``.
+        neighbour_maps_gev: (B, 11, 11) maps of each event's nearest neighbour in condition space (another
+            Geant4 event of the same type; :func:`caloforge.training.data.nearest_neighbours`), GeV, or
+            None. Only models that ask for them (:attr:`ShowerModel.uses_neighbours`) get them.
+        neighbour_conditions: (B, 6) raw conditions of those neighbours, or None.
     """
 
     maps_gev: torch.Tensor
     conditions: torch.Tensor
     particle: torch.Tensor
+    neighbour_maps_gev: torch.Tensor | None = None
+    neighbour_conditions: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.maps_gev.shape[0])
@@ -425,6 +431,12 @@ class ShowerModel(nn.Module, ABC):
     def n_pretrain_epochs(self) -> int:
         """Leading epochs that do not train the generative part (no checkpoint selection on them)."""
         return 0
+
+    @property
+    def uses_neighbours(self) -> bool:
+        """Whether training batches must carry each event's nearest neighbour in condition space
+        (:attr:`Batch.neighbour_maps_gev`)."""
+        return False
 
     # ---- checkpoints ------------------------------------------------------------------------------
 

@@ -41,13 +41,17 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CALOFORGE_CACHE", Path.home() / ".cache" / "caloforge")).expanduser()
 
 
-def resolve_sample_path(path: str | os.PathLike) -> Path:
-    """Expand ``${CALOFORGE_CACHE}`` (default ``~/.cache/caloforge``), other variables and ``~``;
-    relative paths are resolved against ``$CALOFORGE_CACHE/samples``."""
+def expand_path(path: str | os.PathLike) -> Path:
+    """Expand ``${CALOFORGE_CACHE}`` (default ``~/.cache/caloforge``), other variables and ``~``."""
     text = str(path)
     if "CALOFORGE_CACHE" not in os.environ:
         text = text.replace("${CALOFORGE_CACHE}", str(cache_dir())).replace("$CALOFORGE_CACHE", str(cache_dir()))
-    p = Path(os.path.expandvars(text)).expanduser()
+    return Path(os.path.expandvars(text)).expanduser()
+
+
+def resolve_sample_path(path: str | os.PathLike) -> Path:
+    """:func:`expand_path`, with relative paths resolved against ``$CALOFORGE_CACHE/samples``."""
+    p = expand_path(path)
     return p if p.is_absolute() else cache_dir() / "samples" / p
 
 
@@ -99,6 +103,10 @@ class LoopConfig:
         selection_bins: histogram bins of the separation powers of the selection metric.
         sample_batch_size: conditions per network call when generating validation maps.
         progress: show tqdm progress bars.
+        init_from: a model checkpoint (``best.pt`` of an earlier run, ``${CALOFORGE_CACHE}`` and ``~``
+            expanded) whose weights and condition normalisation start the run instead of the fits to
+            the training maps: fine-tuning with other losses or rates. Same model type, particles
+            and architecture; null: start afresh.
     """
 
     epochs: int = 20
@@ -111,6 +119,7 @@ class LoopConfig:
     selection_bins: int = 50
     sample_batch_size: int = 8192
     progress: bool = True
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "scheduler_step_epochs", "selection_bins", "sample_batch_size"):

@@ -34,12 +34,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from caloforge.models import ConfigError, ShowerModel, build_model, resolve_device
+from caloforge.models import ConfigError, ShowerModel, build_model, load_model, resolve_device
 from caloforge.training.config import (
     RESUMABLE_CHANGES,
     TrainConfig,
     config_differences,
     load_config,
+    expand_path,
     save_config,
 )
 from caloforge.training.data import (
@@ -161,7 +162,7 @@ def validate(model: ShowerModel, val: ShowerData, config: TrainConfig) -> dict[s
     with torch.no_grad():
         for start in range(0, len(val), t.sample_batch_size):
             part = val.subset(slice(start, start + t.sample_batch_size))
-            for k, v in model.validation_step(part.to_tensors(device)).items():
+            for k, v in model.validation_step(part.to_tensors(device).batch()).items():
                 sums[k] += v * len(part)
     model.train(was_training)
     out.update({f"val_{k}": v / len(val) for k, v in sums.items()})
@@ -190,6 +191,25 @@ def _read_run(path: Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or "training_state" not in ckpt or "train_config" not in ckpt:
         raise ValueError(f"{path}: not a training checkpoint (no training state)")
     return ckpt
+
+
+def _initial_weights(path: str, model: ShowerModel) -> dict[str, torch.Tensor]:
+    """The state dict of the model checkpoint ``path`` (``training.init_from``), checked against ``model``."""
+    try:
+        start = load_model(expand_path(path))
+    except (OSError, ValueError, ConfigError) as err:
+        raise ConfigError(f"training.init_from: {err}") from None
+    if type(start) is not type(model) or start.config.particles != model.config.particles:
+        raise ConfigError(
+            f"training.init_from: {path} is a {start.name} model of {', '.join(start.config.particles)}, "
+            f"not a {model.name} model of {', '.join(model.config.particles)}"
+        )
+    state = start.state_dict()
+    mine = model.state_dict()
+    shapes = [k for k in mine if k not in state or state[k].shape != mine[k].shape]
+    if shapes:
+        raise ConfigError(f"training.init_from: {path} has another architecture (differs in {', '.join(shapes[:3])})")
+    return state
 
 
 def train(
@@ -239,7 +259,9 @@ def train(
     train_data, val_data = load_data(cfg)
     torch.manual_seed(t.seed)
     model = build_model(cfg.model)
-    if saved is None:
+    if saved is None and t.init_from is not None:
+        model.load_state_dict(_initial_weights(t.init_from, model))
+    elif saved is None:
         model.fit_normalisation(train_data.conditions)
         model.fit_maps(train_data.maps_gev, train_data.conditions, train_data.particle)
     else:
@@ -268,6 +290,8 @@ def train(
             history=list(ts["history"]),
         )
 
+    if model.uses_neighbours:
+        train_data = train_data.with_neighbours()
     train_tensors = train_data.to_tensors(dev)
     nb = n_batches(len(train_data), t.batch_size)
     for epoch in range(state.epoch, t.epochs):
