@@ -8,7 +8,7 @@ floor sample), measure the energy response per momentum slice, the E5x5 spread o
 against Geant4's, and the ONNX sampling speed, and write ``MODEL_CARD.md``.
 
     python scripts/ship_models.py [--runs ~/.cache/caloforge/runs] [--run-name mmd_{particle}]
-        [--run e-=~/.cache/caloforge/runs/mmd2_e-] [--events 10000]
+        [--run e-=~/.cache/caloforge/runs/mmd2_e-] [--config configs/default_{particle}.yaml] [--events 10000]
 
 Needs ``caloforge samples`` (test and floor files) to have run; makes the fixed-track Geant4 samples
 (2000 events of (px, py, pz) = (0.32, 0.73, 0.01) GeV/c per particle) when they are missing.
@@ -85,6 +85,8 @@ def main() -> None:
     parser.add_argument("--run-name", default="mmd_{particle}", help="run folder in --runs, per particle")
     parser.add_argument("--run", action="append", default=[], metavar="PARTICLE=FOLDER",
                         help="the run folder of one particle, instead of --run-name (repeatable)")
+    parser.add_argument("--config", default="configs/default_{particle}.yaml",
+                        help="the configuration the runs were trained with, per particle (named in the card)")
     parser.add_argument("--events", type=int, default=10_000, help="events per validation sample")
     parser.add_argument("--particles", default="gamma,e-,e+")
     args = parser.parse_args()
@@ -134,7 +136,8 @@ def main() -> None:
             "checkpoint": target.name,
             "onnx": onnx_path.name,
             "parameters": model.parameter_counts() if hasattr(model, "parameter_counts") else model.n_parameters,
-            "run": {"folder": run.name, "config": _read_yaml(run / "config.yaml"), **_run_summary(run / "metrics.csv")},
+            "run": {"folder": run.name, "config_file": args.config.format(particle=name),
+                    "config": _read_yaml(run / "config.yaml"), **_run_summary(run / "metrics.csv")},
             "training_sample": _sample_description(args.samples / f"train_{name}.h5"),
             "separation_power": {k: {"model": obs[k]["candidate"]["separation_power"],
                                      "model_error": obs[k]["candidate"]["separation_power_error"],
@@ -217,6 +220,12 @@ def _events_used(max_events: int | None, in_file: int) -> str:
     return f"all {in_file:,} events" if max_events is None or max_events >= in_file else f"the first {max_events:,} events"
 
 
+def _started_from(training: dict) -> str:
+    """The card's words for ``training.init_from`` (empty when the run started afresh)."""
+    init = training.get("init_from")
+    return f", starting from the weights of `{init}` (fine-tuning)" if init else ""
+
+
 def _fmt(x, digits=4) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -228,7 +237,7 @@ def render_card(cards: dict) -> str:
         f"Written by `scripts/ship_models.py` on {date.today().isoformat()}; the numbers below are in",
         "`validation.json` beside this file. One conditional GAN per particle type: the seed's generator and",
         "discriminator (SPEC section 4; `src/caloforge/models/gan.py`) trained as a WGAN-GP with the changes",
-        "listed in `configs/default_<particle>.yaml`, trained with `caloforge train configs/default_<particle>.yaml`.",
+        "listed in its configuration (below), trained with `caloforge train <configuration>`.",
         "Inputs: the six conditions of `docs/conventions.md` of the undisturbed track at the crystal front face;",
         "output: the 11x11 crystal energies in GeV. `.pt` is the PyTorch checkpoint, `.onnx` the ONNX export that",
         "`caloforge simulate` runs by default.",
@@ -247,7 +256,8 @@ def render_card(cards: dict) -> str:
             f"{ts['geant4_version']}, {ts['physics_list']}, cut {ts['production_cut_mm']} mm, TOF "
             f"{'on' if ts['tof'] else 'off'}, gun {ts['gun']}, data sets {ts['geant4_datasets'].get('G4LEDATA')} "
             f"(reduced offline EM data)), {data.get('val_fraction')} of them held out for checkpoint selection.",
-            f"- Training run `{run['folder']}`: `caloforge train configs/default_{name}.yaml`. Settings: "
+            f"- Training run `{run['folder']}`: `caloforge train {run['config_file']}`"
+            f"{_started_from(run['config']['training'])}. Settings: "
             f"{run['config']['model']}; training {run['config']['training']}; "
             f"{run['epochs_done']} epochs done (regressor pre-training included); the shipped one is epoch "
             f"{run['best_epoch']}, chosen by the mean separation power of "

@@ -213,10 +213,27 @@ def test_selection_metric():
     assert selection_features(one, np.array([1.0]))["R2"] == pytest.approx(0.0)  # a single hot crystal
     with pytest.raises(ValueError, match="one momentum per map"):
         selection_features(a, p[:3])
-    ref = rng.normal(0.0, 1.0, 5000)
-    ref[0] = 1e6  # one outlier must not squeeze the bulk into one bin
-    assert separation_power(ref, rng.normal(0.5, 1.0, 5000)) > 0.03
-    assert separation_power(ref, rng.normal(0.0, 1.0, 5000)) < 0.01
+
+
+def test_selection_metric_with_neighbour_pairs_sees_missing_fluctuations():
+    rng = np.random.default_rng(5)
+    n = 4000
+    p = rng.uniform(0.5, 1.5, n)
+    mean = rng.uniform(0.2, 0.9, n)  # E1x1/p set by the conditions; a neighbour has the same conditions
+
+    def maps(fluctuation: float) -> np.ndarray:
+        m = np.zeros((n, 11, 11))
+        m[:, 5, 5] = p * (mean + rng.normal(0, fluctuation, n))
+        m[:, 5, 6] = 0.3 * p
+        return m
+
+    real, real_nb = maps(0.02), maps(0.02)
+    good = selection_metric(real, maps(0.02), p, neighbours=(real_nb, maps(0.02), p))
+    bad = selection_metric(real, maps(0.0), p, neighbours=(real_nb, maps(0.0), p))  # noise ignored
+    assert {"sp_pair_dE1x1/p", "sp_pair_dE5x5/p"} <= set(good)
+    assert "sp_pair_dE1x1/p" not in selection_metric(real, real, p)
+    assert bad["sp_E1x1/p"] < 0.02 and good["sp_pair_dE1x1/p"] < 0.02  # single events hardly tell them apart
+    assert bad["sp_pair_dE1x1/p"] > 0.5 and bad["sp_mean"] > good["sp_mean"] + 0.1
 
 
 def test_config_rejects_unknown_keys_with_clear_errors(tmp_path, toy_samples):

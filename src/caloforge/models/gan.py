@@ -44,9 +44,11 @@ the generator loss, an energy-sum constraint (:func:`energy_sum_constraint`) and
 (:func:`shape_mmd`). The candidate recipes ``configs/polymean_<particle>.yaml`` add a mean shower
 that is a cubic in the conditions (``mean_shower_degree``), a log output space capped at one momentum
 per crystal (:data:`LOG_OUTPUT_MAX`) and a critic without the gradient-free sparsity input
-(``sparsity_feature``). A third batch-level term, the correlations of shower
-features with the conditions (:func:`condition_moments`), is there but off in every recipe. What each
-one changed, measured on short runs, is in the configuration comments.
+(``sparsity_feature``); ``configs/pairs_<particle>.yaml`` fine-tune those with a term on the shower
+fluctuation at fixed conditions, from pairs of nearest neighbours in condition space
+(:func:`neighbour_mmd`). A further batch-level term, the correlations of shower features with the
+conditions (:func:`condition_moments`), is there but off in every recipe. What each one changed,
+measured on short runs, is in the configuration comments.
 For inference and export :meth:`Generator.fused` gives the same function with a cheaper first stage.
 
 In tiny test runs on Geant4 photons, PyTorch's default initialisation (untrained generator: 14 times

@@ -39,8 +39,8 @@ from caloforge.training.config import (
     RESUMABLE_CHANGES,
     TrainConfig,
     config_differences,
-    load_config,
     expand_path,
+    load_config,
     save_config,
 )
 from caloforge.training.data import (
@@ -48,6 +48,7 @@ from caloforge.training.data import (
     iter_batches,
     limit_per_particle,
     n_batches,
+    nearest_neighbours,
     read_shower_data,
     split_validation,
 )
@@ -55,6 +56,8 @@ from caloforge.training.selection import selection_metric
 
 BEST, LAST, METRICS, CONFIG = "best.pt", "last.pt", "metrics.csv", "config.yaml"
 SELECTION_KEY = "val_sp_mean"
+PAIR_SEED_OFFSET = 7919
+"""Seed offset of the maps generated for the neighbours' conditions in :func:`validate` (independent noise)."""
 
 
 @dataclass
@@ -151,7 +154,8 @@ def _write_metrics(history: list[dict[str, Any]], path: Path) -> None:
 
 def validate(model: ShowerModel, val: ShowerData, config: TrainConfig) -> dict[str, float]:
     """Validation metrics: the model's own validation numbers and, per particle type, the separation
-    powers of maps generated for the held-out conditions (averaged over the types, keys ``val_sp_*``;
+    powers of maps generated for the held-out conditions, pairs of nearest neighbours among them included
+    (:func:`~caloforge.training.selection.selection_metric`; averaged over the types, keys ``val_sp_*``;
     with several types also ``val_sp_mean_<type>``)."""
     t = config.training
     out: dict[str, float] = {}
@@ -171,9 +175,16 @@ def validate(model: ShowerModel, val: ShowerData, config: TrainConfig) -> dict[s
         sel = val.particle == k
         if not sel.any():
             continue
-        fake = model.sample(val.conditions[sel], particle=name, seed=t.seed + k, batch_size=t.sample_batch_size)
+        maps, cond = val.maps_gev[sel], val.conditions[sel]
+        fake = model.sample(cond, particle=name, seed=t.seed + k, batch_size=t.sample_batch_size)
+        neighbours = None
+        if len(cond) > 1:
+            nb = nearest_neighbours(cond, np.zeros(len(cond), dtype=np.int64))
+            fake_nb = model.sample(cond[nb], particle=name, seed=t.seed + k + PAIR_SEED_OFFSET,
+                                   batch_size=t.sample_batch_size)
+            neighbours = (maps[nb], fake_nb, cond[nb, 0])
         per_particle.append(
-            selection_metric(val.maps_gev[sel], fake, val.conditions[sel, 0], bins=t.selection_bins)
+            selection_metric(maps, fake, cond[:, 0], bins=t.selection_bins, neighbours=neighbours)
         )
         if len(val.particles) > 1:
             out[f"val_sp_mean_{name}"] = per_particle[-1]["sp_mean"]
@@ -196,7 +207,7 @@ def _read_run(path: Path) -> dict[str, Any]:
 def _initial_weights(path: str, model: ShowerModel) -> dict[str, torch.Tensor]:
     """The state dict of the model checkpoint ``path`` (``training.init_from``), checked against ``model``."""
     try:
-        start = load_model(expand_path(path))
+        start = load_model(expand_path(path), device="cpu")
     except (OSError, ValueError, ConfigError) as err:
         raise ConfigError(f"training.init_from: {err}") from None
     if type(start) is not type(model) or start.config.particles != model.config.particles:
