@@ -213,6 +213,10 @@ def test_selection_metric():
     assert selection_features(one, np.array([1.0]))["R2"] == pytest.approx(0.0)  # a single hot crystal
     with pytest.raises(ValueError, match="one momentum per map"):
         selection_features(a, p[:3])
+    ref = rng.normal(0.0, 1.0, 5000)
+    ref[0] = 1e6  # one outlier must not squeeze the bulk into one bin
+    assert separation_power(ref, rng.normal(0.5, 1.0, 5000)) > 0.03
+    assert separation_power(ref, rng.normal(0.0, 1.0, 5000)) < 0.01
 
 
 def test_selection_metric_with_neighbour_pairs_sees_missing_fluctuations():
