@@ -53,6 +53,18 @@ def test_shipped_backends_agree_and_showers_are_physical(name):
     assert twice / fraction.mean() == pytest.approx(2.0, rel=0.1)  # energy scales with the momentum
 
 
+@pytest.mark.parametrize("name", PARTICLES)
+def test_shipped_onnx_graphs_are_the_inference_form(name):
+    """Exported from the fused generator (first stage one matrix product), without training-only operators:
+    an export from the layer-by-layer generator has a transposed convolution or an upsampling, one traced
+    with gradients the leaky-gradient operators (Less, Cast) of the final ReLU."""
+    import onnx
+
+    ops = [node.op_type for node in onnx.load(HERE / f"{DEFAULT_STEMS[name]}.onnx").graph.node]
+    assert ops.count("Gemm") == 1 and ops.count("Conv") == 4
+    assert not {"ConvTranspose", "Resize", "Upsample", "Less", "Cast"} & set(ops)
+
+
 def test_model_card_and_validation_numbers_cover_every_particle():
     card = (HERE / "MODEL_CARD.md").read_text()
     numbers = json.loads((HERE / "validation.json").read_text())

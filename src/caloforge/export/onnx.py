@@ -16,8 +16,9 @@ maps       (batch, 11, 11)   float32  output: deposited energy per crystal in Ge
 =========  ================  =======  ==================================================================
 
 The model is exported in its inference form (:meth:`caloforge.models.ShowerModel.for_inference`; for the
-GAN the generator's upsampling and first convolution become one transposed convolution), the same
-function as the trained network, checked against it by the tests.
+GAN the generator's dense layer, upsampling and first convolution become one matrix), the same function
+as the trained network, checked against it by the tests. It is traced without gradients, so that the
+training-only parts (the leaky gradient of the final ReLU) leave no operators in the graph.
 
 The metadata (``metadata_props``) holds the caloforge version, the model name, ``particles`` (JSON),
 ``pdg`` (JSON), ``noise_dim`` and ``condition_names`` (JSON). :class:`OnnxShowerModel` draws the noise
@@ -71,7 +72,7 @@ def export_onnx(model, path: str | os.PathLike) -> Path:
     example = (torch.zeros(2, noise_dim), torch.ones(2, len(CONDITION_NAMES)), torch.zeros(2, dtype=torch.long))
     tmp = path.with_name(path.name + ".partial")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter announces its retirement
             torch.onnx.export(
                 graph, example, tmp, input_names=["noise", "cond", "particle"], output_names=["maps"],
