@@ -54,6 +54,9 @@ def _engine(args: tuple) -> dict:
             for key in ("transport", "sampling", "placement"):
                 stages[key] += res.timings_s[key]
             showers += res.n_showers
+        t_w = time.perf_counter()
+        writer.finish()  # writes run in a background thread: "writing" is the time the loop waited for them
+        stages["writing"] += time.perf_counter() - t_w
     dt = time.perf_counter() - t0
     return {"seconds": dt, "showers": showers, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             **stages}

@@ -152,14 +152,15 @@ def test_bad_root_input(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".root", ".h5"])
 @pytest.mark.parametrize("flush_events", [1, 10_000])  # each chunk written alone, or pooled into one write
-def test_chunks_stream_into_one_file(tmp_path, suffix, flush_events):
+@pytest.mark.parametrize("background", [True, False])
+def test_chunks_stream_into_one_file(tmp_path, suffix, flush_events, background):
     from caloforge.engine.output import HitsWriter
 
     sim = FastSimulation({22: CrossSampler()})
     first = sim.simulate(make_particles([22, 22], [_towards(10, 10), _towards(20, 20)], event=[0, 1]))
     second = sim.simulate(make_particles([22], [_towards(30, 30)], event=[2]))
     earlier = sim.simulate(make_particles([22, 22], [_towards(12, 40), _towards(14, 50)], event=[-5, -5]))
-    with HitsWriter(tmp_path / f"hits{suffix}", flush_events=flush_events) as w:
+    with HitsWriter(tmp_path / f"hits{suffix}", flush_events=flush_events, background=background) as w:
         w.append(first)
         w.append(second)
         w.append(earlier)  # out of order: the pooled events are written first
@@ -179,6 +180,23 @@ def test_chunks_stream_into_one_file(tmp_path, suffix, flush_events):
             w.append(first)
             raise RuntimeError("stop")
     assert not (tmp_path / f"broken{suffix}").exists() and not (tmp_path / f"broken{suffix}.partial").exists()
+
+
+@pytest.mark.parametrize("suffix", [".root", ".h5"])
+def test_an_error_in_the_writer_thread_reaches_the_caller_and_leaves_no_file(tmp_path, suffix, monkeypatch):
+    from caloforge.engine.output import HitsWriter
+
+    def full_disk(self, result):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(HitsWriter, "_append_root" if suffix == ".root" else "_append_hdf5", full_disk)
+    result = FastSimulation({22: CrossSampler()}).simulate(make_particles([22], [_towards(10, 10)]))
+    path = tmp_path / f"hits{suffix}"
+    with pytest.raises(OSError, match="No space"):
+        with HitsWriter(path, flush_events=1) as w:
+            w.append(result)  # handed to the writer thread, which fails there
+            w.append(result)  # raised here, at the latest when the writer closes
+    assert sorted(tmp_path.iterdir()) == []
 
 
 def test_chunks_never_split_an_event():

@@ -209,7 +209,7 @@ def simulate(
             energy += float(result.hit_energy_gev.sum())
             showers += result.n_showers
         t_write = time.perf_counter()
-        writer.flush()  # the writer pools chunks: write the last ones inside the timed part
+        writer.finish()  # the writer pools chunks and writes in the background: all written inside the timed part
         stages["writing"] += time.perf_counter() - t_write
         n_events = writer.n_events
     t_end = time.perf_counter()
@@ -219,7 +219,7 @@ def simulate(
     typer.echo(f"hits        {n_hits} crystals, {energy:.4g} GeV in all"
                + (f" (noise {noise_mev} MeV, threshold {threshold_mev} MeV)" if digi else ""))
     typer.echo(f"time        {t_end - t_start:.2f} s: set-up (input, models, geometry) {t_ready - t_start:.2f}, "
-               + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
+               + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()) + " (writing: waited for, the rest overlaps)")
     typer.echo(f"speed       {showers / max(t_end - t_ready, 1e-9):,.0f} showers/s (after loading)")
     typer.echo(f"wrote       {output}")
 
