@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from datetime import date
@@ -179,9 +180,9 @@ def reexport(samples: Path, particles: list[str], n_conditions: int) -> None:
     for name in particles:
         target = HERE / f"{DEFAULT_STEMS[name]}.pt"
         onnx_path = target.with_suffix(".onnx")
-        if onnx_path.exists():
-            onnx_path.unlink()
-        export_onnx(load_model(target, device="cpu"), onnx_path)
+        fresh = onnx_path.with_name(f"{onnx_path.stem}.new.onnx")  # the shipped file stays until this one is whole
+        fresh.unlink(missing_ok=True)
+        os.replace(export_onnx(load_model(target, device="cpu"), fresh), onnx_path)
         card = cards[name]
         # what the cards of the first shipped models (2026-11-22) did not record, as their MODEL_CARD.md said it
         card.setdefault("validated_on", "2026-11-22")
