@@ -149,8 +149,8 @@ def _deposits(
     """The crystals with energy of each map (N, 11, 11) placed around its centre crystal (theta, phi): event
     index, barrel cell (``theta * 120 + phi``) and energy (GeV) of every deposit inside the barrel.
 
-    Works on the non-zero crystals only (a quarter of the window in Geant4 showers): phi wraps, rows beyond
-    the barrel ends are dropped."""
+    The sparse form of :func:`caloforge.detector.geometry.window_indices`: it works on the non-zero crystals
+    only (a quarter of the window in Geant4 showers); phi wraps, rows beyond the barrel ends are dropped."""
     flat = maps.reshape(-1)
     where = np.flatnonzero(flat > 0)
     shower, position = np.divmod(where, WINDOW * WINDOW)

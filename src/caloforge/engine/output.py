@@ -15,8 +15,8 @@ pools small chunks and writes them together once ``flush_events`` events are wai
 makes a new ROOT basket (or HDF5 resize) per branch, so writing 100-event chunks one by one cost more
 than simulating them. The writing (mostly zlib compression, which releases the GIL) runs in one
 background thread, one pool at a time and in order, while the engine simulates the next chunk: 50k
-photons or electrons end to end took 2.09 s instead of 2.31 s (mean of 6 runs, alternating). An error in that thread is
-raised by the next call to the writer. Everything goes to ``<path>.partial``, renamed when the writer
+photons or electrons end to end took 2.09 s instead of 2.31 s (mean of 6 runs, alternating). An error
+in that thread is raised by the next call to the writer. Everything goes to ``<path>.partial``, renamed when the writer
 closes without an error. An existing output is an error.
 """
 
@@ -102,8 +102,10 @@ class HitsWriter:
         self._file = None
         self._tree = None
         self.n_events = 0
-        self._background = background
-        self._executor: ThreadPoolExecutor | None = None
+        # its thread starts with the first write, so a writer that is never entered leaves nothing running
+        self._executor = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="caloforge-writer") if background else None
+        )
         self._job: Future | None = None
 
     def __enter__(self) -> HitsWriter:
@@ -119,8 +121,6 @@ class HitsWriter:
             self._file.attrs["caloforge_version"] = caloforge.__version__
             self._file.attrs["status_names_json"] = json.dumps({int(k): v for k, v in STATUS_NAMES.items()})
             self._file.attrs["condition_names_json"] = json.dumps(CONDITION_NAMES)
-        if self._background:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="caloforge-writer")
         return self
 
     def append(self, result: SimulationResult) -> None:
