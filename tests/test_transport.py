@@ -71,9 +71,13 @@ def test_tracks_that_miss_the_barrel_are_reported():
     assert np.all(hit.theta_index == -1) and np.isnan(hit.position_cm).all()
 
 
-def test_clear_hits_skip_the_face_search_without_changing_the_answer(monkeypatch):
-    """Most tracks skip the search over neighbouring faces; the answer must be the one of the full search,
-    also for displaced vertices and slow curling tracks that meet the stepped front surface obliquely."""
+@pytest.mark.parametrize(
+    "shortcut", ["CLEAR_HIT_SLACK_CM", "PRUNE_SLACK_CM"], ids=["clear hits skip the search", "far faces dropped"]
+)
+def test_shortcuts_do_not_change_the_answer(monkeypatch, shortcut):
+    """Most tracks skip the search over neighbouring faces, and the search drops most candidate faces
+    before its Newton steps; the answer must be the one without either shortcut, also for displaced
+    vertices and slow curling tracks that meet the stepped front surface obliquely."""
     rng = np.random.default_rng(5)
     n = 20_000
     p = np.exp(rng.uniform(np.log(0.05), np.log(3.0), n))
@@ -83,7 +87,7 @@ def test_clear_hits_skip_the_face_search_without_changing_the_answer(monkeypatch
     vertex = rng.normal(0.0, [1.0, 1.0, 10.0], (n, 3))
     charge = rng.choice([-1, 0, 1], n)
     fast = propagate_to_front(vertex, mom, charge)
-    monkeypatch.setattr("caloforge.detector.transport.CLEAR_HIT_SLACK_CM", np.inf)  # every track searched
+    monkeypatch.setattr(f"caloforge.detector.transport.{shortcut}", np.inf)  # every track / face searched
     full = propagate_to_front(vertex, mom, charge)
     assert 0.5 < fast.hit.mean() < 0.95
     assert np.array_equal(fast.hit, full.hit)
@@ -91,3 +95,24 @@ def test_clear_hits_skip_the_face_search_without_changing_the_answer(monkeypatch
     h = fast.hit
     assert np.allclose(fast.position_cm[h], full.position_cm[h], atol=1e-4)
     assert np.allclose(fast.momentum_gev[h], full.momentum_gev[h], atol=1e-6)
+
+
+def test_entry_points_lie_on_the_face_they_enter():
+    """Every reported entry point is on the plane of its crystal's front face (Newton converged) and
+    inside that face, or within the side tolerance of it."""
+    from caloforge.detector.geometry import _face_score
+    from caloforge.detector.transport import PLANE_TOLERANCE_CM, SIDE_TOLERANCE_CM
+
+    rng = np.random.default_rng(11)
+    n = 20_000
+    p = np.exp(rng.uniform(np.log(0.13), np.log(3.0), n))  # many slow tracks near the curling limit
+    cos_t, phi = rng.uniform(-0.85, 0.85, n), rng.uniform(0, 2 * np.pi, n)
+    sin_t = np.sqrt(1 - cos_t**2)
+    mom = p[:, None] * np.stack([sin_t * np.cos(phi), sin_t * np.sin(phi), cos_t], axis=1)
+    hit = propagate_to_front(rng.normal(0.0, [0.5, 0.5, 5.0], (n, 3)), mom, rng.choice([-1, 1], n))
+    h = hit.hit
+    geo = barrel_geometry()
+    t, k = hit.theta_index[h], hit.phi_index[h]
+    off_plane = np.einsum("nk,nk->n", geo.axis[t, k], hit.position_cm[h] - geo.front_center_cm[t, k])
+    assert np.abs(off_plane).max() < PLANE_TOLERANCE_CM
+    assert _face_score(hit.position_cm[h], t, k).min() > -SIDE_TOLERANCE_CM

@@ -193,7 +193,9 @@ def _face_score(points_cm: np.ndarray, theta: np.ndarray, phi: np.ndarray) -> np
     distance to the four edges, positive inside the face and negative outside.
     """
     normals, offsets = barrel_geometry().face_edges
-    dist = np.einsum("...kc,...c->...k", normals[theta, phi], points_cm) - offsets[theta, phi]
+    cell = np.asarray(theta) * N_PHI + np.asarray(phi)  # np.take on the flat tables: faster than [theta, phi]
+    edge_normals = np.take(normals.reshape(-1, 4, 3), cell, axis=0)
+    dist = np.einsum("...kc,...c->...k", edge_normals, points_cm) - np.take(offsets.reshape(-1, 4), cell, axis=0)
     return dist.min(axis=-1)
 
 
