@@ -85,6 +85,8 @@ def test_simulate_input_errors(tmp_path, untrained_gamma_model):
         ["simulate", str(csv), "-o", str(tmp_path / "a.root"), "--model", str(untrained_gamma_model)],
         ["simulate", "-o", str(tmp_path / "b.root"), "--model", str(untrained_gamma_model)],
         ["simulate", "--gun", "gamma", "-o", str(tmp_path / "c.root"), "--model", str(tmp_path / "none.pt")],
+        ["simulate", "--gun", "gamma", "-o", str(tmp_path / "d.h5"), "--compression", "zstd",
+         "--model", str(untrained_gamma_model)],
     ):
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and result.stderr.startswith("error: "), result.output

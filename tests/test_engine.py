@@ -199,6 +199,44 @@ def test_an_error_in_the_writer_thread_reaches_the_caller_and_leaves_no_file(tmp
     assert sorted(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    "suffix,compression", [(".root", c) for c in ("zlib", "zstd", "lz4", "none")] + [(".h5", "zlib"), (".h5", "none")]
+)
+def test_every_compression_reads_back_the_same_hits(tmp_path, suffix, compression):
+    from caloforge.engine.output import HitsWriter
+
+    result = FastSimulation({22: CrossSampler()}).simulate(
+        make_particles([22, 22, 22], [_towards(10, 10), _towards(20, 20), _towards(30, 119)], event=[0, 0, 1])
+    )
+    path = tmp_path / f"hits{suffix}"
+    with HitsWriter(path, compression=compression) as w:
+        w.append(result)
+    if suffix == ".root":
+        f = uproot.open(path)
+        assert repr(f.file.compression) == {"zlib": "ZLIB(1)", "zstd": "ZSTD(1)", "lz4": "LZ4(1)", "none": "None"}[
+            compression
+        ]
+        ev = f["events"].arrays(["hit_gid", "hit_energy_gev"], library="ak")
+        gid, energy = np.asarray(ev["hit_gid"][1]), np.asarray(ev["hit_energy_gev"][1])
+    else:
+        with h5py.File(path) as f:
+            assert f["hits/energy_gev"].compression == ("gzip" if compression == "zlib" else None)
+            lo, hi = f["hits/offsets"][1:3]
+            gid, energy = f["hits/gid"][lo:hi], f["hits/energy_gev"][lo:hi]
+    k = slice(result.hit_offsets[1], result.hit_offsets[2])
+    assert np.array_equal(gid, result.hit_gid[k]) and np.array_equal(energy, result.hit_energy_gev[k])
+
+
+def test_unknown_or_unsupported_compression_is_refused_before_any_file_is_made(tmp_path):
+    from caloforge.engine.output import HitsWriter
+
+    with pytest.raises(ValueError, match="choose one of"):
+        HitsWriter(tmp_path / "a.root", compression="gzip9")
+    with pytest.raises(ValueError, match="HDF5 takes zlib or none"):
+        HitsWriter(tmp_path / "a.h5", compression="zstd")
+    assert sorted(tmp_path.iterdir()) == []
+
+
 def test_chunks_never_split_an_event():
     from caloforge.engine.particles import iter_chunks
 

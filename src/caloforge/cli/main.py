@@ -166,6 +166,10 @@ def simulate(
     threshold_mev: Annotated[float, typer.Option(help="Digitisation: readout threshold, MeV.")] = 0.5,
     backend: Annotated[str, typer.Option(help="onnx (ONNX Runtime, fastest on CPU) or torch.")] = "onnx",
     chunk: Annotated[int, typer.Option(help="Particles per engine call (events are never split).")] = 100_000,
+    compression: Annotated[
+        str, typer.Option(help="zlib (readable by any ROOT), zstd (ROOT >= 6.20), lz4 (ROOT >= 6.12) or none; "
+                               "HDF5: zlib or none. zstd writes ROOT files about twice as fast, 17 % larger.")
+    ] = "zlib",
     device: Annotated[str, typer.Option(help="PyTorch backend: cpu, cuda or auto.")] = "cpu",
 ) -> None:
     """Fast simulation: particles in, BESIII EMC barrel hits out (uses the shipped models by default)."""
@@ -180,7 +184,7 @@ def simulate(
     t_start = time.perf_counter()
     if (particles is None) == (gun is None):
         raise ValueError("give either a particle file or --gun PARTICLE")
-    writer = HitsWriter(output)  # checks the output before any work; the file appears when complete
+    writer = HitsWriter(output, compression=compression)  # checks the output before any work; the file appears when complete
     if particles is not None:
         parts = read_particles(particles)
     else:
