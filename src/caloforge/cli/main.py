@@ -168,7 +168,7 @@ def simulate(
     chunk: Annotated[int, typer.Option(help="Particles per engine call (events are never split).")] = 100_000,
     compression: Annotated[
         str, typer.Option(help="zlib (readable by any ROOT), zstd (ROOT >= 6.20), lz4 (ROOT >= 6.12) or none; "
-                               "HDF5: zlib or none. zstd writes ROOT files about twice as fast, 17 % larger.")
+                               "HDF5: zlib or none. zstd writes ROOT files 2-3 times as fast, 17 % larger.")
     ] = "zlib",
     device: Annotated[str, typer.Option(help="PyTorch backend: cpu, cuda or auto.")] = "cpu",
 ) -> None:
