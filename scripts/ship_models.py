@@ -27,6 +27,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from caloforge.data.io import read_attrs, read_sample
 from caloforge.data.production import DEFAULT_CACHE, make_sample
@@ -86,6 +87,8 @@ def main() -> None:
     parser.add_argument("--samples", type=Path, default=DEFAULT_CACHE / "samples")
     parser.add_argument("--work", type=Path, default=DEFAULT_CACHE / "validation")
     parser.add_argument("--run-name", default="mmd_{particle}", help="run folder in --runs, per particle")
+    parser.add_argument("--checkpoint", default="best.pt",
+                        help="checkpoint in each run folder, e.g. best_energy.pt from caloforge fit-energy")
     parser.add_argument("--run", action="append", default=[], metavar="PARTICLE=FOLDER",
                         help="the run folder of one particle, instead of --run-name (repeatable)")
     parser.add_argument("--config", default="configs/default_{particle}.yaml",
@@ -109,8 +112,9 @@ def main() -> None:
     cards = {}
     for name in args.particles.split(","):
         run = runs.get(name, args.runs / args.run_name.format(particle=name))
-        best = run / "best.pt"
+        best = run / args.checkpoint
         model = load_model(best, device="cpu")
+        energy_fit = torch.load(best, map_location="cpu", weights_only=True).get("energy_fit")
         target = HERE / f"{DEFAULT_STEMS[name]}.pt"
         model.save(target)
         onnx_path = target.with_suffix(".onnx")
@@ -148,6 +152,8 @@ def main() -> None:
             "run": {"folder": run.name, "config_file": args.config.format(particle=name),
                     "config": _read_yaml(run / "config.yaml"), **_run_summary(run / "metrics.csv")},
             "training_sample": _sample_description(args.samples / f"train_{name}.h5"),
+            "energy_fit": None if energy_fit is None else {k: v for k, v in energy_fit.items() if k != "nll_per_epoch"}
+            | {"final_nll": energy_fit["nll_per_epoch"][-1]},
             "separation_power": {k: {"model": obs[k]["candidate"]["separation_power"],
                                      "model_error": obs[k]["candidate"]["separation_power_error"],
                                      "geant4_floor": obs[k].get("floor", {}).get("separation_power"),
@@ -259,6 +265,15 @@ def _started_from(training: dict) -> str:
     return f", starting from the weights of `{init}` (fine-tuning)" if init else ""
 
 
+def _energy_line(fit: dict | None) -> list[str]:
+    if not fit:
+        return []
+    return [f"- Deposited energy: each map rescaled to E11x11 = f p, f drawn from the energy model "
+            f"(`src/caloforge/models/energy.py`) fitted afterwards by `caloforge fit-energy` on {fit['events']} events "
+            f"of `{', '.join(Path(p).name for p in fit['samples'])}`, {fit['epochs']} epochs, seed {fit['seed']} "
+            f"(negative log-likelihood {fit['final_nll']:.4f})."]
+
+
 def _fmt(x, digits=4) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -296,6 +311,7 @@ def render_card(cards: dict) -> str:
             f"{run['epochs_done']} epochs done (regressor pre-training included); the shipped one is epoch "
             f"{run['best_epoch']}, chosen by the mean separation power of "
             f"{', '.join(run['selection_features'])} on the held-out events.",
+            *_energy_line(c.get("energy_fit")),
             f"- Validation against the Geant4 test sample on {c.get('validated_on', 'n/a')} "
             f"(`{Path(c['report']).parent.name}/report.html`): "
             f"overall **{c['summary']['overall']}**, {c['summary']['counts']}.",

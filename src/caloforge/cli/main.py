@@ -259,10 +259,53 @@ def export_model(
 
     model = load_model(checkpoint, device="cpu")
     path = export_onnx(model, output)
-    inputs = f"noise (batch, {model.config.noise_dim}), cond (batch, 6)"
+    inputs = f"noise (batch, {getattr(model, 'noise_size', model.config.noise_dim)}), cond (batch, 6)"
     if len(model.particles) > 1:
         inputs += f", particle (batch,) indexing {list(model.particles)}"
     typer.echo(f"wrote {path}: inputs {inputs}; output maps (batch, 11, 11) in GeV")
+
+
+@app.command("fit-energy")
+@_user_errors
+def fit_energy(
+    checkpoint: Annotated[Path, typer.Argument(help="Trained GAN checkpoint (best.pt of a training run).")],
+    sample: Annotated[list[Path], typer.Option(help="Geant4 training sample(s) of the model's particle types.")],
+    output: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (.pt), with the energy model.")],
+    epochs: Annotated[int, typer.Option(help="Passes over the sample.")] = 20,
+    max_events: Annotated[Optional[int], typer.Option(help="Only the first N events of each sample.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the fit.")] = 0,
+) -> None:
+    """Fit the deposited-energy model (E11x11 / p given the conditions) of a trained GAN: its maps keep the
+    generator's shape, rescaled to a total drawn from the fit (see caloforge.models.energy)."""
+    import numpy as np
+
+    from caloforge.data.io import read_sample
+    from caloforge.detector.conditions import PARTICLES_BY_PDG
+    from caloforge.models import GAN, load_model
+
+    if output.suffix != ".pt" or output.exists() or not output.parent.is_dir():
+        raise ValueError(f"{output}: give a new .pt file in an existing folder")
+    if epochs <= 0:
+        raise ValueError(f"--epochs must be positive, got {epochs}")
+    model = load_model(checkpoint, device="cpu")
+    if not isinstance(model, GAN):
+        raise ValueError(f"{checkpoint}: the energy model is for GAN checkpoints")
+    maps, conditions, index = [], [], []
+    for path in sample:
+        s = read_sample(path, 0, max_events)
+        names = {PARTICLES_BY_PDG[int(p)].name if int(p) in PARTICLES_BY_PDG else str(p) for p in np.unique(s.pdg)}
+        if not names <= set(model.particles):
+            raise ValueError(f"{path}: holds {', '.join(sorted(names))}; the model covers {', '.join(model.particles)}")
+        maps.append(s.maps_gev)
+        conditions.append(s.conditions)
+        index.append(np.array([model.particle_index(int(p)) for p in s.pdg]))
+    maps_all, cond_all = np.concatenate(maps), np.concatenate(conditions)
+    history = model.fit_energy(maps_all, cond_all, np.concatenate(index), epochs=epochs, seed=seed, progress=True)
+    model.save(output, energy_fit={"from": str(checkpoint), "samples": [str(p) for p in sample],
+                                   "events": len(maps_all), "epochs": epochs, "seed": seed,
+                                   "nll_per_epoch": history})
+    typer.echo(f"wrote {output}: energy model fitted on {len(maps_all)} events, {epochs} epochs, "
+               f"negative log-likelihood {history[0]:.4f} -> {history[-1]:.4f}")
 
 
 @app.command()

@@ -67,7 +67,7 @@ def export_onnx(model, path: str | os.PathLike) -> Path:
         raise ValueError(f"{path} exists: choose another name or remove it first")
     if not path.parent.exists():
         raise ValueError(f"{path.parent}: no such directory")
-    noise_dim = int(model.config.noise_dim)
+    noise_dim = int(getattr(model, "noise_size", model.config.noise_dim))  # generator noise (+ energy model)
     graph = _Graph(model.for_inference()).eval().cpu()
     example = (torch.zeros(2, noise_dim), torch.ones(2, len(CONDITION_NAMES)), torch.zeros(2, dtype=torch.long))
     tmp = path.with_name(path.name + ".partial")

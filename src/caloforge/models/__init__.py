@@ -4,6 +4,8 @@
   typed configurations that reject unknown keys
 * :mod:`caloforge.models.gan`        -- the seed's conditional GAN and its WGAN-GP variant, with the
   pre-trained condition regressor
+* :mod:`caloforge.models.energy`     -- the deposited-energy model (E11x11 / p given the conditions, a
+  mixture density network) that a GAN's maps can be rescaled with
 * :mod:`caloforge.models.transforms` -- pure map transforms (E/p normalisation, log output space)
 
 Load any saved model with :func:`load_model` (or ``ShowerModel.load``); give it to the fast simulation

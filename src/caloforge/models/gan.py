@@ -60,6 +60,7 @@ steps, and summed minibatch features (up to the batch size) saturated the discri
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from typing import Literal
@@ -77,6 +78,8 @@ from caloforge.models.base import (
     ShowerModel,
     TrainingStep,
 )
+from caloforge.models.energy import NOISE_DIM as ENERGY_NOISE_DIM
+from caloforge.models.energy import EnergyModel
 from caloforge.models.transforms import (
     MIN_MOMENTUM_GEV,
     OUTPUT_TRANSFORMS,
@@ -141,6 +144,11 @@ class GANConfig(ModelConfig):
             at (nearly) fixed conditions, from pairs of Geant4 events that are nearest neighbours in
             condition space and maps generated for the same pairs (:func:`neighbour_mmd`; 0: off).
             Costs one more generator pass per generator step.
+        energy_model: sample the deposited energy apart from the shape (:mod:`caloforge.models.energy`):
+            each generated map is rescaled to ``E11x11 = f p``, ``f`` drawn from a mixture density network of
+            the conditions fitted to the training maps (before training, or afterwards on a trained model by
+            :meth:`GAN.fit_energy`, ``caloforge fit-energy``); the noise vector grows by two numbers. The
+            adversarial training itself is unchanged: it shapes the maps, whose total is then replaced.
         gp_lambda: gradient-penalty weight (WGAN-GP).
         n_critic: discriminator/critic steps per generator step.
         regressor_weight: weight of the regressor loss in the generator loss (0: no regressor).
@@ -170,6 +178,7 @@ class GANConfig(ModelConfig):
     shape_mmd_features: Literal["containment", "shower"] = "containment"
     condition_moment_weight: float = 0.0
     neighbour_mmd_weight: float = 0.0
+    energy_model: bool = False
     gp_lambda: float = 10.0
     n_critic: int = 1
     regressor_weight: float = 1.0
@@ -723,6 +732,7 @@ class GAN(ShowerModel):
         self.regressor = Regressor(self.n_particle_inputs, slope=config.leaky_slope)
         for net in (self.generator, self.discriminator, self.regressor):
             keras_init_(net)
+        self.energy = EnergyModel(self.n_condition_inputs) if config.energy_model else None
         if config.mean_shower_bias and config.mean_shower_degree > 0:
             with torch.no_grad():  # start as the fitted mean shower plus small fluctuations
                 self.generator.convs[-1].weight.mul_(POLYNOMIAL_MEAN_SHOWER_INIT_SCALE)
@@ -733,13 +743,46 @@ class GAN(ShowerModel):
         fast.generator = fast.generator.fused()
         return fast.eval()
 
+    @property
+    def noise_size(self) -> int:
+        """Standard normal numbers per shower: the generator's ``noise_dim``, and two for the energy model."""
+        return self.config.noise_dim + (ENERGY_NOISE_DIM if self.energy is not None else 0)
+
+    def fit_energy(
+        self,
+        maps_gev: np.ndarray,
+        conditions: np.ndarray,
+        particle_index: np.ndarray | None = None,
+        *,
+        epochs: int = 20,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> list[float]:
+        """Fit the energy model (made here if the model has none, ``energy_model`` then set) to the
+        fractions E11x11 / p of training maps (N, 11, 11) in GeV with their conditions (N, 6) and particle
+        indices (N,; None: all of the first). Returns the negative log-likelihood per epoch."""
+        if self.energy is None:
+            self.config = dataclasses.replace(self.config, energy_model=True)
+            self.energy = EnergyModel(self.n_condition_inputs).to(self.device)
+        c = torch.as_tensor(np.asarray(conditions, dtype=np.float32), device=self.device)
+        index = torch.zeros(len(c), dtype=torch.long) if particle_index is None else torch.as_tensor(particle_index)
+        with torch.no_grad():
+            x = self.condition_input(c, index.to(self.device)).cpu().numpy()
+        f = np.asarray(maps_gev, dtype=np.float64).sum(axis=(1, 2)) / np.maximum(
+            np.asarray(conditions, dtype=np.float64)[:, 0], MIN_MOMENTUM_GEV
+        )
+        return self.energy.fit(x, f, epochs=epochs, seed=seed, progress=progress)
+
     def fit_maps(
         self, maps_gev: np.ndarray, conditions: np.ndarray, particle_index: np.ndarray | None = None
     ) -> None:
         """Start the generator's mean shower (``mean_shower_bias``) at the least-squares fit to training maps
         (N, 11, 11) in GeV, taken in the generator's output space, with their conditions (N, 6) and the
-        indices of their particle types (N,; None: all of the first); degree 0 gives the mean map. A no-op
-        without the option. Fit the condition normalisation first."""
+        indices of their particle types (N,; None: all of the first); degree 0 gives the mean map. Fit the
+        energy model too (``energy_model``). A no-op without either option. Fit the condition
+        normalisation first."""
+        if self.energy is not None:
+            self.fit_energy(maps_gev, conditions, particle_index)
         mean_shower = self.generator.mean_shower
         if mean_shower is None:
             return
@@ -753,24 +796,30 @@ class GAN(ShowerModel):
     # ---- generation -------------------------------------------------------------------------------
 
     def generate(self, noise: torch.Tensor, conditions: torch.Tensor, particle_index: torch.Tensor) -> torch.Tensor:
-        """Maps in GeV (B, 1, 11, 11) from noise (B, noise_dim), raw conditions (B, 6), particle indices (B,)."""
-        u = self.generator(noise, self.condition_input(conditions, particle_index))  # (B, 1, 11, 11)
+        """Maps in GeV (B, 1, 11, 11) from noise (B, :attr:`noise_size`), raw conditions (B, 6), particle
+        indices (B,). With the energy model, the generator's map is rescaled to the drawn E11x11."""
         cfg = self.config
-        return model_to_gev(u, conditions[:, 0], kind=cfg.output_transform, epsilon=cfg.log_epsilon)
+        x = self.condition_input(conditions, particle_index)  # (B, 6 [+ n_particles])
+        u = self.generator(noise[:, : cfg.noise_dim], x)  # (B, 1, 11, 11)
+        maps = model_to_gev(u, conditions[:, 0], kind=cfg.output_transform, epsilon=cfg.log_epsilon)
+        if self.energy is None:
+            return maps
+        if not bool(self.energy.fitted):
+            raise ValueError("this model's energy model is not fitted (GAN.fit_energy, or caloforge fit-energy)")
+        total = conditions[:, 0].clamp_min(MIN_MOMENTUM_GEV) * self.energy.fraction(x, noise[:, cfg.noise_dim :])
+        return maps * (total / maps.sum(dim=(1, 2, 3)).clamp_min(1e-9)).view(-1, 1, 1, 1)
 
     def _sample_batch(
         self, conditions: torch.Tensor, particle_index: torch.Tensor, rng: np.random.Generator
     ) -> torch.Tensor:
-        noise = rng.standard_normal((len(conditions), self.config.noise_dim), dtype=np.float32)
-        z = torch.as_tensor(noise, device=conditions.device)  # (B, noise_dim)
+        noise = rng.standard_normal((len(conditions), self.noise_size), dtype=np.float32)
+        z = torch.as_tensor(noise, device=conditions.device)  # (B, noise_size)
         return self.generate(z, conditions, particle_index).squeeze(1)  # (B, 11, 11)
 
     def parameter_counts(self) -> dict[str, int]:
         """Trainable parameters per network."""
-        return {
-            name: sum(p.numel() for p in getattr(self, name).parameters() if p.requires_grad)
-            for name in ("generator", "discriminator", "regressor")
-        }
+        nets = ("generator", "discriminator", "regressor") + (("energy",) if self.energy is not None else ())
+        return {name: sum(p.numel() for p in getattr(self, name).parameters() if p.requires_grad) for name in nets}
 
     # ---- training ---------------------------------------------------------------------------------
 
