@@ -94,3 +94,29 @@ def test_onnx_export_of_a_model_with_energy_model_agrees(tmp_path):
     probe = _conditions(500, 10)
     a, b = model.sample(probe, seed=11), onnx_model.sample(probe, seed=11)
     assert np.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("transform", ["none", "log"])
+def test_training_steps_see_maps_with_the_drawn_total(transform):
+    from caloforge.models.base import Batch
+    from caloforge.models.transforms import model_to_gev
+
+    torch.manual_seed(0)
+    c = _conditions(4000, 12)
+    maps, _ = _maps_with_fraction(c, 13)
+    model = GAN(GANConfig(loss="wgan-gp", minibatch_discrimination=False, output_transform=transform,
+                          energy_constraint_weight=1.0, shape_mmd_weight=1.0))
+    model.fit_normalisation(c)
+    model.fit_energy(maps, c, epochs=2)
+    batch = Batch(torch.as_tensor(maps[:64]), torch.as_tensor(c[:64]), torch.zeros(64, dtype=torch.long))
+    cond = model.condition_input(batch.conditions, batch.particle)
+    fake = model._fake(batch.conditions, cond)
+    total = model_to_gev(fake, batch.conditions[:, 0], kind=transform, epsilon=model.config.log_epsilon).sum(dim=(1, 2, 3))
+    fraction = total / batch.conditions[:, 0]
+    assert torch.all((fraction > 0) & (fraction < F_MAX))
+    assert fraction.std() > 0.005  # drawn, not one value
+    for step in ("discriminator", "generator"):
+        loss, logs = model.training_step(step, batch)
+        assert torch.isfinite(loss)
+    loss.backward()
+    assert all(p.grad is None for p in model.energy.parameters())  # the energy model stays as fitted

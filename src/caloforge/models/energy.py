@@ -118,6 +118,7 @@ class EnergyModel(nn.Module):
                 opt.step()
                 total += loss.item() * len(idx)
             history.append(total / len(xt))
+        self.zero_grad(set_to_none=True)
         self.eval()
         self.fitted.fill_(True)
         return history

@@ -147,8 +147,9 @@ class GANConfig(ModelConfig):
         energy_model: sample the deposited energy apart from the shape (:mod:`caloforge.models.energy`):
             each generated map is rescaled to ``E11x11 = f p``, ``f`` drawn from a mixture density network of
             the conditions fitted to the training maps (before training, or afterwards on a trained model by
-            :meth:`GAN.fit_energy`, ``caloforge fit-energy``); the noise vector grows by two numbers. The
-            adversarial training itself is unchanged: it shapes the maps, whose total is then replaced.
+            :meth:`GAN.fit_energy`, ``caloforge fit-energy``); the noise vector grows by two numbers. In
+            training the critic and the loss terms see the rescaled maps, so the generator learns the shape
+            only; the energy model stays as fitted.
         gp_lambda: gradient-penalty weight (WGAN-GP).
         n_critic: discriminator/critic steps per generator step.
         regressor_weight: weight of the regressor loss in the generator loss (0: no regressor).
@@ -866,7 +867,23 @@ class GAN(ShowerModel):
         return gev_to_model(batch.maps_gev, p, kind=cfg.output_transform, epsilon=cfg.log_epsilon)  # (B, 1, 11, 11)
 
     def _noise(self, n: int, device: torch.device) -> torch.Tensor:
-        return torch.randn(n, self.config.noise_dim, device=device)  # (B, noise_dim)
+        return torch.randn(n, self.noise_size, device=device)  # (B, noise_size)
+
+    def _fake(self, conditions: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Generated maps (B, 1, 11, 11) in the generator's output space for raw conditions (B, 6) and the
+        network input ``cond``; with the energy model their total is the drawn one (the energy model is
+        fixed: it is fitted before training, not by the adversarial loss)."""
+        cfg = self.config
+        noise = self._noise(len(cond), cond.device)
+        u = self.generator(noise[:, : cfg.noise_dim], cond)  # (B, 1, 11, 11)
+        if self.energy is None:
+            return u
+        p = conditions[:, 0]
+        maps = model_to_gev(u, p, kind=cfg.output_transform, epsilon=cfg.log_epsilon)
+        with torch.no_grad():
+            total = p.clamp_min(MIN_MOMENTUM_GEV) * self.energy.fraction(cond, noise[:, cfg.noise_dim :])
+        maps = maps * (total / maps.sum(dim=(1, 2, 3)).clamp_min(1e-9)).view(-1, 1, 1, 1)
+        return gev_to_model(maps.squeeze(1), p, kind=cfg.output_transform, epsilon=cfg.log_epsilon)
 
     def training_step(self, step: str, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
@@ -880,7 +897,7 @@ class GAN(ShowerModel):
         if step == "discriminator":
             real = self._real(batch)  # (B, 1, 11, 11)
             with torch.no_grad():
-                fake = self.generator(self._noise(len(batch), real.device), cond)  # (B, 1, 11, 11)
+                fake = self._fake(batch.conditions, cond)  # (B, 1, 11, 11)
             d_real = self.discriminator(real, cond, p)  # (B,)
             d_fake = self.discriminator(fake, cond, p)  # (B,)
             logs = {"real": d_real.mean().item(), "fake": d_fake.mean().item()}
@@ -896,7 +913,7 @@ class GAN(ShowerModel):
             logs["loss"] = loss.item()
             return loss, logs
         if step == "generator":
-            fake = self.generator(self._noise(len(batch), p.device), cond)  # (B, 1, 11, 11)
+            fake = self._fake(batch.conditions, cond)  # (B, 1, 11, 11)
             d_fake = self.discriminator(fake, cond, p)  # (B,)
             if cfg.loss == "gan":
                 adv = F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))  # non-saturating
@@ -918,7 +935,7 @@ class GAN(ShowerModel):
                     raise ValueError("neighbour_mmd_weight > 0 needs batches with neighbours (uses_neighbours)")
                 p_nb = batch.neighbour_conditions[:, 0]  # (B,)
                 cond_nb = self.condition_input(batch.neighbour_conditions, batch.particle)
-                fake_nb = self.generator(self._noise(len(batch), p.device), cond_nb)  # (B, 1, 11, 11)
+                fake_nb = self._fake(batch.neighbour_conditions, cond_nb)  # (B, 1, 11, 11)
                 e_nb = model_to_gev(fake_nb, p_nb, kind=cfg.output_transform, epsilon=cfg.log_epsilon)
                 spread = neighbour_mmd(
                     e_fake.squeeze(1), e_nb.squeeze(1), batch.maps_gev, batch.neighbour_maps_gev, p, p_nb
