@@ -46,8 +46,10 @@ that is a cubic in the conditions (``mean_shower_degree``), a log output space c
 per crystal (:data:`LOG_OUTPUT_MAX`) and a critic without the gradient-free sparsity input
 (``sparsity_feature``); ``configs/pairs_<particle>.yaml`` fine-tune those with a term on the shower
 fluctuation at fixed conditions, from pairs of nearest neighbours in condition space
-(:func:`neighbour_mmd`). A further batch-level term, the correlations of shower features with the
-conditions (:func:`condition_moments`), is there but off in every recipe. What each one changed,
+(:func:`neighbour_mmd`); ``configs/energy_<particle>.yaml`` fine-tune the nbmmd runs with the deposited
+energy drawn from a separate model of E11x11 / p (``energy_model``, :mod:`caloforge.models.energy`), so that
+the generator only shapes the maps. A further batch-level term, the correlations of shower features with
+the conditions (:func:`condition_moments`), is there but off in every recipe. What each one changed,
 measured on short runs, is in the configuration comments.
 For inference and export :meth:`Generator.fused` gives the same function with its linear first stage as one
 matrix (:func:`first_stage_as_linear`).
