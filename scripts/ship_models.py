@@ -114,6 +114,8 @@ def main() -> None:
         run = runs.get(name, args.runs / args.run_name.format(particle=name))
         best = run / args.checkpoint
         model = load_model(best, device="cpu")
+        train_conditions = read_sample(args.samples / f"train_{name}.h5").conditions
+        mean_shower_change = model.regularise_mean_shower(train_conditions)  # no-op for a ridge-fitted one
         energy_fit = torch.load(best, map_location="cpu", weights_only=True).get("energy_fit")
         target = HERE / f"{DEFAULT_STEMS[name]}.pt"
         model.save(target)
@@ -152,6 +154,7 @@ def main() -> None:
             "run": {"folder": run.name, "config_file": args.config.format(particle=name),
                     "config": _read_yaml(run / "config.yaml"), **_run_summary(run / "metrics.csv")},
             "training_sample": _sample_description(args.samples / f"train_{name}.h5"),
+            "mean_shower_regularised_rms_change": mean_shower_change,
             "energy_fit": None if energy_fit is None else {k: v for k, v in energy_fit.items() if k != "nll_per_epoch"}
             | {"final_nll": energy_fit["nll_per_epoch"][-1]},
             "separation_power": {k: {"model": obs[k]["candidate"]["separation_power"],
@@ -312,6 +315,9 @@ def render_card(cards: dict) -> str:
             f"{run['best_epoch']}, chosen by the mean separation power of "
             f"{', '.join(run['selection_features'])} on the held-out events.",
             *_energy_line(c.get("energy_fit")),
+            *([f"- Mean shower: table regularised on the training conditions (`MeanShower.regularise`, ridge "
+               f"1e-4; rms change {c['mean_shower_regularised_rms_change']:.2g} in output space)."]
+              if c.get("mean_shower_regularised_rms_change") else []),
             f"- Validation against the Geant4 test sample on {c.get('validated_on', 'n/a')} "
             f"(`{Path(c['report']).parent.name}/report.html`): "
             f"overall **{c['summary']['overall']}**, {c['summary']['counts']}.",

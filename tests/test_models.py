@@ -207,12 +207,41 @@ def test_mean_shower_polynomial_fit_recovers_each_particles_polynomial():
     u = torch.where(kind[:, None, None] == 0, 0.5 * peak + slope * dz, 0.8 * peak - 0.2 * peak * dz**2)
     mean_shower = MeanShower(n_particles=2, degree=2)
     assert mean_shower.n_terms == 28  # 1 + 6 + 21 monomials of 6 conditions
-    mean_shower.fit(u, c, kind)
     onehot = torch.nn.functional.one_hot(kind, 2).float()
-    bias = mean_shower(torch.cat([c, onehot], dim=1))  # (3000, 1, 11, 11)
-    assert torch.allclose(bias[:, 0], u, atol=1e-4)
+    mean_shower.fit(u, c, kind, ridge=1e-9)
+    assert torch.allclose(mean_shower(torch.cat([c, onehot], dim=1))[:, 0], u, atol=1e-5)  # exact least squares
+    mean_shower.fit(u, c, kind)  # the default ridge costs 0.1 % of the peak
+    assert torch.allclose(mean_shower(torch.cat([c, onehot], dim=1))[:, 0], u, atol=2e-3)
     gen = GAN(GANConfig(mean_shower_bias=True, mean_shower_degree=3)).generator
     assert gen.mean_shower.n_terms == 84  # the default recipe's cubic
+
+
+def test_mean_shower_stays_bounded_off_collinear_training_conditions():
+    """Training conditions with a fixed relation (dphi_mom = dphi_pos + tilt, as for photons from the
+    interaction point) leave monomial directions without data: a fit with a tiny ridge, or a table grown
+    there, blows up just off the relation; the default ridge and :meth:`MeanShower.regularise` do not, and
+    keep the mean showers on the training conditions."""
+    rng = np.random.default_rng(7)
+    c = torch.as_tensor(rng.normal(size=(5000, 6)), dtype=torch.float32)
+    c[:, 2] = c[:, 4]  # collinear, in normalised units
+    u = 0.5 * torch.zeros(5000, 11, 11).index_fill_(1, torch.tensor([5]), 1.0) + 0.1 * c[:, 4, None, None] ** 2
+    kind = torch.zeros(5000, dtype=torch.long)
+    off = c[:500].clone()
+    off[:, 2] += 0.3  # 0.3 standard deviations off the relation
+    mean_shower = MeanShower(n_particles=1, degree=3)
+    mean_shower.fit(u, c, kind)
+    on_fit = mean_shower(c)[:, 0]
+    assert torch.allclose(on_fit, u, atol=5e-3)
+    assert (mean_shower(off)[:, 0] - on_fit[:500]).abs().max() < 0.5
+    with torch.no_grad():  # a large coefficient along a direction without data: c_2 - c_4
+        f = mean_shower.features(c)
+        null = torch.linalg.svd(f.double(), full_matrices=True).Vh[-1].float()  # (84,)
+        mean_shower.table[0] += 1e3 * null[:, None, None]
+    assert (mean_shower(c)[:, 0] - on_fit).abs().max() < 1e-2  # invisible on the training conditions
+    assert (mean_shower(off)[:, 0] - on_fit[:500]).abs().max() > 5  # and huge just off them
+    change = mean_shower.regularise(c, kind)
+    assert change < 1e-2
+    assert (mean_shower(off)[:, 0] - on_fit[:500]).abs().max() < 0.5
 
 
 def test_mean_shower_moves_the_generated_shower_with_the_impact_point():

@@ -272,6 +272,14 @@ fluctuations. With the full Keras weights, two 1200-step photon runs went throug
 hundreds (one of them 10^5) of Geant4 variances off in their first 400 steps, and one of the two died
 (every crystal 0); scaled, the energy-sum term was 0.9 over the same steps."""
 
+MEAN_SHOWER_RIDGE = 1e-4
+"""Ridge of the mean-shower fit (:meth:`MeanShower.fit`), times the mean eigenvalue of the monomials' Gram
+matrix. The conditions of a sample are not independent: photons from the interaction point meet their
+crystal at dphi_mom = dphi_pos + the crystal's tilt, for example, so 21 of the 84 directions of the cubic's
+monomials hold no data on 200k photons (eigenvalues below 1e-6 of the largest). The earlier ridge of 1e-9 of
+the trace left large coefficients there, which cancel on the training conditions but not off them: a
+photon vertex 1 mm off the beam line took the centre crystal's share of the shower from 0.69 to 0.33, one
+5 mm off to 0.10 (1e-4: 0.69, 0.66; :meth:`MeanShower.regularise` repairs a trained table)."""
 CONDITION_CLAMP = 4.0
 """The normalised conditions enter :class:`MeanShower` clamped to +-this many standard deviations, so that
 the polynomial stays bounded for conditions outside the training range."""
@@ -326,24 +334,63 @@ class MeanShower(nn.Module):
             out = torch.einsum("bp,bt,ptk->bk", onehot, f, table)  # (B, 121)
         return out.view(-1, 1, 11, 11)
 
+    def _normal_equations(
+        self, conditions: torch.Tensor, rows: torch.Tensor, u: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Gram matrix (T, T) of the monomials of the conditions ``rows``, and their moments (T, 121) with
+        maps ``u`` (if given), in float64."""
+        gram = torch.zeros(self.n_terms, self.n_terms, dtype=torch.float64)
+        moment = None if u is None else torch.zeros(self.n_terms, 121, dtype=torch.float64)
+        for chunk in torch.split(rows, 50_000):
+            f = self.features(conditions[chunk].double().cpu())  # (n, T)
+            gram += f.T @ f
+            if moment is not None:
+                moment += f.T @ u[chunk].reshape(len(chunk), 121).double().cpu()
+        return gram, moment
+
+    def _ridge(self, gram: torch.Tensor, ridge: float) -> torch.Tensor:
+        """The ridge term (T, T); none for the one fixed map of degree 0, which has nothing to regularise."""
+        scale = ridge * torch.trace(gram) / self.n_terms if self.degree > 0 else 0.0
+        return scale * torch.eye(self.n_terms, dtype=torch.float64)
+
     @torch.no_grad()
-    def fit(self, u: torch.Tensor, conditions: torch.Tensor, particle_index: torch.Tensor) -> None:
+    def fit(
+        self, u: torch.Tensor, conditions: torch.Tensor, particle_index: torch.Tensor, ridge: float = MEAN_SHOWER_RIDGE
+    ) -> None:
         """Least-squares fit of the table to maps ``u`` (N, 11, 11) in the generator's output space, with
         their normalised conditions (N, 6) and particle indices (N,); a type without events keeps its
-        table. Solved in float64 from the normal equations, with a ridge of 1e-9 of the trace."""
+        table. Solved in float64 from the normal equations, with a ridge of ``ridge`` times the mean
+        eigenvalue of the Gram matrix (:data:`MEAN_SHOWER_RIDGE`)."""
         for k in range(len(self.table)):
-            sel = particle_index == k
-            if not bool(sel.any()):
+            rows = torch.nonzero(particle_index == k).squeeze(1)
+            if not len(rows):
                 continue
-            gram = torch.zeros(self.n_terms, self.n_terms, dtype=torch.float64)
-            moment = torch.zeros(self.n_terms, 121, dtype=torch.float64)
-            for chunk in torch.split(torch.nonzero(sel).squeeze(1), 50_000):
-                f = self.features(conditions[chunk].double().cpu())  # (n, T)
-                gram += f.T @ f
-                moment += f.T @ u[chunk].reshape(len(chunk), 121).double().cpu()
-            ridge = 1e-9 * torch.trace(gram) * torch.eye(self.n_terms, dtype=torch.float64)
-            coef = torch.linalg.solve(gram + ridge, moment)  # (T, 121)
+            gram, moment = self._normal_equations(conditions, rows, u)
+            coef = torch.linalg.solve(gram + self._ridge(gram, ridge), moment)  # (T, 121)
             self.table[k] = coef.view(self.n_terms, 11, 11).to(self.table)
+
+    @torch.no_grad()
+    def regularise(
+        self, conditions: torch.Tensor, particle_index: torch.Tensor, ridge: float = MEAN_SHOWER_RIDGE
+    ) -> float:
+        """Replace the table by the one that gives the closest mean showers on the normalised conditions
+        (N, 6) of the training sample (ridge as in :meth:`fit`): the same function on those conditions, up
+        to the ridge, without the large coefficients along monomial directions the conditions do not
+        span, which a fit with a much smaller ridge leaves and training does not remove. Returns the rms
+        change of the mean shower on those conditions (output space)."""
+        change, count = 0.0, 0
+        for k in range(len(self.table)):
+            rows = torch.nonzero(particle_index == k).squeeze(1)
+            if not len(rows):
+                continue
+            gram, _ = self._normal_equations(conditions, rows, None)
+            table = self.table[k].double().cpu().flatten(1)  # (T, 121)
+            new = torch.linalg.solve(gram + self._ridge(gram, ridge), gram @ table)  # (T, 121)
+            delta = new - table
+            change += float(torch.einsum("tk,ts,sk->", delta, gram, delta))  # sum over events of |F delta|^2
+            count += len(rows) * 121
+            self.table[k] = new.view(self.n_terms, 11, 11).to(self.table)
+        return (change / max(count, 1)) ** 0.5
 
 
 class Generator(nn.Module):
@@ -775,6 +822,18 @@ class GAN(ShowerModel):
             np.asarray(conditions, dtype=np.float64)[:, 0], MIN_MOMENTUM_GEV
         )
         return self.energy.fit(x, f, epochs=epochs, seed=seed, progress=progress)
+
+    def regularise_mean_shower(self, conditions: np.ndarray, particle_index: np.ndarray | None = None) -> float:
+        """:meth:`MeanShower.regularise` on the training conditions (N, 6), raw units, with the particle
+        indices (N,; None: all of the first); for models whose mean shower was fitted with the earlier tiny
+        ridge (:data:`MEAN_SHOWER_RIDGE`). Returns the rms change of the mean shower there (0 without a
+        polynomial mean shower)."""
+        mean_shower = self.generator.mean_shower
+        if mean_shower is None or mean_shower.degree == 0:
+            return 0.0
+        c = torch.as_tensor(np.asarray(conditions, dtype=np.float32))
+        index = torch.zeros(len(c), dtype=torch.long) if particle_index is None else torch.as_tensor(particle_index)
+        return mean_shower.regularise((c - self.cond_mean.cpu()) / self.cond_std.cpu(), index)
 
     def fit_maps(
         self, maps_gev: np.ndarray, conditions: np.ndarray, particle_index: np.ndarray | None = None
