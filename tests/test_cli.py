@@ -133,3 +133,26 @@ def test_export_and_both_backends_agree(tmp_path, untrained_gamma_model):
     # float32 rounding of an untrained generator's large intermediate sums (maps of several GeV), taken in
     # another order by the fused ONNX graph: a few 1e-6 GeV
     assert np.allclose(hits["torch"], hits["onnx"], rtol=1e-4, atol=3e-5)
+
+
+@pytest.mark.geant4
+def test_fit_energy_writes_a_model_that_draws_the_deposit(tmp_path, photon_sample, untrained_gamma_model):
+    from caloforge.data.io import read_sample
+    from caloforge.models import load_model
+
+    out = tmp_path / "with_energy.pt"
+    args = ["fit-energy", str(untrained_gamma_model), "--sample", str(photon_sample), "-o", str(out), "--epochs", "3"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "energy model fitted on 60 events, 3 epochs" in result.stdout
+    model = load_model(out, device="cpu")
+    assert model.config.energy_model and model.noise_size == model.config.noise_dim + 2
+    c = read_sample(photon_sample).conditions
+    fraction = model.sample(c, seed=2).sum(axis=(1, 2)) / c[:, 0]
+    assert np.all((fraction > 0) & (fraction < 1.05))  # an untrained generator alone puts several GeV in a map
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and again.stderr.startswith("error: ")  # the output exists
+    no_epochs = runner.invoke(app, ["fit-energy", str(out), "--sample", str(photon_sample), "-o",
+                                    str(tmp_path / "x.pt"), "--epochs", "0"])
+    assert no_epochs.exit_code == 2 and "must be positive" in no_epochs.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["with_energy.pt"]
