@@ -262,11 +262,12 @@ def propagate_to_front(
         helix, normal, point, s_guess, at=(pos_guess, dir_guess), active=reach
     )
 
+    lost = ~np.isfinite(s1)  # no crossing: the search starts from the cylinder point
+    s1[lost], pos1[lost], dir1[lost] = s_guess[lost], pos_guess[lost], dir_guess[lost]
+
     # A track that crosses its first-guess face well inside the edges hits it first: no neighbouring
     # face, at most neighbour_depth_cm in front along the axis, can be reached by a track that drifts
     # sideways by less than that depth times tan(angle to the axis) before it gets here.
-    lost = ~np.isfinite(s1)  # no crossing: the search starts from the cylinder point
-    s1[lost], pos1[lost], dir1[lost] = s_guess[lost], pos_guess[lost], dir_guess[lost]
     cos_axis = np.abs(np.einsum("nc,nc->n", dir1, normal)).clip(1e-6, 1.0)
     drift = np.take(neighbour_depth_cm(), cell0) * np.sqrt(1.0 - cos_axis**2) / cos_axis
     clear = reach & on_plane & (s1 > 0) & (_face_score(pos1, t0, k0) > drift + CLEAR_HIT_SLACK_CM)
