@@ -3,7 +3,8 @@
 For each particle type (e-, e+, gamma) and the same random tracks (0-3 GeV/c, barrel directions):
 
 * the engine end to end (particle gun, transport, conditions, model sampling, placement, ROOT writing)
-  on ``--tracks`` tracks, called with batches of 1, 100 and 10k particles (batch 1 on fewer tracks);
+  on ``--tracks`` tracks, called with batches of 1, 100 and 10k particles (batch 1 on fewer tracks), and
+  at batch 10k once more with a zstd-compressed ROOT file instead of zlib;
 * the model sampling alone (ONNX Runtime and PyTorch) at the same batch sizes;
 * the Geant4 reference (single thread, all cores would divide both sides alike) on ``--g4-tracks`` of
   the same tracks.
@@ -34,7 +35,7 @@ PARTICLES = {"e-": 11, "e+": -11, "gamma": 22}
 
 def _engine(args: tuple) -> dict:
     """End to end: gun -> one hits file, the engine called on chunks of ``batch`` particles."""
-    pdg, n, batch, models, backend, seed = args
+    pdg, n, batch, models, backend, seed, compression = args
     from caloforge.engine import FastSimulation, particle_gun
     from caloforge.engine.output import HitsWriter
     from caloforge.engine.particles import iter_chunks
@@ -45,7 +46,7 @@ def _engine(args: tuple) -> dict:
     parts = particle_gun(pdg, n, seed=seed)
     showers = 0
     stages = {"transport": 0.0, "sampling": 0.0, "placement": 0.0, "writing": 0.0}
-    with HitsWriter(out) as writer:
+    with HitsWriter(out, compression=compression) as writer:
         for k, chunk in enumerate(iter_chunks(parts, batch)):
             res = sim.simulate(chunk, seed=k)
             t_w = time.perf_counter()
@@ -125,8 +126,11 @@ def main() -> None:
             for backend in ("onnx", "torch"):
                 r = run_isolated(_sampling, (pdg, n, batch, args.model, backend, 5))
                 rows.append((name, f"sampling only ({backend})", batch, r, g4_rate))
-            r = run_isolated(_engine, (pdg, n, batch, args.model, "onnx", 5))
+            r = run_isolated(_engine, (pdg, n, batch, args.model, "onnx", 5, "zlib"))
             rows.append((name, "engine end to end (onnx)", batch, r, g4_rate))
+            if batch == 10_000:  # the same with the faster ROOT compression (caloforge simulate --compression)
+                r = run_isolated(_engine, (pdg, n, batch, args.model, "onnx", 5, "zstd"))
+                rows.append((name, "engine, zstd ROOT file", batch, r, g4_rate))
 
     print(f"{'particle':>8} {'what':>26} {'batch':>6} {'showers':>8} {'seconds':>8} {'showers/s':>10} "
           f"{'vs Geant4':>9} {'peak MB':>8}  where the time goes")
