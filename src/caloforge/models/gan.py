@@ -868,8 +868,15 @@ class GAN(ShowerModel):
             return maps
         if not bool(self.energy.fitted):
             raise ValueError("this model's energy model is not fitted (GAN.fit_energy, or caloforge fit-energy)")
-        total = conditions[:, 0].clamp_min(MIN_MOMENTUM_GEV) * self.energy.fraction(x, noise[:, cfg.noise_dim :])
-        return maps * (total / maps.sum(dim=(1, 2, 3)).clamp_min(1e-9)).view(-1, 1, 1, 1)
+        return self._with_drawn_energy(maps, conditions[:, 0], x, noise[:, cfg.noise_dim :])
+
+    def _with_drawn_energy(
+        self, maps_gev: torch.Tensor, p_gev: torch.Tensor, x: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        """Maps (B, 1, 11, 11) in GeV rescaled to ``E11x11 = f p``, ``f`` from the energy model for the network
+        input ``x`` and its noise (B, 2); the energy model passes no gradient (it is fitted on its own)."""
+        total = p_gev.clamp_min(MIN_MOMENTUM_GEV) * self.energy.fraction(x, noise).detach()  # (B,)
+        return maps_gev * (total / maps_gev.sum(dim=(1, 2, 3)).clamp_min(1e-9)).view(-1, 1, 1, 1)
 
     def _sample_batch(
         self, conditions: torch.Tensor, particle_index: torch.Tensor, rng: np.random.Generator
@@ -941,9 +948,7 @@ class GAN(ShowerModel):
             return u
         p = conditions[:, 0]
         maps = model_to_gev(u, p, kind=cfg.output_transform, epsilon=cfg.log_epsilon)
-        with torch.no_grad():
-            total = p.clamp_min(MIN_MOMENTUM_GEV) * self.energy.fraction(cond, noise[:, cfg.noise_dim :])
-        maps = maps * (total / maps.sum(dim=(1, 2, 3)).clamp_min(1e-9)).view(-1, 1, 1, 1)
+        maps = self._with_drawn_energy(maps, p, cond, noise[:, cfg.noise_dim :])
         return gev_to_model(maps.squeeze(1), p, kind=cfg.output_transform, epsilon=cfg.log_epsilon)
 
     def training_step(self, step: str, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
