@@ -184,7 +184,8 @@ def simulate(
     t_start = time.perf_counter()
     if (particles is None) == (gun is None):
         raise ValueError("give either a particle file or --gun PARTICLE")
-    writer = HitsWriter(output, compression=compression)  # checks the output before any work; the file appears when complete
+    # checks the output before any work; the file appears when complete
+    writer = HitsWriter(output, compression=compression)
     if particles is not None:
         parts = read_particles(particles)
     else:
