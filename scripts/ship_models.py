@@ -39,6 +39,7 @@ from caloforge.fullsim.runner import GunSpec
 from caloforge.models import load_model
 from caloforge.models.generate import generate_like
 from caloforge.models.pretrained import DEFAULT_STEMS, HERE
+from caloforge.training.config import expand_path
 from caloforge.validation.report import validate
 
 TRACK_GEV = (0.32, 0.73, 0.01)
@@ -119,7 +120,7 @@ def main() -> None:
         model = load_model(best, device="cpu")
         train_conditions = read_sample(args.samples / f"train_{name}.h5").conditions
         mean_shower_change = model.regularise_mean_shower(train_conditions)  # no-op for a ridge-fitted one
-        energy_fit = torch.load(best, map_location="cpu", weights_only=True).get("energy_fit")
+        energy_fit = _energy_fit(best, run)
         target = HERE / f"{DEFAULT_STEMS[name]}.pt"
         model.save(target)
         onnx_path = target.with_suffix(".onnx")
@@ -271,13 +272,26 @@ def _started_from(training: dict) -> str:
     return f", starting from the weights of `{init}` (fine-tuning)" if init else ""
 
 
+def _energy_fit(checkpoint: Path, run: Path) -> dict | None:
+    """How the checkpoint's energy model was fitted (``caloforge fit-energy``): recorded in the checkpoint,
+    or in the one its run started from (``training.init_from``); None if neither says."""
+    fit = torch.load(checkpoint, map_location="cpu", weights_only=True).get("energy_fit")
+    init = _read_yaml(run / "config.yaml").get("training", {}).get("init_from")
+    if fit is None and init:
+        start = expand_path(init)
+        if start.exists():
+            fit = torch.load(start, map_location="cpu", weights_only=True).get("energy_fit")
+    return fit
+
+
 def _energy_line(fit: dict | None) -> list[str]:
     if not fit:
         return []
     return [f"- Deposited energy: each map rescaled to E11x11 = f p, f drawn from the energy model "
-            f"(`src/caloforge/models/energy.py`) fitted afterwards by `caloforge fit-energy` on {fit['events']} events "
+            f"(`src/caloforge/models/energy.py`) fitted by `caloforge fit-energy` on {fit['events']} events "
             f"of `{', '.join(Path(p).name for p in fit['samples'])}`, {fit['epochs']} epochs, seed {fit['seed']} "
-            f"(negative log-likelihood {fit['final_nll']:.4f})."]
+            f"(negative log-likelihood {fit['final_nll']:.4f}), to the checkpoint `{Path(fit['from']).parent.name}/"
+            f"{Path(fit['from']).name}`."]
 
 
 def _fmt(x, digits=4) -> str:
