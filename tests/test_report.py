@@ -177,7 +177,12 @@ def test_report_is_self_contained_and_loads_in_chromium(thirds, tmp_path):
 
     driver = _chromium()
     try:
+        from selenium.webdriver.support.ui import WebDriverWait
+
         driver.get((out / "report.html").resolve().as_uri())
+        # the page is over 1 MB of inline images: on a loaded machine the last ones can still be parsing
+        # when get() returns (once 38 of 39 were there), so wait for them, up to 30 s
+        WebDriverWait(driver, 30).until(lambda d: len(d.find_elements("tag name", "img")) >= n_images)
         images = driver.find_elements("tag name", "img")
         assert len(images) == n_images
         script = "return arguments[0].complete && arguments[0].naturalWidth"
