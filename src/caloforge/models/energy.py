@@ -4,9 +4,10 @@ A shower's total deposit and its shape are sampled apart: the generator of a :cl
 gives the shape, which is rescaled to ``E11x11 = f p`` with ``f`` drawn from this model (the two-stage
 factorisation of CaloFlow, arXiv:2106.05285, with the energy stage a mixture density network, Bishop 1994).
 The narrow peak of this 1D conditional density is what the GANs learned worst. On 10k test events, the
-interquartile range of E11x11 / p was 0.041 for Geant4's photons, 0.072 for the shipped generator and
-0.123 for the nbmmd candidate, and 19 % and 25 % of their maps held more than the momentum (Geant4
-0.2 %); for electrons 0.037 against 0.075 (shipped), with 13 % of the maps above the momentum. A mixture of
+interquartile range of E11x11 / p was 0.041 for Geant4's photons, 0.072 for the generator shipped until
+2026-12-01 and 0.123 for the nbmmd run, and 19 % and 25 % of their maps held more than the momentum
+(Geant4 0.2 %); for electrons 0.037 against 0.075 (that generator), with 13 % of the maps above the
+momentum. A mixture of
 :data:`N_COMPONENTS` Gaussians in ``y = logit(f / F_MAX)``, its weights, means and widths given by a small
 network of the normalised conditions, fitted by maximum likelihood on the 200k training events in about a
 minute on one core, brings the candidates to 0.041 (1.0 % above the momentum) and 0.038 (0.0 %), and gives
