@@ -113,7 +113,8 @@ def main() -> None:
             parser.error(f"--run {item!r}: expected PARTICLE=FOLDER with PARTICLE one of {', '.join(DEFAULT_STEMS)}")
         runs[name] = Path(folder).expanduser()
 
-    cards = {}
+    card_file = HERE / "validation.json"
+    cards = json.loads(card_file.read_text()) if card_file.exists() else {}  # --particles replaces only those
     for name in args.particles.split(","):
         run = runs.get(name, args.runs / args.run_name.format(particle=name))
         best = run / args.checkpoint
@@ -181,7 +182,7 @@ def main() -> None:
         }
         print(f"{name}: {metrics['summary']['overall']} ({metrics['summary']['counts']})", flush=True)
 
-    (HERE / "validation.json").write_text(json.dumps(cards, indent=1, default=float))
+    card_file.write_text(json.dumps(cards, indent=1, default=float))
     (HERE / "MODEL_CARD.md").write_text(render_card(cards))
     print(f"wrote {HERE / 'MODEL_CARD.md'}")
 
