@@ -278,11 +278,8 @@ def fit_energy(
 ) -> None:
     """Fit the deposited-energy model (E11x11 / p given the conditions) of a trained GAN: its maps keep the
     generator's shape, rescaled to a total drawn from the fit (see caloforge.models.energy)."""
-    import numpy as np
-
-    from caloforge.data.io import read_sample
-    from caloforge.detector.conditions import PARTICLES_BY_PDG
     from caloforge.models import GAN, load_model
+    from caloforge.training.data import read_shower_data
 
     if output.suffix != ".pt" or output.exists() or not output.parent.is_dir():
         raise ValueError(f"{output}: give a new .pt file in an existing folder")
@@ -291,21 +288,12 @@ def fit_energy(
     model = load_model(checkpoint, device="cpu")
     if not isinstance(model, GAN):
         raise ValueError(f"{checkpoint}: the energy model is for GAN checkpoints")
-    maps, conditions, index = [], [], []
-    for path in sample:
-        s = read_sample(path, 0, max_events)
-        names = {PARTICLES_BY_PDG[int(p)].name if int(p) in PARTICLES_BY_PDG else str(p) for p in np.unique(s.pdg)}
-        if not names <= set(model.particles):
-            raise ValueError(f"{path}: holds {', '.join(sorted(names))}; the model covers {', '.join(model.particles)}")
-        maps.append(s.maps_gev)
-        conditions.append(s.conditions)
-        index.append(np.array([model.particle_index(int(p)) for p in s.pdg]))
-    maps_all, cond_all = np.concatenate(maps), np.concatenate(conditions)
-    history = model.fit_energy(maps_all, cond_all, np.concatenate(index), epochs=epochs, seed=seed, progress=True)
+    data = read_shower_data(sample, particles=model.particles, max_events=max_events)  # the model's types only
+    history = model.fit_energy(data.maps_gev, data.conditions, data.particle, epochs=epochs, seed=seed, progress=True)
     model.save(output, energy_fit={"from": str(checkpoint), "samples": [str(p) for p in sample],
-                                   "events": len(maps_all), "epochs": epochs, "seed": seed,
+                                   "events": len(data.conditions), "epochs": epochs, "seed": seed,
                                    "nll_per_epoch": history})
-    typer.echo(f"wrote {output}: energy model fitted on {len(maps_all)} events, {epochs} epochs, "
+    typer.echo(f"wrote {output}: energy model fitted on {len(data.conditions)} events, {epochs} epochs, "
                f"negative log-likelihood {history[0]:.4f} -> {history[-1]:.4f}")
 
 

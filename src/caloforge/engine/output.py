@@ -16,8 +16,8 @@ makes a new ROOT basket (or HDF5 resize) per branch, so writing 100-event chunks
 than simulating them. The writing (mostly zlib compression, which releases the GIL) runs in one
 background thread, one pool at a time and in order, while the engine simulates the next chunk: 50k
 photons or electrons end to end took 2.09 s instead of 2.31 s (mean of 6 runs, alternating). An error
-in that thread is raised by the next call to the writer. Everything goes to ``<path>.partial``, renamed when the writer
-closes without an error. An existing output is an error.
+in that thread is raised by the next call to the writer. Everything goes to ``<path>.partial``, renamed
+when the writer closes without an error. An existing output is an error.
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ COMPRESSIONS = ("zlib", "zstd", "lz4", "none")
 default, readable by every ROOT version), ``zstd`` (level 1; ROOT 6.20 or later) and ``lz4`` (level 1;
 ROOT 6.12 or later) write faster, ``none``. HDF5: ``zlib`` (gzip level 4 with byte shuffling) or ``none``.
 Measured on 50k single-electron events (photons in brackets) of the models shipped until 2026-12-01
-(6-8 crystals per shower; those shipped since give 30-33, Geant4 28-30), in the calling thread: ROOT 0.56 (0.37) s
-with zlib, 0.16 (0.15) s with zstd, 0.11 (0.14) s with lz4, 0.10 s with none, for 6.9 (6.5), 8.1 (7.6),
-10.9 (10.3) and 14.9 (13.9) MB; HDF5 0.73 (0.63) s with zlib and 0.06 s with none, for 6.7 (5.6) and
-12.7 (11.8) MB."""
+(6-8 crystals per shower; those shipped since give 30-33, Geant4 28-30), in the calling thread: ROOT
+0.56 (0.37) s with zlib, 0.16 (0.15) s with zstd, 0.11 (0.14) s with lz4, 0.10 s with none, for 6.9 (6.5),
+8.1 (7.6), 10.9 (10.3) and 14.9 (13.9) MB; HDF5 0.73 (0.63) s with zlib and 0.06 s with none, for 6.7
+(5.6) and 12.7 (11.8) MB."""
 
 
 class OutputExistsError(ValueError):
