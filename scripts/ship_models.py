@@ -1,17 +1,18 @@
 """Ship trained models as the package defaults, with their validation numbers and model card.
 
-For each particle type: take ``best.pt`` of its training run (``<runs>/energy_<particle>``, trained with
-``caloforge train configs/energy_<particle>.yaml`` from an nbmmd run with the energy model of
-``caloforge fit-energy``), regularise its mean shower on the training conditions (:meth:`caloforge.models.GAN.regularise_mean_shower`),
-save the model into
-``src/caloforge/models/pretrained/gan_<particle>.pt`` and its ONNX export next to it, sample it under
+For each particle type: take ``best.pt`` of its training run (``<runs>/moments_<particle>``, trained with
+``caloforge train configs/moments_<particle>.yaml`` from the energy fine-tune
+``configs/energy_<particle>.yaml`` of an nbmmd run with the energy model of ``caloforge fit-energy``),
+regularise its mean shower on the training conditions (:meth:`caloforge.models.GAN.regularise_mean_shower`),
+save the model into ``src/caloforge/models/pretrained/gan_<particle>.pt`` and its ONNX export next to it,
+sample it under
 the conditions of the Geant4 test sample, validate it against Geant4 (with the independent Geant4
 floor sample), measure the energy response per momentum slice, the E5x5 spread of one repeated track
 against Geant4's, and the ONNX sampling speed, and write ``MODEL_CARD.md``.
 
-    python scripts/ship_models.py [--runs ~/.cache/caloforge/runs] [--run-name energy_{particle}]
+    python scripts/ship_models.py [--runs ~/.cache/caloforge/runs] [--run-name moments_{particle}]
         [--checkpoint best.pt] [--run e-=~/.cache/caloforge/runs/energy2_e-]
-        [--config configs/energy_{particle}.yaml] [--events 10000]
+        [--config configs/moments_{particle}.yaml] [--events 10000]
     python scripts/ship_models.py --reexport    # after a change to the export: new .onnx files and speeds,
                                                 # the shipped checkpoints and their validation unchanged
 
@@ -90,12 +91,12 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=DEFAULT_CACHE / "runs")
     parser.add_argument("--samples", type=Path, default=DEFAULT_CACHE / "samples")
     parser.add_argument("--work", type=Path, default=DEFAULT_CACHE / "validation")
-    parser.add_argument("--run-name", default="energy_{particle}", help="run folder in --runs, per particle")
+    parser.add_argument("--run-name", default="moments_{particle}", help="run folder in --runs, per particle")
     parser.add_argument("--checkpoint", default="best.pt",
                         help="checkpoint in each run folder, e.g. best_energy.pt from caloforge fit-energy")
     parser.add_argument("--run", action="append", default=[], metavar="PARTICLE=FOLDER",
                         help="the run folder of one particle, instead of --run-name (repeatable)")
-    parser.add_argument("--config", default="configs/energy_{particle}.yaml",
+    parser.add_argument("--config", default="configs/moments_{particle}.yaml",
                         help="the configuration the runs were trained with, per particle (named in the card)")
     parser.add_argument("--events", type=int, default=10_000, help="events per validation sample")
     parser.add_argument("--particles", default="gamma,e-,e+")
@@ -275,14 +276,21 @@ def _started_from(training: dict) -> str:
 
 def _energy_fit(checkpoint: Path, run: Path) -> dict | None:
     """How the checkpoint's energy model was fitted (``caloforge fit-energy``): recorded in the checkpoint,
-    or in the one its run started from (``training.init_from``); None if neither says."""
-    fit = torch.load(checkpoint, map_location="cpu", weights_only=True).get("energy_fit")
-    init = _read_yaml(run / "config.yaml").get("training", {}).get("init_from")
-    if fit is None and init:
-        start = expand_path(init)
-        if start.exists():
-            fit = torch.load(start, map_location="cpu", weights_only=True).get("energy_fit")
-    return fit
+    or in the one its run started from (``training.init_from``), followed back through fine-tunes of
+    fine-tunes; None if none says."""
+    seen: set[Path] = set()
+    while checkpoint.exists() and checkpoint not in seen:
+        seen.add(checkpoint)
+        fit = torch.load(checkpoint, map_location="cpu", weights_only=True).get("energy_fit")
+        if fit is not None:
+            return fit
+        config = run / "config.yaml"
+        init = _read_yaml(config).get("training", {}).get("init_from") if config.exists() else None
+        if not init:
+            return None
+        checkpoint = expand_path(init)
+        run = checkpoint.parent
+    return None
 
 
 def _energy_line(fit: dict | None) -> list[str]:

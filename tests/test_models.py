@@ -21,10 +21,14 @@ from caloforge.models.gan import (
     shower_features,
     condition_moments,
     lateral_moments,
+    lateral_shape_moments,
+    shape_moment_constraint,
+    LAT_R0_CRYSTALS,
     ReLUWithLeakyGradient,
     energy_sum_constraint,
     gradient_penalty,
     neighbour_mmd,
+    shape_ratios,
 )
 from caloforge.models.transforms import fraction_to_model, gev_to_model, model_to_fraction, model_to_gev
 from caloforge.models.energy import F_MAX, EnergyModel
@@ -366,6 +370,45 @@ def test_lateral_moments_and_condition_moments():
     assert torch.isfinite(loss) and "condition_moments" in logs
 
 
+def test_lateral_shape_moments_by_hand():
+    maps = torch.zeros(3, 11, 11)
+    maps[0, 5, 5] = 0.5  # one hot crystal: LAT 0
+    maps[1, 5, 5], maps[1, 5, 6] = 0.6, 0.3  # two: LAT 0
+    maps[2, 5, 5], maps[2, 5, 6], maps[2, 6, 5], maps[2, 5, 3] = 0.4, 0.25, 0.2, 0.15
+    out = lateral_shape_moments(maps)
+    assert out[:2, 1].tolist() == pytest.approx([0.0, 0.0], abs=1e-7)
+    assert out[1, 0].item() == pytest.approx((0.6 * (1 / 3) ** 2 + 0.3 * (2 / 3) ** 2) / 0.9, rel=1e-5) and out[0, 0].item() == 0.0
+    # map 2: centre at row +0.2, column -0.05 (crystal units); (5, 5) and (5, 6) are the two hottest
+    num = 0.2 * (0.8**2 + 0.05**2) + 0.15 * (0.2**2 + 1.95**2)
+    assert out[2, 1].item() == pytest.approx(num / (num + LAT_R0_CRYSTALS**2 * 0.65), rel=1e-5)
+
+
+def test_shape_moment_constraint_pulls_a_far_hot_crystal_down():
+    b = _batch(256, seed=14)
+    rng = np.random.default_rng(14)
+    compact = np.zeros((256, 11, 11), np.float32)  # a compact shower: centre and 3 x 3 ring, nothing outside
+    compact[:, 4:7, 4:7] = rng.exponential(0.03, (256, 3, 3))
+    compact[:, 5, 5] = 0.6
+    real = torch.as_tensor(compact) * b.conditions[:, 0, None, None]
+    assert shape_moment_constraint(real, real).item() == pytest.approx(0.0, abs=1e-8)
+    fake = real.clone().requires_grad_(True)
+    with torch.no_grad():
+        hot = torch.zeros_like(real)
+        hot[:8, 0, 0] = 0.3 * b.conditions[:8, 0]  # 8 of 256 showers: 30 % of p in the corner crystal
+    loss = shape_moment_constraint(fake + hot, real)
+    loss.backward()
+    assert loss.item() > 1.0
+    assert torch.all(fake.grad[:8, 0, 0] > 0)  # descending the loss lowers the far crystal
+    assert fake.grad[:8, 0, 0].mean() > 10 * fake.grad[8:, 0, 0].abs().mean()
+    cfg = GANConfig(loss="wgan-gp", minibatch_discrimination=False, shape_moment_weight=1.0)
+    model = GAN(cfg)
+    model.fit_normalisation(b.conditions.numpy())
+    loss, logs = model.training_step("generator", b)
+    assert torch.isfinite(loss) and "shape_moments" in logs
+    with pytest.raises(ConfigError, match="shape_moment_weight"):
+        GANConfig(shape_moment_weight=-1.0)
+
+
 def test_neighbour_mmd_sees_a_generator_that_ignores_its_noise():
     rng = np.random.default_rng(13)
     n = 256
@@ -389,6 +432,39 @@ def test_neighbour_mmd_sees_a_generator_that_ignores_its_noise():
     with pytest.raises(ValueError, match="neighbours"):
         model.training_step("generator", b)
     b.neighbour_maps_gev, b.neighbour_conditions = b.maps_gev.flip(0), b.conditions.flip(0)
+    loss, logs = model.training_step("generator", b)
+    assert torch.isfinite(loss) and logs["neighbour_mmd"] > 0
+
+
+def test_shape_neighbour_mmd_sees_a_fixed_shape_under_a_fluctuating_total():
+    rng = np.random.default_rng(15)
+    n = 256
+    p = torch.full((n,), 1.0)
+    share = torch.as_tensor(rng.uniform(0.5, 0.8, n), dtype=torch.float32)  # E1x1/E11x11 set by the conditions
+
+    def maps(shape_jitter: float, seed: int) -> torch.Tensor:
+        g = np.random.default_rng(seed)
+        total = torch.as_tensor(g.normal(0.9, 0.05, n), dtype=torch.float32)  # drawn apart (energy model)
+        centre = share + torch.as_tensor(g.normal(0, shape_jitter, n), dtype=torch.float32)
+        out = torch.zeros(n, 11, 11)
+        out[:, 5, 5], out[:, 5, 6] = centre * total, (1 - centre) * total
+        return out
+
+    real, real_nb = maps(0.05, 1), maps(0.05, 2)
+    fixed = neighbour_mmd(maps(0.0, 3), maps(0.0, 4), real, real_nb, p, p, "shape").item()
+    assert neighbour_mmd(maps(0.05, 3), maps(0.05, 4), real, real_nb, p, p, "shape").item() < 0.2 * fixed
+    # the fractions of p see mostly the total's fluctuation, which both have
+    assert neighbour_mmd(maps(0.0, 3), maps(0.0, 4), real, real_nb, p, p).item() < fixed
+    assert shape_ratios(real)[:, 0] == pytest.approx(real[:, 5, 5] / real.sum(dim=(1, 2)))
+    with pytest.raises(ValueError, match="unknown neighbour features"):
+        neighbour_mmd(real, real_nb, real, real_nb, p, p, "rings")
+    with pytest.raises(ConfigError, match="neighbour_mmd_features"):
+        GANConfig(neighbour_mmd_features="rings")
+    b = _batch(32, seed=16)
+    b.neighbour_maps_gev, b.neighbour_conditions = b.maps_gev.flip(0), b.conditions.flip(0)
+    model = GAN(GANConfig(loss="wgan-gp", minibatch_discrimination=False, neighbour_mmd_weight=1.0,
+                          neighbour_mmd_features="shape"))
+    model.fit_normalisation(b.conditions.numpy())
     loss, logs = model.training_step("generator", b)
     assert torch.isfinite(loss) and logs["neighbour_mmd"] > 0
 

@@ -12,7 +12,8 @@ from caloforge.models import ConfigError, GAN, load_model
 from caloforge.training import DataConfig, LoopConfig, TrainConfig, load_config, train
 from caloforge.training.config import resolve_sample_path
 from caloforge.training.data import iter_batches, nearest_neighbours, read_shower_data, split_validation
-from caloforge.training.selection import selection_features, selection_metric, separation_power
+from caloforge.models.gan import lateral_shape_moments
+from caloforge.training.selection import LAT_R0_CRYSTALS, selection_features, selection_metric, separation_power
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -211,6 +212,15 @@ def test_selection_metric():
     one = np.zeros((1, 11, 11))
     one[0, 2, 7] = 0.3
     assert selection_features(one, np.array([1.0]))["R2"] == pytest.approx(0.0)  # a single hot crystal
+    assert selection_features(one, np.array([1.0]))["LAT"] == pytest.approx(0.0)
+    three = one.copy()
+    three[0, 2, 8], three[0, 4, 7] = 0.2, 0.1  # centre (2 + 2/6, 7 + 1/3); the third crystal enters LAT
+    centre = np.array([2 + 0.2 / 0.6, 7 + 0.2 / 0.6])
+    num = 0.1 * np.sum((np.array([4, 7]) - centre) ** 2)
+    lat = selection_features(three, np.array([1.0]))["LAT"][0]
+    assert lat == pytest.approx(num / (num + LAT_R0_CRYSTALS**2 * 0.5))
+    torch_lat = lateral_shape_moments(torch.as_tensor(a[:50], dtype=torch.float64))[:, 1].numpy()
+    assert selection_features(a[:50], p[:50])["LAT"] == pytest.approx(torch_lat, rel=1e-9)
     with pytest.raises(ValueError, match="one momentum per map"):
         selection_features(a, p[:3])
     ref = rng.normal(0.0, 1.0, 5000)

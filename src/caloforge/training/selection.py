@@ -3,8 +3,8 @@
 Mean separation power of a few BESIII shower shapes (SPEC section 5) between held-out Geant4 maps and
 maps generated for the same conditions (:data:`SELECTION_FEATURES`): the fractions of the momentum in
 the central 1x1, 3x3, 5x5 and 11x11 crystals, the ratios E3x3/E5x5, E5x5/E7x7 and E9x9/E11x11, the
-number of crystals above 1 MeV and the lateral second moment in crystal units (a stand-in for the
-validation's second moment in cm, which needs the crystal positions). Fractions of the momentum, not
+number of crystals above 1 MeV, the lateral second moment and LAT in crystal units (stand-ins for the
+validation's second moment and LAT in cm, which need the crystal positions). Fractions of the momentum, not
 energies in GeV: the GeV sums follow the momentum spectrum, and stayed at 0.004-0.008 for a model whose
 E/p separation powers were 0.18-0.21 (issue 4). The separation power (triangular discrimination, as in
 the CaloChallenge 2022 evaluation, arXiv:2410.21611) of two histograms normalised to unit sum with
@@ -12,11 +12,12 @@ common bins is
 ``0.5 * sum_i (h1_i - h2_i)^2 / (h1_i + h2_i)``: 0 for identical, 1 for disjoint distributions.
 
 With pairs of nearest neighbours in condition space (each held-out event and the held-out event of the
-same type nearest to it, maps generated for both conditions with independent noise), two more features
-count: the differences of E1x1/p and of E5x5/p within a pair (:data:`PAIR_FEATURES`). Neighbours have
-almost the same conditions, so these differences show the fluctuation of the shower at fixed conditions,
-which single events cannot: the first candidate with a mean shower that follows the conditions scored
-0.02-0.05 on the nine features while its E5x5 of a repeated track fluctuated 3-16 % as much as Geant4's.
+same type nearest to it, maps generated for both conditions with independent noise), four more features
+count: the differences of E1x1/p, E5x5/p, E3x3/E11x11 and E5x5/E11x11 within a pair
+(:data:`PAIR_FEATURES`). Neighbours have almost the same conditions, so these differences show the
+fluctuation of the shower at fixed conditions, which single events cannot: the first candidate with a
+mean shower that follows the conditions scored 0.02-0.05 on the nine features while its E5x5 of a
+repeated track fluctuated 3-16 % as much as Geant4's.
 
 This is a small, self-contained metric for choosing ``best.pt``; the full validation of the models
 lives in its own package.
@@ -36,12 +37,16 @@ SELECTION_FEATURES: tuple[str, ...] = (
     "E9x9/E11x11",
     "N>1MeV",
     "R2",
+    "LAT",
 )
-PAIR_FEATURES: tuple[str, ...] = ("pair_dE1x1/p", "pair_dE5x5/p")
-"""Features of pairs of neighbours: the difference of E1x1/p, E5x5/p between an event and its neighbour."""
+PAIR_FEATURES: tuple[str, ...] = ("pair_dE1x1/p", "pair_dE5x5/p", "pair_dE3x3/E11x11", "pair_dE5x5/E11x11")
+"""Features of pairs of neighbours: the difference of E1x1/p, E5x5/p, E3x3/E11x11 and E5x5/E11x11 between an
+event and its neighbour (the last two: the fluctuation of the shape, without that of the total)."""
 CENTRE = 5
 BIN_RANGE_PERCENTILES = (0.5, 99.5)
 """Percentiles of the Geant4 sample that the histogram bins of :func:`separation_power` span."""
+LAT_R0_CRYSTALS = 5.2 / 5.0
+"""The LAT radius r0 = 5.2 cm (BOSS) in crystal pitches (front faces about 5 cm wide)."""
 HIT_THRESHOLD_GEV = 1e-3
 """Energy above which a crystal counts in ``N>1MeV``."""
 
@@ -68,6 +73,23 @@ def lateral_second_moment(maps_gev: np.ndarray) -> np.ndarray:
     return _ratio((m * d2).sum(axis=(1, 2)), total)
 
 
+def lateral_moment_lat(maps_gev: np.ndarray) -> np.ndarray:
+    """LAT of maps (N, 11, 11): ``sum_{i>=3} E_i r_i^2 / (sum_{i>=3} E_i r_i^2 + r0^2 (E_1 + E_2))``, crystals
+    sorted by energy, ``r_i`` the distance from the energy-weighted centre in crystal units, ``r0`` =
+    :data:`LAT_R0_CRYSTALS`; 0 for empty maps."""
+    m = np.asarray(maps_gev, dtype=np.float64)
+    idx = np.arange(m.shape[-1], dtype=np.float64)
+    total = m.sum(axis=(1, 2))
+    row = _ratio((m.sum(axis=2) * idx).sum(axis=1), total)  # (N,)
+    col = _ratio((m.sum(axis=1) * idx).sum(axis=1), total)  # (N,)
+    d2 = (idx[None, :, None] - row[:, None, None]) ** 2 + (idx[None, None, :] - col[:, None, None]) ** 2
+    e = m.reshape(len(m), -1)  # (N, 121)
+    top = np.zeros(e.shape, dtype=bool)
+    np.put_along_axis(top, np.argsort(-e, axis=1, kind="stable")[:, :2], True, axis=1)
+    num = np.where(top, 0.0, e * d2.reshape(len(m), -1)).sum(axis=1)
+    return _ratio(num, num + LAT_R0_CRYSTALS**2 * np.where(top, e, 0.0).sum(axis=1))
+
+
 def selection_features(maps_gev: np.ndarray, momenta_gev: np.ndarray) -> dict[str, np.ndarray]:
     """The shower shapes of :data:`SELECTION_FEATURES` for maps (N, 11, 11) in GeV and momenta (N,) in
     GeV/c. Ratios are 0 where their denominator is."""
@@ -82,6 +104,7 @@ def selection_features(maps_gev: np.ndarray, momenta_gev: np.ndarray) -> dict[st
     out["E9x9/E11x11"] = _ratio(e[9], e[11])
     out["N>1MeV"] = (m > HIT_THRESHOLD_GEV).sum(axis=(1, 2)).astype(np.float64)
     out["R2"] = lateral_second_moment(m)
+    out["LAT"] = lateral_moment_lat(m)
     return out
 
 
@@ -116,7 +139,16 @@ def pair_features(
     and momenta of their neighbours (same shapes)."""
     one = selection_features(maps_gev, momenta_gev)
     other = selection_features(neighbour_maps_gev, neighbour_momenta_gev)
-    return {f"pair_d{k}": one[k] - other[k] for k in ("E1x1/p", "E5x5/p")}
+    out = {f"pair_d{k}": one[k] - other[k] for k in ("E1x1/p", "E5x5/p")}
+    for n in (3, 5):
+        out[f"pair_dE{n}x{n}/E11x11"] = _share(maps_gev, n) - _share(neighbour_maps_gev, n)
+    return out
+
+
+def _share(maps_gev: np.ndarray, n: int) -> np.ndarray:
+    """``En x n / E11x11`` of maps (N, 11, 11); 0 for empty maps."""
+    m = np.asarray(maps_gev, dtype=np.float64)
+    return _ratio(energy_sum(m, n), m.sum(axis=(1, 2)))
 
 
 def selection_metric(
