@@ -37,8 +37,8 @@ forward pass unchanged) so that it cannot die; the regressor (:class:`Regressor`
 hard count as in CaloGAN (arXiv:1705.02355) that passes no gradient (a soft count steep enough to
 mean anything gave input gradients of order 1/threshold, and gradient penalties of 1e3).
 Additions beyond the seed, all off by default and switched on in ``configs/default_<particle>.yaml``
-(the shipped models): a learned mean-shower bias on the generator output (``mean_shower_bias``; with
-``mean_shower_degree`` a polynomial in the conditions, :class:`MeanShower`),
+(the models shipped until 2026-12-01): a learned mean-shower bias on the generator output
+(``mean_shower_bias``; with ``mean_shower_degree`` a polynomial in the conditions, :class:`MeanShower`),
 discriminator features in units of the momentum (``physics_features``), and two batch-level terms in
 the generator loss, an energy-sum constraint (:func:`energy_sum_constraint`) and a shower-shape MMD
 (:func:`shape_mmd`). The candidate recipes ``configs/polymean_<particle>.yaml`` add a mean shower
@@ -48,7 +48,9 @@ per crystal (:data:`LOG_OUTPUT_MAX`) and a critic without the gradient-free spar
 fluctuation at fixed conditions, from pairs of nearest neighbours in condition space
 (:func:`neighbour_mmd`); ``configs/energy_<particle>.yaml`` fine-tune the nbmmd runs with the deposited
 energy drawn from a separate model of E11x11 / p (``energy_model``, :mod:`caloforge.models.energy`), so that
-the generator only shapes the maps. A further batch-level term, the correlations of shower features with
+the generator only shapes the maps; ``configs/moments_<particle>.yaml`` (the shipped models) fine-tune
+those with the batch mean and spread of the lateral second moment and LAT matched to Geant4's
+(:func:`shape_moment_constraint`). A further batch-level term, the correlations of shower features with
 the conditions (:func:`condition_moments`), is there but off in every recipe. What each one changed,
 measured on short runs, is in the configuration comments.
 For inference and export :meth:`Generator.fused` gives the same function with its linear first stage as one
@@ -122,9 +124,10 @@ class GANConfig(ModelConfig):
         mean_shower_degree: with ``mean_shower_bias``, the bias is a polynomial of this degree in the
             normalised conditions (:class:`MeanShower`), fitted to the Geant4 maps by least squares before
             training: the mean shower then moves with the impact point and the angles from the first
-            step. 0 (the shipped models): one fixed map. The adversarial loss alone never taught the
-            generator this dependence (corr(E1x1/p, |dz_pos|) 0.02 against Geant4's -0.44 for photons),
-            although a supervised fit of the same generator learns it in 200 steps.
+            step. 0 (the models shipped until 2026-12-01): one fixed map; 3 since. The adversarial loss
+            alone never taught the generator this dependence (corr(E1x1/p, |dz_pos|) 0.02 against
+            Geant4's -0.44 for photons), although a supervised fit of the same generator learns it in 200
+            steps.
         energy_constraint_weight: weight of the energy-sum constraint in the generator loss: the squared
             differences of the batch mean and standard deviation of E11x11 / p between generated and
             Geant4 maps of the same conditions, in units of the Geant4 batch variance (0: off).
@@ -156,9 +159,13 @@ class GANConfig(ModelConfig):
         neighbour_mmd_features: what the neighbour-pair MMD compares: ``"containment"``, the differences
             of E1x1/p, E3x3/p, E5x5/p, E11x11/p; ``"shape"``, those of E1x1, E3x3, E5x5 and E7x7 over E11x11
             (:func:`shape_ratios`). With the energy model the total is drawn apart, so the differences of the
-            fractions of p are mostly its fluctuation, which the generator cannot change; the fine-tuned photon
-            model fluctuated in E3x3/E11x11 and E5x5/E11x11 at fixed conditions 3-8 times less than Geant4's
-            neighbour pairs differ, and in E5x5/E11x11 of one repeated track 18 times less (sigma68).
+            fractions of p are mostly its fluctuation, which the generator cannot change. The photon model
+            fine-tuned with the lateral-moment constraint fluctuates in E3x3/E11x11 and E5x5/E11x11 at fixed
+            conditions 0.46 and 0.29 times as much as Geant4's neighbour pairs differ (sigma68 of the
+            differences), and in E5x5/E11x11 of one repeated track 18 times less. The same fine-tune with
+            ``"shape"`` brought the two to 1.02 and 0.82 in two epochs but made the marginal distributions
+            worse (separation power of LAT 0.011 -> 0.021, E3x3/E5x5 0.005 -> 0.025, E9x9/E11x11 0.05 ->
+            0.10 on 10k test events), so the shipped configurations keep ``"containment"``.
         energy_model: sample the deposited energy apart from the shape (:mod:`caloforge.models.energy`):
             each generated map is rescaled to ``E11x11 = f p``, ``f`` drawn from a mixture density network of
             the conditions fitted to the training maps (before training, or afterwards on a trained model by

@@ -12,12 +12,11 @@ common bins is
 ``0.5 * sum_i (h1_i - h2_i)^2 / (h1_i + h2_i)``: 0 for identical, 1 for disjoint distributions.
 
 With pairs of nearest neighbours in condition space (each held-out event and the held-out event of the
-same type nearest to it, maps generated for both conditions with independent noise), four more features
-count: the differences of E1x1/p, E5x5/p, E3x3/E11x11 and E5x5/E11x11 within a pair
-(:data:`PAIR_FEATURES`). Neighbours have almost the same conditions, so these differences show the
-fluctuation of the shower at fixed conditions, which single events cannot: the first candidate with a
-mean shower that follows the conditions scored 0.02-0.05 on the nine features while its E5x5 of a
-repeated track fluctuated 3-16 % as much as Geant4's.
+same type nearest to it, maps generated for both conditions with independent noise), two more features
+count: the differences of E1x1/p and of E5x5/p within a pair (:data:`PAIR_FEATURES`). Neighbours have
+almost the same conditions, so these differences show the fluctuation of the shower at fixed conditions,
+which single events cannot: the first candidate with a mean shower that follows the conditions scored
+0.02-0.05 on the nine features while its E5x5 of a repeated track fluctuated 3-16 % as much as Geant4's.
 
 This is a small, self-contained metric for choosing ``best.pt``; the full validation of the models
 lives in its own package.
@@ -39,9 +38,8 @@ SELECTION_FEATURES: tuple[str, ...] = (
     "R2",
     "LAT",
 )
-PAIR_FEATURES: tuple[str, ...] = ("pair_dE1x1/p", "pair_dE5x5/p", "pair_dE3x3/E11x11", "pair_dE5x5/E11x11")
-"""Features of pairs of neighbours: the difference of E1x1/p, E5x5/p, E3x3/E11x11 and E5x5/E11x11 between an
-event and its neighbour (the last two: the fluctuation of the shape, without that of the total)."""
+PAIR_FEATURES: tuple[str, ...] = ("pair_dE1x1/p", "pair_dE5x5/p")
+"""Features of pairs of neighbours: the difference of E1x1/p, E5x5/p between an event and its neighbour."""
 CENTRE = 5
 BIN_RANGE_PERCENTILES = (0.5, 99.5)
 """Percentiles of the Geant4 sample that the histogram bins of :func:`separation_power` span."""
@@ -139,16 +137,7 @@ def pair_features(
     and momenta of their neighbours (same shapes)."""
     one = selection_features(maps_gev, momenta_gev)
     other = selection_features(neighbour_maps_gev, neighbour_momenta_gev)
-    out = {f"pair_d{k}": one[k] - other[k] for k in ("E1x1/p", "E5x5/p")}
-    for n in (3, 5):
-        out[f"pair_dE{n}x{n}/E11x11"] = _share(maps_gev, n) - _share(neighbour_maps_gev, n)
-    return out
-
-
-def _share(maps_gev: np.ndarray, n: int) -> np.ndarray:
-    """``En x n / E11x11`` of maps (N, 11, 11); 0 for empty maps."""
-    m = np.asarray(maps_gev, dtype=np.float64)
-    return _ratio(energy_sum(m, n), m.sum(axis=(1, 2)))
+    return {f"pair_d{k}": one[k] - other[k] for k in ("E1x1/p", "E5x5/p")}
 
 
 def selection_metric(
