@@ -12,8 +12,8 @@ from caloforge.models import ConfigError, GAN, load_model
 from caloforge.training import DataConfig, LoopConfig, TrainConfig, load_config, train
 from caloforge.training.config import resolve_sample_path
 from caloforge.training.data import iter_batches, nearest_neighbours, read_shower_data, split_validation
-from caloforge.models.gan import lateral_shape_moments
-from caloforge.training.selection import LAT_R0_CRYSTALS, selection_features, selection_metric, separation_power
+from caloforge.models.gan import LAT_R0_CRYSTALS, lateral_shape_moments
+from caloforge.training.selection import selection_features, selection_metric, separation_power
 
 REPO = Path(__file__).resolve().parents[1]
 

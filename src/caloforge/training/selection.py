@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from caloforge.models.gan import LAT_R0_CRYSTALS
+
 SELECTION_FEATURES: tuple[str, ...] = (
     "E1x1/p",
     "E3x3/p",
@@ -43,8 +45,6 @@ PAIR_FEATURES: tuple[str, ...] = ("pair_dE1x1/p", "pair_dE5x5/p")
 CENTRE = 5
 BIN_RANGE_PERCENTILES = (0.5, 99.5)
 """Percentiles of the Geant4 sample that the histogram bins of :func:`separation_power` span."""
-LAT_R0_CRYSTALS = 5.2 / 5.0
-"""The LAT radius r0 = 5.2 cm (BOSS) in crystal pitches (front faces about 5 cm wide)."""
 HIT_THRESHOLD_GEV = 1e-3
 """Energy above which a crystal counts in ``N>1MeV``."""
 
@@ -59,32 +59,34 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
-def lateral_second_moment(maps_gev: np.ndarray) -> np.ndarray:
-    """``sum E_i |x_i - x_c|^2 / sum E_i`` over the 11 x 11 crystals of maps (N, 11, 11), in crystal
-    units squared (``x_c``: the energy-weighted centre); 0 for empty maps."""
-    m = np.asarray(maps_gev, dtype=np.float64)
+def _squared_distances(m: np.ndarray) -> np.ndarray:
+    """Squared distance (N, 11, 11), in crystal units, of every crystal from the energy-weighted centre of
+    its map (N, 11, 11); from the map's centre for empty maps."""
     idx = np.arange(m.shape[-1], dtype=np.float64)
     total = m.sum(axis=(1, 2))
     row = _ratio((m.sum(axis=2) * idx).sum(axis=1), total)  # (N,)
     col = _ratio((m.sum(axis=1) * idx).sum(axis=1), total)  # (N,)
-    d2 = (idx[None, :, None] - row[:, None, None]) ** 2 + (idx[None, None, :] - col[:, None, None]) ** 2
-    return _ratio((m * d2).sum(axis=(1, 2)), total)
+    return (idx[None, :, None] - row[:, None, None]) ** 2 + (idx[None, None, :] - col[:, None, None]) ** 2
+
+
+def lateral_second_moment(maps_gev: np.ndarray) -> np.ndarray:
+    """``sum E_i |x_i - x_c|^2 / sum E_i`` over the 11 x 11 crystals of maps (N, 11, 11), in crystal
+    units squared (``x_c``: the energy-weighted centre); 0 for empty maps."""
+    m = np.asarray(maps_gev, dtype=np.float64)
+    return _ratio((m * _squared_distances(m)).sum(axis=(1, 2)), m.sum(axis=(1, 2)))
 
 
 def lateral_moment_lat(maps_gev: np.ndarray) -> np.ndarray:
     """LAT of maps (N, 11, 11): ``sum_{i>=3} E_i r_i^2 / (sum_{i>=3} E_i r_i^2 + r0^2 (E_1 + E_2))``, crystals
     sorted by energy, ``r_i`` the distance from the energy-weighted centre in crystal units, ``r0`` =
-    :data:`LAT_R0_CRYSTALS`; 0 for empty maps."""
+    :data:`~caloforge.models.gan.LAT_R0_CRYSTALS` (the numpy twin of the training loss's
+    :func:`~caloforge.models.gan.lateral_shape_moments`); 0 for empty maps."""
     m = np.asarray(maps_gev, dtype=np.float64)
-    idx = np.arange(m.shape[-1], dtype=np.float64)
-    total = m.sum(axis=(1, 2))
-    row = _ratio((m.sum(axis=2) * idx).sum(axis=1), total)  # (N,)
-    col = _ratio((m.sum(axis=1) * idx).sum(axis=1), total)  # (N,)
-    d2 = (idx[None, :, None] - row[:, None, None]) ** 2 + (idx[None, None, :] - col[:, None, None]) ** 2
     e = m.reshape(len(m), -1)  # (N, 121)
+    d2 = _squared_distances(m).reshape(len(m), -1)  # (N, 121)
     top = np.zeros(e.shape, dtype=bool)
     np.put_along_axis(top, np.argsort(-e, axis=1, kind="stable")[:, :2], True, axis=1)
-    num = np.where(top, 0.0, e * d2.reshape(len(m), -1)).sum(axis=1)
+    num = np.where(top, 0.0, e * d2).sum(axis=1)
     return _ratio(num, num + LAT_R0_CRYSTALS**2 * np.where(top, e, 0.0).sum(axis=1))
 
 
