@@ -121,6 +121,12 @@ def test_resume_refuses_other_settings_and_existing_runs(tmp_path, toy_samples):
         train(_config(toy_samples, epochs=2, noise_dim=8), run)
     with pytest.raises(ValueError, match="already holds a training run"):
         train(_config(toy_samples, epochs=2), run, resume=False)
+    # a run started before a setting existed resumes when the setting keeps its default
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    del ckpt["train_config"]["model"]["neighbour_mmd_features"]
+    torch.save(ckpt, run / "last.pt")
+    train(_config(toy_samples, epochs=2), run)
+    assert [r["epoch"] for r in _rows(run / "metrics.csv")] == ["1", "2"]
 
 
 def test_wgangp_multi_particle_run(tmp_path, toy_samples):

@@ -204,6 +204,16 @@ def _read_run(path: Path) -> dict[str, Any]:
     return ckpt
 
 
+def _with_defaults(saved_config: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's configuration with the defaults of the settings added to caloforge since it started
+    (as its model checkpoint loads them), so that these do not count as changed; as saved if it no longer
+    parses."""
+    try:
+        return TrainConfig.from_dict(saved_config).to_dict()
+    except ConfigError:
+        return saved_config
+
+
 def _initial_weights(path: str, model: ShowerModel) -> dict[str, torch.Tensor]:
     """The state dict of the model checkpoint ``path`` (``training.init_from``), checked against ``model``."""
     try:
@@ -257,7 +267,8 @@ def train(
         if not resume:
             raise ValueError(f"{out} already holds a training run ({LAST}): resume it or choose another folder")
         saved = _read_run(out / LAST)
-        diffs = [d for d in config_differences(saved["train_config"], cfg.to_dict()) if d not in RESUMABLE_CHANGES]
+        diffs = [d for d in config_differences(_with_defaults(saved["train_config"]), cfg.to_dict())
+                 if d not in RESUMABLE_CHANGES]
         if diffs:
             raise ConfigError(
                 f"{out / LAST}: the run was started with other settings ({', '.join(diffs)}); "
