@@ -377,7 +377,8 @@ def test_lateral_shape_moments_by_hand():
     maps[2, 5, 5], maps[2, 5, 6], maps[2, 6, 5], maps[2, 5, 3] = 0.4, 0.25, 0.2, 0.15
     out = lateral_shape_moments(maps)
     assert out[:2, 1].tolist() == pytest.approx([0.0, 0.0], abs=1e-7)
-    assert out[1, 0].item() == pytest.approx((0.6 * (1 / 3) ** 2 + 0.3 * (2 / 3) ** 2) / 0.9, rel=1e-5) and out[0, 0].item() == 0.0
+    assert out[0, 0].item() == 0.0
+    assert out[1, 0].item() == pytest.approx((0.6 * (1 / 3) ** 2 + 0.3 * (2 / 3) ** 2) / 0.9, rel=1e-5)
     # map 2: centre at row +0.2, column -0.05 (crystal units); (5, 5) and (5, 6) are the two hottest
     num = 0.2 * (0.8**2 + 0.05**2) + 0.15 * (0.2**2 + 1.95**2)
     assert out[2, 1].item() == pytest.approx(num / (num + LAT_R0_CRYSTALS**2 * 0.65), rel=1e-5)
