@@ -86,13 +86,11 @@ def resolution_slices(ref, cand) -> list[dict]:
 def resolution(track_ref, track_cand) -> dict:
     e5_ref = track_ref.maps_gev[:, 3:8, 3:8].sum(axis=(1, 2))
     e5_cand = track_cand.maps_gev[:, 3:8, 3:8].sum(axis=(1, 2))
-    width = _sigma68
-
     return {"track_gev": list(TRACK_GEV), "n": len(e5_ref),
             "geant4_e5x5_std_gev": float(e5_ref.std()), "model_e5x5_std_gev": float(e5_cand.std()),
             "std_ratio": float(e5_cand.std() / e5_ref.std()),
-            "geant4_e5x5_sigma68_gev": float(width(e5_ref)), "model_e5x5_sigma68_gev": float(width(e5_cand)),
-            "sigma68_ratio": float(width(e5_cand) / width(e5_ref))}
+            "geant4_e5x5_sigma68_gev": _sigma68(e5_ref), "model_e5x5_sigma68_gev": _sigma68(e5_cand),
+            "sigma68_ratio": _sigma68(e5_cand) / _sigma68(e5_ref)}
 
 
 def sampling_speed(onnx_path: Path, conditions: np.ndarray, n: int = 50_000) -> float:

@@ -677,26 +677,38 @@ SOFT_HIT_SCALE_GEV = 1e-3
 """Energy scale of the soft hit count of :func:`shower_features` (1 MeV)."""
 
 
+def _window_sums(maps_gev: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
+    """En x n (B, len(sizes)) of maps (B, 11, 11): the energy in the central n x n crystals, n odd."""
+    sums = [maps_gev[:, 5 - n // 2 : 6 + n // 2, 5 - n // 2 : 6 + n // 2].sum(dim=(1, 2)) for n in sizes]
+    return torch.stack(sums, dim=1)
+
+
 def containment_fractions(
     maps_gev: torch.Tensor, p_gev: torch.Tensor, sizes: tuple[int, ...] = (1, 3, 5, 11)
 ) -> torch.Tensor:
     """En x n / p for each n in ``sizes`` (B, len(sizes)) of maps (B, 11, 11) in GeV (default E1x1/p,
     E3x3/p, E5x5/p, E11x11/p)."""
     scale = p_gev.clamp_min(MIN_MOMENTUM_GEV)  # (B,)
-    sums = [maps_gev[:, 5 - n // 2 : 6 + n // 2, 5 - n // 2 : 6 + n // 2].sum(dim=(1, 2)) for n in sizes]
-    return torch.stack(sums, dim=1) / scale[:, None]  # (B, len(sizes))
+    return _window_sums(maps_gev, sizes) / scale[:, None]  # (B, len(sizes))
+
+
+def _centre_and_distances(maps_gev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Energy-weighted centre (row, column; each (B,)) of maps (B, 11, 11) relative to the centre crystal,
+    and the squared distance of every crystal from it (B, 11, 11), in crystal units; centre 0 for empty maps."""
+    idx = torch.arange(maps_gev.shape[-1], dtype=maps_gev.dtype, device=maps_gev.device) - 5.0  # (11,)
+    total = maps_gev.sum(dim=(1, 2)).clamp_min(1e-9)  # (B,)
+    row = (maps_gev.sum(dim=2) * idx).sum(dim=1) / total  # (B,)
+    col = (maps_gev.sum(dim=1) * idx).sum(dim=1) / total  # (B,)
+    d2 = (idx.view(1, -1, 1) - row.view(-1, 1, 1)) ** 2 + (idx.view(1, 1, -1) - col.view(-1, 1, 1)) ** 2
+    return row, col, d2
 
 
 def lateral_moments(maps_gev: torch.Tensor) -> torch.Tensor:
     """Energy-weighted centre (row, column), relative to the centre crystal, and lateral second moment
     ``sum E |x - x_c|^2 / sum E`` (B, 3) of maps (B, 11, 11), in crystal units (squared for the moment);
     0 for empty maps."""
-    idx = torch.arange(maps_gev.shape[-1], dtype=maps_gev.dtype, device=maps_gev.device) - 5.0  # (11,)
-    total = maps_gev.sum(dim=(1, 2)).clamp_min(1e-9)  # (B,)
-    row = (maps_gev.sum(dim=2) * idx).sum(dim=1) / total  # (B,)
-    col = (maps_gev.sum(dim=1) * idx).sum(dim=1) / total  # (B,)
-    d2 = (idx.view(1, -1, 1) - row.view(-1, 1, 1)) ** 2 + (idx.view(1, 1, -1) - col.view(-1, 1, 1)) ** 2
-    r2 = (maps_gev * d2).sum(dim=(1, 2)) / total  # (B,)
+    row, col, d2 = _centre_and_distances(maps_gev)
+    r2 = (maps_gev * d2).sum(dim=(1, 2)) / maps_gev.sum(dim=(1, 2)).clamp_min(1e-9)  # (B,)
     return torch.stack([row, col, r2], dim=1)  # (B, 3)
 
 
@@ -713,16 +725,14 @@ def lateral_shape_moments(maps_gev: torch.Tensor) -> torch.Tensor:
     :data:`LAT_R0_CRYSTALS`: a stand-in for the validation's LAT, whose distances are in cm from the line
     through the IP. The gradient flows to every crystal's energy; which two are the hottest is taken as given.
     """
-    idx = torch.arange(maps_gev.shape[-1], dtype=maps_gev.dtype, device=maps_gev.device) - 5.0  # (11,)
-    moments = lateral_moments(maps_gev)  # (B, 3)
-    row, col = moments[:, 0], moments[:, 1]
-    d2 = (idx.view(1, -1, 1) - row.view(-1, 1, 1)) ** 2 + (idx.view(1, 1, -1) - col.view(-1, 1, 1)) ** 2
-    e = maps_gev.flatten(1)  # (B, 121)
+    _, _, d2 = _centre_and_distances(maps_gev)  # (B, 11, 11)
+    e, d2 = maps_gev.flatten(1), d2.flatten(1)  # (B, 121)
+    r2 = (e * d2).sum(dim=1) / e.sum(dim=1).clamp_min(1e-9)  # (B,) the second moment
     top = torch.zeros_like(e).scatter(1, e.topk(2, dim=1).indices, 1.0)  # (B, 121): 1 at the two hottest
-    num = (e * d2.flatten(1) * (1.0 - top)).sum(dim=1)  # (B,)
+    num = (e * d2 * (1.0 - top)).sum(dim=1)  # (B,)
     den = num + LAT_R0_CRYSTALS**2 * (e * top).sum(dim=1)
     lat = num / den.clamp_min(1e-9)  # (B,)
-    return torch.stack([moments[:, 2], lat], dim=1)  # (B, 2)
+    return torch.stack([r2, lat], dim=1)  # (B, 2)
 
 
 def shape_moment_constraint(fake_gev: torch.Tensor, real_gev: torch.Tensor) -> torch.Tensor:
@@ -779,9 +789,8 @@ NEIGHBOUR_FEATURES = ("containment", "shape")
 def shape_ratios(maps_gev: torch.Tensor) -> torch.Tensor:
     """E1x1, E3x3, E5x5 and E7x7 over E11x11 (B, 4) of maps (B, 11, 11) in GeV: the shape without the
     total; 0 for empty maps."""
-    sums = [maps_gev[:, 5 - n // 2 : 6 + n // 2, 5 - n // 2 : 6 + n // 2].sum(dim=(1, 2)) for n in (1, 3, 5, 7)]
     total = maps_gev.sum(dim=(1, 2)).clamp_min(1e-9)  # (B,)
-    return torch.stack(sums, dim=1) / total[:, None]  # (B, 4)
+    return _window_sums(maps_gev, (1, 3, 5, 7)) / total[:, None]  # (B, 4)
 
 
 def neighbour_mmd(
