@@ -6,6 +6,8 @@ For each particle type (e-, e+, gamma) and the same random tracks (0-3 GeV/c, ba
   on ``--tracks`` tracks, called with batches of 1, 100 and 10k particles (batch 1 on fewer tracks), and
   at batch 10k once more with a zstd-compressed ROOT file instead of zlib;
 * the model sampling alone (ONNX Runtime and PyTorch) at the same batch sizes;
+* at batch 10k, the engine and the ONNX sampling once more with the seed-size models the shipped defaults
+  were distilled from (``seed_gan_<particle>.pt``, the seed's generator widths), when no ``--model`` is given;
 * the Geant4 reference (single thread, all cores would divide both sides alike) on ``--g4-tracks`` of
   the same tracks.
 
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from caloforge.export import load_samplers
+from caloforge.models.pretrained import seed_model_paths
 
 PARTICLES = {"e-": 11, "e+": -11, "gamma": 22}
 
@@ -131,6 +134,12 @@ def main() -> None:
             if batch == 10_000:  # the same with the faster ROOT compression (caloforge simulate --compression)
                 r = run_isolated(_engine, (pdg, n, batch, args.model, "onnx", 5, "zstd"))
                 rows.append((name, "engine, zstd ROOT file", batch, r, g4_rate))
+            seed_model = [str(seed_model_paths()[name])] if name in seed_model_paths() else []
+            if batch == 10_000 and seed_model and not args.model:  # the teacher of the default, side by side
+                r = run_isolated(_sampling, (pdg, n, batch, seed_model, "onnx", 5))
+                rows.append((name, "sampling, seed-size (onnx)", batch, r, g4_rate))
+                r = run_isolated(_engine, (pdg, n, batch, seed_model, "onnx", 5, "zlib"))
+                rows.append((name, "engine, seed-size model", batch, r, g4_rate))
 
     print(f"{'particle':>8} {'what':>26} {'batch':>6} {'showers':>8} {'seconds':>8} {'showers/s':>10} "
           f"{'vs Geant4':>9} {'peak MB':>8}  where the time goes")

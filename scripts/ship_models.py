@@ -15,6 +15,9 @@ against Geant4's, and the ONNX sampling speed, and write ``MODEL_CARD.md``.
         [--config configs/moments_{particle}.yaml] [--events 10000]
     python scripts/ship_models.py --reexport    # after a change to the export: new .onnx files and speeds,
                                                 # the shipped checkpoints and their validation unchanged
+    python scripts/ship_models.py --distilled ~/.cache/caloforge/runs/distill/{particle}_888.pt
+        # ship students of `caloforge distill` of the shipped models: the shipped seed-size checkpoint is kept as
+        # seed_gan_<particle>.pt, its card numbers beside the student's; the student is validated the same way
 
 Needs ``caloforge samples`` (test and floor files) to have run; makes the fixed-track Geant4 samples
 (2000 events of (px, py, pz) = (0.32, 0.73, 0.01) GeV/c per particle) when they are missing.
@@ -39,7 +42,7 @@ from caloforge.export import OnnxShowerModel, export_onnx
 from caloforge.fullsim.runner import GunSpec
 from caloforge.models import load_model
 from caloforge.models.generate import generate_like
-from caloforge.models.pretrained import DEFAULT_STEMS, HERE
+from caloforge.models.pretrained import DEFAULT_STEMS, HERE, SEED_STEMS
 from caloforge.training.config import expand_path
 from caloforge.validation.report import validate
 
@@ -116,6 +119,8 @@ def main() -> None:
                         help="the configuration the runs were trained with, per particle (named in the card)")
     parser.add_argument("--events", type=int, default=10_000, help="events per validation sample")
     parser.add_argument("--particles", default="gamma,e-,e+")
+    parser.add_argument("--distilled", metavar="FILE", default=None,
+                        help="ship the students of `caloforge distill` (a path with {particle}) instead of runs")
     parser.add_argument("--reexport", action="store_true",
                         help="only export the shipped checkpoints to ONNX again and measure their speed anew")
     args = parser.parse_args()
@@ -133,14 +138,22 @@ def main() -> None:
     card_file = HERE / "validation.json"
     cards = json.loads(card_file.read_text()) if card_file.exists() else {}  # --particles replaces only those
     for name in args.particles.split(","):
-        run = runs.get(name, args.runs / args.run_name.format(particle=name))
-        best = run / args.checkpoint
-        model = load_model(best, device="cpu")
-        train_conditions = read_sample(args.samples / f"train_{name}.h5").conditions
-        mean_shower_change = model.regularise_mean_shower(train_conditions)  # no-op for a ridge-fitted one
-        energy_fit = _energy_fit(best, run)
         target = HERE / f"{DEFAULT_STEMS[name]}.pt"
-        model.save(target)
+        if args.distilled:
+            model, teacher_card, distilled = _keep_teacher(Path(args.distilled.format(particle=name)).expanduser(),
+                                                           name, cards)
+            run = args.runs / teacher_card["run"]["folder"]
+            mean_shower_change, energy_fit = 0.0, teacher_card.get("energy_fit")  # both the teacher's, unchanged
+            config_file = teacher_card["run"]["config_file"]
+        else:
+            run = runs.get(name, args.runs / args.run_name.format(particle=name))
+            best = run / args.checkpoint
+            model = load_model(best, device="cpu")
+            train_conditions = read_sample(args.samples / f"train_{name}.h5").conditions
+            mean_shower_change = model.regularise_mean_shower(train_conditions)  # no-op for a ridge-fitted one
+            energy_fit, teacher_card, distilled = _energy_fit(best, run), None, None
+            config_file = args.config.format(particle=name)
+        model.save(target, **({"distilled": distilled} if distilled else {}))
         onnx_path = target.with_suffix(".onnx")
         if onnx_path.exists():
             onnx_path.unlink()
@@ -173,12 +186,11 @@ def main() -> None:
             "checkpoint": target.name,
             "onnx": onnx_path.name,
             "parameters": model.parameter_counts() if hasattr(model, "parameter_counts") else model.n_parameters,
-            "run": {"folder": run.name, "config_file": args.config.format(particle=name),
+            "run": {"folder": run.name, "config_file": config_file,
                     "config": _read_yaml(run / "config.yaml"), **_run_summary(run / "metrics.csv")},
             "training_sample": _sample_description(args.samples / f"train_{name}.h5"),
             "mean_shower_regularised_rms_change": mean_shower_change,
-            "energy_fit": None if energy_fit is None else {k: v for k, v in energy_fit.items() if k != "nll_per_epoch"}
-            | {"final_nll": energy_fit["nll_per_epoch"][-1]},
+            "energy_fit": _energy_summary(energy_fit),
             "separation_power": {k: {"model": obs[k]["candidate"]["separation_power"],
                                      "model_error": obs[k]["candidate"]["separation_power_error"],
                                      "geant4_floor": obs[k].get("floor", {}).get("separation_power"),
@@ -198,11 +210,46 @@ def main() -> None:
             "report": str(out / "report.html"),
             "metrics_file": str(metrics_file),
         }
+        if teacher_card is not None:
+            cards[name]["distilled"] = _distill_summary(model, distilled, teacher_card)
         print(f"{name}: {metrics['summary']['overall']} ({metrics['summary']['counts']})", flush=True)
 
     card_file.write_text(json.dumps(cards, indent=1, default=float))
     (HERE / "MODEL_CARD.md").write_text(render_card(cards))
     print(f"wrote {HERE / 'MODEL_CARD.md'}")
+
+
+def _keep_teacher(student_file: Path, name: str, cards: dict) -> tuple:
+    """The student of ``student_file``, the card of its teacher (the shipped seed-size model, which is kept as
+    ``seed_gan_<particle>.pt``: copied there once, before the default's file is replaced) and the record of
+    the distillation."""
+    info = torch.load(student_file, map_location="cpu", weights_only=True).get("distilled")
+    if info is None:
+        raise SystemExit(f"{student_file}: not a checkpoint of `caloforge distill`")
+    shipped, keep = HERE / f"{DEFAULT_STEMS[name]}.pt", HERE / f"{SEED_STEMS[name]}.pt"
+    if Path(info["from"]).resolve() not in (shipped.resolve(), keep.resolve()):
+        raise SystemExit(f"{student_file} was distilled from {info['from']}, not from the shipped {keep.name}")
+    if not keep.exists():  # the first time: the shipped default is the seed-size teacher
+        shutil.copyfile(shipped, keep)
+        teacher_card = {k: v for k, v in cards[name].items() if k != "distilled"} | {"checkpoint": keep.name}
+    else:  # shipped again: the teacher's card is the one kept then
+        teacher_card = cards[name]["distilled"]["teacher"]
+    return load_model(student_file, device="cpu"), teacher_card, info
+
+
+def _distill_summary(student, d: dict, teacher_card: dict) -> dict:
+    """The distillation settings and result of the student, and the card of the teacher it came from."""
+    return {"channels": list(student.config.generator_channels),
+            **{k: d[k] for k in ("steps", "batch_size", "learning_rate", "seed", "events", "mse_start", "mse",
+                                 "reproduced", "teacher_parameters", "student_parameters")},
+            "samples": [Path(p).name for p in d["samples"]], "teacher": teacher_card}
+
+
+def _energy_summary(fit: dict | None) -> dict | None:
+    """The energy fit as the card keeps it: without the per-epoch likelihoods, with the last one."""
+    if fit is None or "final_nll" in fit:
+        return fit
+    return {k: v for k, v in fit.items() if k != "nll_per_epoch"} | {"final_nll": fit["nll_per_epoch"][-1]}
 
 
 def reexport(samples: Path, particles: list[str], n_conditions: int) -> None:
@@ -324,6 +371,29 @@ def _energy_line(fit: dict | None) -> list[str]:
             f"{Path(fit['from']).name}`."]
 
 
+def _distill_lines(d: dict | None) -> list[str]:
+    """The card's words for a student of ``caloforge distill``, with its teacher's numbers beside its own."""
+    if not d:
+        return []
+    t = d["teacher"]
+    sp = t["separation_power"]
+    aucs = {k: r["candidate"]["auc"] for k, r in (t.get("classifier") or {}).items() if isinstance(r, dict) and "candidate" in r}
+    return [
+        f"- Distilled (`caloforge distill`, `src/caloforge/training/distill.py`) from the seed-size model "
+        f"`{t['checkpoint']}` (the training run above) into generator channels {tuple(d['channels'])} (generator "
+        f"parameters, the mean-shower table included: {d['teacher_parameters']} -> {d['student_parameters']}): "
+        f"{d['steps']} steps of {d['batch_size']} (noise, condition) pairs, peak learning rate {d['learning_rate']:g}, "
+        f"seed {d['seed']}, on the conditions of {d['events']} events of `{', '.join(d['samples'])}`. On held-out "
+        f"inputs the student reproduces {100 * d['reproduced']:.1f} % of the teacher's departure from its mean shower "
+        f"(mean squared difference {d['mse_start']:.3g} -> {d['mse']:.3g} in output space).",
+        f"- The teacher, validated on {t.get('validated_on', 'n/a')}: separation power E1x1 {_fmt(sp['e1x1_gev']['model'])}, "
+        f"E5x5 {_fmt(sp['e5x5_gev']['model'])}, second moment {_fmt(sp['second_moment_cm2']['model'])}, LAT "
+        f"{_fmt(sp['lat']['model'])}; classifier AUC "
+        f"{', '.join(f'{_fmt(v, 3)} ({k.replace(chr(95), chr(45))})' for k, v in aucs.items())}; "
+        f"{t['onnx_showers_per_s']:,.0f} showers/s.",
+    ]
+
+
 def _fmt(x, digits=4) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -336,7 +406,9 @@ def render_card(cards: dict) -> str:
         "`validation.json` beside this file, each model's validation date with it. One conditional GAN per",
         "particle type: the seed's generator and discriminator (SPEC section 4; `src/caloforge/models/gan.py`)",
         "trained as a WGAN-GP with the changes listed in its configuration (below), trained with",
-        "`caloforge train <configuration>`.",
+        "`caloforge train <configuration>`; where a model says it was distilled, its generator is a narrower",
+        "one (`generator_channels`) trained by `caloforge distill` to give the same maps as that seed-size",
+        "model (`seed_gan_<particle>.pt`, shipped beside it) for the same noise and conditions.",
         "Inputs: the six conditions of `docs/conventions.md` of the undisturbed track at the crystal front face;",
         "output: the 11x11 crystal energies in GeV. `.pt` is the PyTorch checkpoint, `.onnx` the ONNX export that",
         "`caloforge simulate` runs by default.",
@@ -362,6 +434,7 @@ def render_card(cards: dict) -> str:
             f"{run['best_epoch']}, chosen by the mean separation power of "
             f"{', '.join(run['selection_features'])} on the held-out events.",
             *_energy_line(c.get("energy_fit")),
+            *_distill_lines(c.get("distilled")),
             *([f"- Mean shower: table regularised on the training conditions (`MeanShower.regularise`, ridge "
                f"1e-4; rms change {c['mean_shower_regularised_rms_change']:.2g} in output space)."]
               if c.get("mean_shower_regularised_rms_change") else []),

@@ -156,3 +156,25 @@ def test_fit_energy_writes_a_model_that_draws_the_deposit(tmp_path, photon_sampl
                                     str(tmp_path / "x.pt"), "--epochs", "0"])
     assert no_epochs.exit_code == 2 and "must be positive" in no_epochs.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["with_energy.pt"]
+
+
+@pytest.mark.geant4
+def test_distill_writes_a_narrower_model_and_refuses_bad_input(tmp_path, photon_sample, untrained_gamma_model):
+    from caloforge.models import load_model
+
+    out = tmp_path / "student.pt"
+    args = ["distill", str(untrained_gamma_model), "--sample", str(photon_sample), "-o", str(out),
+            "--channels", "4,4", "--steps", "20", "--quiet"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "20 steps; held-out mean squared difference" in result.stdout
+    student = load_model(out, device="cpu")
+    assert student.config.generator_channels == (4, 4)
+    assert student.parameter_counts()["generator"] < load_model(untrained_gamma_model).parameter_counts()["generator"]
+    for bad, message in ((["--channels", "8,x"], "integers separated by commas"), (["--channels", "8"], "channels"),
+                         (["--steps", "0"], "at least 10 steps")):
+        refused = runner.invoke(app, [*args[:5], str(tmp_path / "other.pt"), *bad])
+        assert refused.exit_code == 2 and message in refused.stderr and "Traceback" not in refused.output
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "give a new .pt file" in again.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["student.pt"]

@@ -23,6 +23,7 @@ from caloforge.models.gan import (
     lateral_moments,
     lateral_shape_moments,
     shape_moment_constraint,
+    cell_covariance_constraint,
     LAT_R0_CRYSTALS,
     ReLUWithLeakyGradient,
     energy_sum_constraint,
@@ -70,6 +71,11 @@ def test_generator_shape_non_negative_and_parameter_count(gan):
     multi = GAN(GANConfig(particles=["e-", "e+", "gamma"]))
     assert multi.parameter_counts()["generator"] == 46_809  # + 3 one-hot inputs x 256
     assert gan.n_parameters == sum(gan.parameter_counts().values())
+    narrow = GAN(GANConfig(generator_channels=(8, 8, 8)))
+    # dense 140 x 128 + 128, 4x4 conv 8 x 8 x 16 + 8, two 3x3 convs 8 x 8 x 9 + 8, 2x2 conv 8 x 4 + 1
+    assert narrow.parameter_counts()["generator"] == 140 * 128 + 128 + 1024 + 8 + 2 * (576 + 8) + 33
+    with pytest.raises(ConfigError, match="generator_channels"):
+        GANConfig(generator_channels=(8,))
 
 
 @pytest.mark.parametrize("loss, minibatch", [("gan", True), ("gan", False), ("wgan-gp", False), ("wgan-gp", True)])
@@ -84,11 +90,19 @@ def test_discriminator_and_critic_shapes(loss, minibatch):
 
 
 @pytest.mark.parametrize(
-    "bias, degree, particles", [(False, 0, ["gamma"]), (True, 0, ["e-", "e+", "gamma"]), (True, 3, ["e-", "gamma"])]
+    "bias, degree, particles, channels",
+    [
+        (False, 0, ["gamma"], (16, 16, 16, 8)),
+        (True, 0, ["e-", "e+", "gamma"], (16, 16, 16, 8)),
+        (True, 3, ["e-", "gamma"], (16, 16, 16, 8)),
+        (True, 3, ["gamma"], (8, 8, 8)),
+        (False, 0, ["e+"], (4, 6)),
+    ],
 )
-def test_fused_generator_is_the_same_function(bias, degree, particles):
+def test_fused_generator_is_the_same_function(bias, degree, particles, channels):
     torch.manual_seed(8)
-    model = GAN(GANConfig(mean_shower_bias=bias, mean_shower_degree=degree, particles=particles))
+    model = GAN(GANConfig(mean_shower_bias=bias, mean_shower_degree=degree, particles=particles,
+                          generator_channels=channels))
     for p in model.generator.parameters():  # away from the initial values, biases included
         p.data.add_(0.05 * torch.randn_like(p))
     z = torch.randn(64, model.config.noise_dim)
@@ -382,6 +396,36 @@ def test_lateral_shape_moments_by_hand():
     # map 2: centre at row +0.2, column -0.05 (crystal units); (5, 5) and (5, 6) are the two hottest
     num = 0.2 * (0.8**2 + 0.05**2) + 0.15 * (0.2**2 + 1.95**2)
     assert out[2, 1].item() == pytest.approx(num / (num + LAT_R0_CRYSTALS**2 * 0.65), rel=1e-5)
+
+
+def test_cell_covariance_constraint_by_hand_and_its_gradient():
+    rng = np.random.default_rng(21)
+    real = torch.as_tensor(rng.exponential(0.01, (512, 11, 11)).astype(np.float32))
+    assert cell_covariance_constraint(real, real).item() == pytest.approx(0.0, abs=1e-10)
+    # size 1: the centre crystal alone, (var_fake / var_real - 1)^2 in log(1 + E / 1 MeV)
+    fake = real * torch.as_tensor(rng.uniform(0.5, 2.0, (512, 1, 1)).astype(np.float32))
+    lf, lr = torch.log1p(fake[:, 5, 5] / 1e-3), torch.log1p(real[:, 5, 5] / 1e-3)
+    assert cell_covariance_constraint(fake, real, size=1).item() == pytest.approx(
+        ((lf.var() / lr.var() - 1) ** 2).item(), rel=1e-4)
+    # two diagonal neighbours of the centre made to move together: the term sees it, and descending it
+    # pulls them apart again
+    tied = real.clone()
+    tied[:, 4, 4] = tied[:, 6, 6]
+    x = tied.clone().requires_grad_(True)
+    loss = cell_covariance_constraint(x, real, size=3)
+    loss.backward()
+    assert loss.item() > 10 * cell_covariance_constraint(real[torch.randperm(512)], real, size=3).item()
+    with torch.no_grad():
+        after = cell_covariance_constraint(x - 1e-5 * x.grad / x.grad.abs().max(), real, size=3)
+    assert after < loss
+    b = _batch(64, seed=3)
+    model = GAN(GANConfig(loss="wgan-gp", minibatch_discrimination=False, cell_covariance_weight=10.0))
+    model.fit_normalisation(b.conditions.numpy())
+    loss, logs = model.training_step("generator", b)
+    assert torch.isfinite(loss) and "cell_covariance" in logs
+    for bad in ({"cell_covariance_weight": -1.0}, {"cell_covariance_size": 4}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            GANConfig(**bad)
 
 
 def test_shape_moment_constraint_pulls_a_far_hot_crystal_down():

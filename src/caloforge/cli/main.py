@@ -299,6 +299,57 @@ def fit_energy(
 
 @app.command()
 @_user_errors
+def distill(
+    checkpoint: Annotated[Path, typer.Argument(help="Trained GAN checkpoint to distil (e.g. a shipped seed-size model).")],
+    sample: Annotated[list[Path], typer.Option(help="Geant4 training sample(s): their conditions feed the teacher.")],
+    output: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (.pt): the student model.")],
+    channels: Annotated[str, typer.Option(help="Student generator channels: 4x4 convolution, then each 3x3 one.")] = "8,8,8",
+    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 6000,
+    batch_size: Annotated[int, typer.Option(help="(noise, condition) pairs per step.")] = 512,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate of the one-cycle schedule.")] = 2e-3,
+    max_events: Annotated[Optional[int], typer.Option(help="Only the first N events of each sample.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the student's weights and of the draws.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Distil a GAN's generator into a narrower, faster one that gives the same maps for the same noise and
+    conditions (see caloforge.training.distill); the rest of the model is the teacher's."""
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from caloforge.models import load_model
+    from caloforge.training.data import read_shower_data
+    from caloforge.training.distill import distil_generator
+
+    if output.suffix != ".pt" or output.exists() or not output.parent.is_dir():
+        raise ValueError(f"{output}: give a new .pt file in an existing folder")
+    try:
+        widths = tuple(int(c) for c in channels.split(","))
+    except ValueError:
+        raise ValueError(f"--channels {channels!r}: give integers separated by commas, e.g. 8,8,8") from None
+    teacher = load_model(checkpoint, device="cpu")
+    data = read_shower_data(sample, particles=teacher.particles, max_events=max_events)
+    order = np.random.default_rng(seed).permutation(len(data.conditions))  # held-out rows from all of the samples
+    with tqdm(total=steps, desc="distilling", unit="step", disable=quiet) as bar:
+
+        def report(step: int, loss: float) -> None:
+            bar.update(step - bar.n)
+            bar.set_postfix(loss=f"{loss:.3g}")
+
+        student, result = distil_generator(
+            teacher, data.conditions[order], data.particle[order], channels=widths, steps=steps,
+            batch_size=batch_size, learning_rate=learning_rate, seed=seed, progress=report,
+        )
+    student.save(output, distilled={"from": str(checkpoint.resolve()), "samples": [str(p) for p in sample],
+                                    "events": len(data.conditions), **result.to_dict()})
+    typer.echo(
+        f"wrote {output}: generator {result.teacher_parameters} -> {result.student_parameters} parameters, "
+        f"{steps} steps; held-out mean squared difference {result.mse_start:.3g} -> {result.mse:.3g} "
+        f"({100 * result.reproduced:.1f} % of the teacher's departure from its mean shower reproduced)"
+    )
+
+
+@app.command()
+@_user_errors
 def validate(
     reference: Annotated[Path, typer.Argument(help="The Geant4 reference sample file.")],
     candidate: Annotated[Path, typer.Argument(help="The sample file to validate (same particle type).")],
