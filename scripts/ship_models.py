@@ -377,7 +377,8 @@ def _distill_lines(d: dict | None) -> list[str]:
         return []
     t = d["teacher"]
     sp = t["separation_power"]
-    aucs = {k: r["candidate"]["auc"] for k, r in (t.get("classifier") or {}).items() if isinstance(r, dict) and "candidate" in r}
+    aucs = ", ".join(f"{_fmt(r['candidate']['auc'], 3)} ({kind.replace('_', '-')})"
+                     for kind, r in (t.get("classifier") or {}).items() if isinstance(r, dict) and "candidate" in r)
     return [
         f"- Distilled (`caloforge distill`, `src/caloforge/training/distill.py`) from the seed-size model "
         f"`{t['checkpoint']}` (the training run above) into generator channels {tuple(d['channels'])} (generator "
@@ -388,9 +389,7 @@ def _distill_lines(d: dict | None) -> list[str]:
         f"(mean squared difference {d['mse_start']:.3g} -> {d['mse']:.3g} in output space).",
         f"- The teacher, validated on {t.get('validated_on', 'n/a')}: separation power E1x1 {_fmt(sp['e1x1_gev']['model'])}, "
         f"E5x5 {_fmt(sp['e5x5_gev']['model'])}, second moment {_fmt(sp['second_moment_cm2']['model'])}, LAT "
-        f"{_fmt(sp['lat']['model'])}; classifier AUC "
-        f"{', '.join(f'{_fmt(v, 3)} ({k.replace(chr(95), chr(45))})' for k, v in aucs.items())}; "
-        f"{t['onnx_showers_per_s']:,.0f} showers/s.",
+        f"{_fmt(sp['lat']['model'])}; classifier AUC {aucs}; {t['onnx_showers_per_s']:,.0f} showers/s.",
     ]
 
 

@@ -6,12 +6,13 @@ import json
 import h5py
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from caloforge.cli.main import app
 from caloforge.export import OnnxShowerModel
 from caloforge.models import load_model
-from caloforge.models.pretrained import DEFAULT_STEMS, HERE, default_model_paths
+from caloforge.models.pretrained import DEFAULT_STEMS, HERE, SEED_STEMS, default_model_paths, seed_model_paths
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -39,8 +40,35 @@ def _conditions(n: int, p_gev: float, name: str) -> np.ndarray:
 def test_every_particle_has_a_checkpoint_and_an_onnx_export():
     for backend in ("torch", "onnx"):
         assert sorted(default_model_paths(backend)) == sorted(PARTICLES)
+    assert sorted(seed_model_paths()) == sorted(PARTICLES)
     for name in PARTICLES:
-        assert (HERE / f"{DEFAULT_STEMS[name]}.pt").stat().st_size < 2_000_000  # small files in the package
+        for stem in (DEFAULT_STEMS[name], SEED_STEMS[name]):
+            assert (HERE / f"{stem}.pt").stat().st_size < 2_000_000  # small files in the package
+
+
+@pytest.mark.parametrize("name", PARTICLES)
+def test_defaults_are_students_of_the_seed_size_models(name):
+    """The defaults are narrower generators distilled from the seed-size models (caloforge distill): the rest
+    of the model is the teacher's, the mean shower trained along stays near the teacher's, and the same noise
+    gives nearly the same showers."""
+    student = load_model(HERE / f"{DEFAULT_STEMS[name]}.pt", device="cpu")
+    teacher = load_model(HERE / f"{SEED_STEMS[name]}.pt", device="cpu")
+    assert teacher.config.generator_channels == (16, 16, 16, 8)
+    def network(model):  # the dense layer and the convolutions, without the mean-shower table
+        return sum(p.numel() for k, p in model.generator.named_parameters() if not k.startswith("mean_shower."))
+
+    assert network(teacher) == 46_041 and network(student) < network(teacher) / 2
+    t = teacher.state_dict()
+    for key, value in student.state_dict().items():
+        if not key.startswith("generator."):
+            assert torch.equal(value, t[key]), key
+    table, start = student.generator.mean_shower.table, teacher.generator.mean_shower.table
+    assert (table - start).pow(2).mean() < 0.04 * start.pow(2).mean()  # moved by 10-11 % of its rms
+    c = _conditions(2000, 1.0, name)
+    a, b, other = student.sample(c, seed=5), teacher.sample(c, seed=5), teacher.sample(c, seed=6)
+    # E5x5 of the same noise: much closer than two draws of the teacher
+    e5 = [m[:, 3:8, 3:8].sum(axis=(1, 2)) for m in (a, b, other)]
+    assert np.abs(e5[0] - e5[1]).mean() < 0.5 * np.abs(e5[2] - e5[1]).mean()
 
 
 @pytest.mark.parametrize("name", PARTICLES)
@@ -73,7 +101,8 @@ def test_shipped_onnx_graphs_are_the_inference_form(name):
 
     nodes = onnx.load(HERE / f"{DEFAULT_STEMS[name]}.onnx").graph.node
     ops = [node.op_type for node in nodes if node.name.startswith("/generator/")]  # not the energy model's
-    assert ops.count("Gemm") == 1 and ops.count("Conv") == 4
+    channels = load_model(HERE / f"{DEFAULT_STEMS[name]}.pt", device="cpu").config.generator_channels
+    assert ops.count("Gemm") == 1 and ops.count("Conv") == len(channels)  # the 3x3 ones and the last 2x2
     assert not {"ConvTranspose", "Resize", "Upsample", "Less", "Cast"} & set(ops)
 
 

@@ -304,11 +304,12 @@ def distill(
     sample: Annotated[list[Path], typer.Option(help="Geant4 training sample(s): their conditions feed the teacher.")],
     output: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (.pt): the student model.")],
     channels: Annotated[str, typer.Option(help="Student generator channels: 4x4 convolution, then each 3x3 one.")] = "8,8,8",
-    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 6000,
+    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 8000,
     batch_size: Annotated[int, typer.Option(help="(noise, condition) pairs per step.")] = 512,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate of the one-cycle schedule.")] = 2e-3,
     max_events: Annotated[Optional[int], typer.Option(help="Only the first N events of each sample.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the student's weights and of the draws.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Distil a GAN's generator into a narrower, faster one that gives the same maps for the same noise and
@@ -326,7 +327,7 @@ def distill(
         widths = tuple(int(c) for c in channels.split(","))
     except ValueError:
         raise ValueError(f"--channels {channels!r}: give integers separated by commas, e.g. 8,8,8") from None
-    teacher = load_model(checkpoint, device="cpu")
+    teacher = load_model(checkpoint, device=device)
     data = read_shower_data(sample, particles=teacher.particles, max_events=max_events)
     order = np.random.default_rng(seed).permutation(len(data.conditions))  # held-out rows from all of the samples
     with tqdm(total=steps, desc="distilling", unit="step", disable=quiet) as bar:
