@@ -51,9 +51,10 @@ energy drawn from a separate model of E11x11 / p (``energy_model``, :mod:`calofo
 the generator only shapes the maps; ``configs/moments_<particle>.yaml`` (the seed-size models shipped as
 ``seed_gan_<particle>.pt``) fine-tune those with the batch mean and spread of the lateral second moment and LAT
 matched to Geant4's (:func:`shape_moment_constraint`); the shipped defaults are those distilled into a
-narrower generator (``generator_channels``, :mod:`caloforge.training.distill`). A further batch-level term, the correlations of shower features with
-the conditions (:func:`condition_moments`), is there but off in every recipe. What each one changed,
-measured on short runs, is in the configuration comments.
+narrower generator (``generator_channels``, :mod:`caloforge.training.distill`). Two further batch-level terms,
+the correlations of shower features with the conditions (:func:`condition_moments`) and the covariances of the
+central crystals (:func:`cell_covariance_constraint`), are there but off in every shipped recipe. What each
+one changed, measured on short runs, is in the configuration comments.
 For inference and export :meth:`Generator.fused` gives the same function with its linear first stage as one
 matrix (:func:`first_stage_as_linear`).
 
@@ -518,7 +519,7 @@ class Generator(nn.Module):
 
 def first_stage_as_linear(generator: Generator) -> nn.Linear:
     """One dense layer equal to the generator's first stage (:meth:`Generator.first_stage`, with its output
-    flattened to 16 x 12 x 12 = 2304 values).
+    flattened to c0 x 12 x 12 values, 2304 for the seed's c0 = 16).
 
     Dense layer, nearest upsampling, zero padding and convolution are all linear, and nothing non-linear
     comes between them, so their composition is one affine map ``y = W x + b``: ``b`` is the stage's output
