@@ -54,6 +54,7 @@ def test_defaults_are_students_of_the_seed_size_models(name):
     student = load_model(HERE / f"{DEFAULT_STEMS[name]}.pt", device="cpu")
     teacher = load_model(HERE / f"{SEED_STEMS[name]}.pt", device="cpu")
     assert teacher.config.generator_channels == (16, 16, 16, 8)
+
     def network(model):  # the dense layer and the convolutions, without the mean-shower table
         return sum(p.numel() for k, p in model.generator.named_parameters() if not k.startswith("mean_shower."))
 
@@ -66,9 +67,10 @@ def test_defaults_are_students_of_the_seed_size_models(name):
     assert (table - start).pow(2).mean() < 0.04 * start.pow(2).mean()  # moved by 10-11 % of its rms
     c = _conditions(2000, 1.0, name)
     a, b, other = student.sample(c, seed=5), teacher.sample(c, seed=5), teacher.sample(c, seed=6)
-    # E5x5 of the same noise: much closer than two draws of the teacher
-    e5 = [m[:, 3:8, 3:8].sum(axis=(1, 2)) for m in (a, b, other)]
-    assert np.abs(e5[0] - e5[1]).mean() < 0.5 * np.abs(e5[2] - e5[1]).mean()
+    # the centre crystal's share of E11x11 (the shape, not the drawn total, which the energy model gives both) for
+    # the same noise: much closer than two draws of the teacher
+    share = [m[:, 5, 5] / m.sum(axis=(1, 2)) for m in (a, b, other)]
+    assert np.abs(share[0] - share[1]).mean() < 0.4 * np.abs(share[2] - share[1]).mean()  # 0.13-0.25
 
 
 @pytest.mark.parametrize("name", PARTICLES)
