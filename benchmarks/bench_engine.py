@@ -119,6 +119,7 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = []
+    seed_models = seed_model_paths()
     for name in args.particles.split(","):
         pdg = PARTICLES[name]
         g4 = run_isolated(_geant4, (pdg, args.g4_tracks, 5))
@@ -134,7 +135,7 @@ def main() -> None:
             if batch == 10_000:  # the same with the faster ROOT compression (caloforge simulate --compression)
                 r = run_isolated(_engine, (pdg, n, batch, args.model, "onnx", 5, "zstd"))
                 rows.append((name, "engine, zstd ROOT file", batch, r, g4_rate))
-            seed_model = [str(seed_model_paths()[name])] if name in seed_model_paths() else []
+            seed_model = [str(seed_models[name])] if name in seed_models else []
             if batch == 10_000 and seed_model and not args.model:  # the teacher of the default, side by side
                 r = run_isolated(_sampling, (pdg, n, batch, seed_model, "onnx", 5))
                 rows.append((name, "sampling, seed-size (onnx)", batch, r, g4_rate))

@@ -40,7 +40,7 @@ from caloforge.data.io import read_attrs, read_sample
 from caloforge.data.production import DEFAULT_CACHE, make_sample
 from caloforge.export import OnnxShowerModel, export_onnx
 from caloforge.fullsim.runner import GunSpec
-from caloforge.models import load_model
+from caloforge.models import ShowerModel, load_model
 from caloforge.models.generate import generate_like
 from caloforge.models.pretrained import DEFAULT_STEMS, HERE, SEED_STEMS
 from caloforge.training.config import expand_path
@@ -223,7 +223,8 @@ def _keep_teacher(student_file: Path, name: str, cards: dict) -> tuple:
     """The student of ``student_file``, the card of its teacher (the shipped seed-size model, which is kept as
     ``seed_gan_<particle>.pt``: copied there once, before the default's file is replaced) and the record of
     the distillation."""
-    info = torch.load(student_file, map_location="cpu", weights_only=True).get("distilled")
+    ckpt = torch.load(student_file, map_location="cpu", weights_only=True)
+    info = ckpt.get("distilled")
     if info is None:
         raise SystemExit(f"{student_file}: not a checkpoint of `caloforge distill`")
     shipped, keep = HERE / f"{DEFAULT_STEMS[name]}.pt", HERE / f"{SEED_STEMS[name]}.pt"
@@ -234,7 +235,7 @@ def _keep_teacher(student_file: Path, name: str, cards: dict) -> tuple:
         teacher_card = {k: v for k, v in cards[name].items() if k != "distilled"} | {"checkpoint": keep.name}
     else:  # shipped again: the teacher's card is the one kept then
         teacher_card = cards[name]["distilled"]["teacher"]
-    return load_model(student_file, device="cpu"), teacher_card, info
+    return ShowerModel.from_checkpoint(ckpt, device="cpu"), teacher_card, info
 
 
 def _distill_summary(student, d: dict, teacher_card: dict) -> dict:

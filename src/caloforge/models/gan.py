@@ -714,10 +714,15 @@ SOFT_HIT_SCALE_GEV = 1e-3
 """Energy scale of the soft hit count of :func:`shower_features` (1 MeV)."""
 
 
+def _central(maps_gev: torch.Tensor, n: int) -> torch.Tensor:
+    """The central n x n crystals (B, n, n) of maps (B, 11, 11), n odd."""
+    lo = WINDOW // 2 - n // 2
+    return maps_gev[:, lo : lo + n, lo : lo + n]
+
+
 def _window_sums(maps_gev: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
     """En x n (B, len(sizes)) of maps (B, 11, 11): the energy in the central n x n crystals, n odd."""
-    sums = [maps_gev[:, 5 - n // 2 : 6 + n // 2, 5 - n // 2 : 6 + n // 2].sum(dim=(1, 2)) for n in sizes]
-    return torch.stack(sums, dim=1)
+    return torch.stack([_central(maps_gev, n).sum(dim=(1, 2)) for n in sizes], dim=1)
 
 
 def containment_fractions(
@@ -874,9 +879,8 @@ def cell_covariance_constraint(fake_gev: torch.Tensor, real_gev: torch.Tensor, s
     ``size`` x ``size`` crystals of generated and Geant4 maps (B, 11, 11) in GeV of the same conditions, each
     crystal in units of the Geant4 batch's spread there: the diagonal compares the spreads, the rest how the
     crystals vary together."""
-    lo, hi = WINDOW // 2 - size // 2, WINDOW // 2 + size // 2 + 1
-    f = torch.log1p(fake_gev[:, lo:hi, lo:hi].clamp_min(0.0) / SOFT_HIT_SCALE_GEV).flatten(1)  # (B, size^2)
-    r = torch.log1p(real_gev[:, lo:hi, lo:hi].clamp_min(0.0) / SOFT_HIT_SCALE_GEV).flatten(1)  # (B, size^2)
+    f = torch.log1p(_central(fake_gev, size).clamp_min(0.0) / SOFT_HIT_SCALE_GEV).flatten(1)  # (B, size^2)
+    r = torch.log1p(_central(real_gev, size).clamp_min(0.0) / SOFT_HIT_SCALE_GEV).flatten(1)  # (B, size^2)
     scale = r.std(dim=0).clamp_min(0.05)  # (size^2,)
     f = (f - f.mean(dim=0)) / scale
     r = (r - r.mean(dim=0)) / scale

@@ -98,12 +98,14 @@ def student_of(teacher: GAN, channels: Sequence[int], *, seed: int = 0) -> GAN:
 
 
 def _mse(student: GAN, teacher: GAN, noise: torch.Tensor, x: torch.Tensor, chunk: int = 4096) -> float:
-    total = 0.0
+    """Mean squared difference of the two generators' outputs for the same noise and inputs, in chunks."""
+    total, count = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(x), chunk):
             z, c = noise[i : i + chunk], x[i : i + chunk]
-            total += float(((student.generator(z, c) - teacher.generator(z, c)) ** 2).sum())
-    return total / (len(x) * 121)
+            diff = student.generator(z, c) - teacher.generator(z, c)
+            total, count = total + float(diff.pow(2).sum()), count + diff.numel()
+    return total / count
 
 
 def distil_generator(
