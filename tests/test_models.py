@@ -24,6 +24,7 @@ from caloforge.models.gan import (
     lateral_shape_moments,
     shape_moment_constraint,
     cell_covariance_constraint,
+    matched_regressor_loss,
     LAT_R0_CRYSTALS,
     ReLUWithLeakyGradient,
     energy_sum_constraint,
@@ -723,3 +724,25 @@ def test_training_steps_see_maps_with_the_drawn_total(transform):
         assert torch.isfinite(loss)
     loss.backward()
     assert all(p.grad is None for p in model.energy.parameters())  # the energy model stays as fitted
+
+
+def test_matched_regressor_loss_by_hand():
+    rng = np.random.default_rng(5)
+    cond = torch.as_tensor(rng.normal(size=(400, 6)).astype(np.float32))
+    real = cond + torch.as_tensor(rng.normal(0, 0.5, (400, 6)).astype(np.float32))
+    assert matched_regressor_loss(real, real, cond).item() == pytest.approx(0.0, abs=1e-12)
+    # maps that give their conditions away exactly (the seed's term's optimum) cost 1 per condition
+    assert matched_regressor_loss(cond, real, cond).item() == pytest.approx(6.0, rel=1e-6)
+    # one condition twice as badly recovered: ((4 m - m) / m)^2 = 9 for it alone
+    worse = real.clone()
+    worse[:, 2] = cond[:, 2] + 2 * (real[:, 2] - cond[:, 2])
+    assert matched_regressor_loss(worse, real, cond).item() == pytest.approx(9.0, rel=1e-5)
+    b = _batch(64, seed=4)
+    model = GAN(GANConfig(loss="wgan-gp", minibatch_discrimination=False, regressor_loss="matched"))
+    model.fit_normalisation(b.conditions.numpy())
+    loss, logs = model.training_step("generator", b)
+    loss.backward()
+    assert torch.isfinite(loss) and logs["regressor_mse"] >= 0 and logs["regressor_mismatch"] >= 0
+    assert all(q.grad is not None for q in model.generator.parameters())
+    with pytest.raises(ConfigError, match="regressor_loss"):
+        GANConfig(regressor_loss="mae")

@@ -20,6 +20,8 @@ from caloforge.validation.report import (
     gaussianise,
     impact_point_study,
     metric_bin_edges,
+    occupancy_pulls,
+    occupancy_study,
     profile,
     resolution_study,
     sample_observables,
@@ -172,7 +174,8 @@ def test_report_is_self_contained_and_loads_in_chromium(thirds, tmp_path):
     assert set(metrics["resolution"]["quantities"]) == quantities
     assert metrics["summary"]["overall"] in ("compatible", "tension", "incompatible")
     for text in ("Resolution study", "separation power", "FPD", "AUC", "event displays", "sparsity versus threshold",
-                 "energy profile along phi", "energy profile along theta", "mean 11x11 maps", "cell-energy spectrum"):
+                 "energy profile along phi", "energy profile along theta", "mean 11x11 maps", "cell-energy spectrum",
+                 "Crystal occupancy", "crystal occupancy above 0 MeV", "crystal occupancy above 1 MeV"):
         assert text in page
 
     driver = _chromium()
@@ -309,6 +312,30 @@ def test_impact_point_study_sees_a_model_that_ignores_the_impact_point():
     ref_means = np.asarray(ok[key]["reference"]["mean"])
     assert ref_means[0] > ref_means[-1] + 0.05  # E1x1/E3x3 falls towards the crystal edge
     assert sum(ok[key]["reference"]["n"]) == 2000
+
+
+def _sparse(n: int, seed: int) -> Sample:
+    s = _synthetic(n, seed=seed)
+    s.maps_gev[s.maps_gev < 2e-3] = 0.0  # the outer crystals hit in some events only
+    return s
+
+
+def test_occupancy_study_finds_a_crystal_hit_too_often():
+    ref, same, odd = _sparse(3000, 1), _sparse(3000, 2), _sparse(3000, 3)
+    odd.maps_gev[:, 0, 3] = np.maximum(odd.maps_gev[:, 0, 3], 1e-5)  # a corner crystal that always fires
+    study = occupancy_study({"reference": ref, "candidate": odd, "floor": same}, thresholds_gev=(0.0,))
+    e = study["above_0_mev"]
+    assert e["threshold_gev"] == 0.0 and e["reference"].shape == (11, 11)
+    assert e["candidate"][0, 3] == 1.0 and 0 < e["reference"][0, 3] < 0.5
+    pulls = e["candidate_pulls"]
+    assert np.nanargmax(np.abs(pulls)) == 3 and pulls[0, 3] > 20
+    # the independent sample of the same toy: chi2 about its ndf
+    assert 0.5 < e["floor_chi2"]["chi2"] / e["floor_chi2"]["ndf"] < 2 and e["candidate_chi2"]["z"] > 10
+    # crystals that neither sample hits have no pull
+    none = ref.maps_gev.copy()
+    none[:, 0, 0] = 0.0
+    assert np.isnan(occupancy_pulls(none, none, 0.0)[0, 0])
+    assert np.nanmax(np.abs(occupancy_pulls(ref.maps_gev, ref.maps_gev, 0.0))) == 0.0
 
 
 def test_profile_means_errors_and_empty_bins():

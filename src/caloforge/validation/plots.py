@@ -258,6 +258,33 @@ def mean_map_comparison(maps: Mapping[str, np.ndarray]):
     return fig
 
 
+def occupancy_comparison(occupancy: Mapping[str, np.ndarray], pulls: np.ndarray, *, pull_range: float = 5.0):
+    """Crystal occupancies side by side (log colour scale) and the candidate's pull map.
+
+    Args:
+        occupancy: label -> (11, 11) fraction of events with a hit in each crystal (reference first).
+        pulls: (11, 11) the second's difference from the first in standard deviations (NaN: no hits);
+            the colour scale is clipped at ``pull_range``.
+    """
+    from matplotlib.colors import LogNorm, Normalize
+
+    items = list(occupancy.items())
+    values = np.concatenate([np.asarray(m, float).ravel() for _, m in items])
+    positive = values[values > 0]
+    vmin = max(float(positive.min()), 1e-4) if positive.size else 1e-4
+    with hep_style():
+        fig = _figure(4.4 * (len(items) + 1), 3.8, right_in=1.0)
+        axes = fig.subplots(1, len(items) + 1, gridspec_kw={"wspace": 0.55})
+        for ax, (label, m) in zip(axes, items):
+            img = np.where(np.asarray(m, float) > 0, m, np.nan)
+            _map_panel(fig, ax, img, f"occupancy: {label}", norm=LogNorm(vmin, 1.0), cmap="viridis",
+                       label="fraction of events")
+        _map_panel(fig, axes[-1], np.clip(np.asarray(pulls, float), -pull_range, pull_range),
+                   f"pull: {items[-1][0]} vs {items[0][0]}", norm=Normalize(-pull_range, pull_range),
+                   cmap="RdBu_r", label="standard deviations")
+    return fig
+
+
 def event_displays(events: Sequence[Mapping[str, np.ndarray]]):
     """Single events side by side: one row per event, one column per sample (log colour scale, GeV).
 
