@@ -213,9 +213,11 @@ def test_every_compression_reads_back_the_same_hits(tmp_path, suffix, compressio
         w.append(result)
     if suffix == ".root":
         f = uproot.open(path)
-        assert repr(f.file.compression) == {"zlib": "ZLIB(1)", "zstd": "ZSTD(1)", "lz4": "LZ4(1)", "none": "None"}[
+        assert repr(f.file.compression) == {"zlib": "ZLIB(3)", "zstd": "ZSTD(1)", "lz4": "LZ4(1)", "none": "None"}[
             compression
         ]
+        # zlib baskets come from ISA-L, but uproot reads them back with Python's zlib: the same deflate format
+        assert uproot.ZLIB.library == "zlib"
         ev = f["events"].arrays(["hit_gid", "hit_energy_gev"], library="ak")
         gid, energy = np.asarray(ev["hit_gid"][1]), np.asarray(ev["hit_energy_gev"][1])
     else:
@@ -225,6 +227,20 @@ def test_every_compression_reads_back_the_same_hits(tmp_path, suffix, compressio
             gid, energy = f["hits/gid"][lo:hi], f["hits/energy_gev"][lo:hi]
     k = slice(result.hit_offsets[1], result.hit_offsets[2])
     assert np.array_equal(gid, result.hit_gid[k]) and np.array_equal(energy, result.hit_energy_gev[k])
+
+
+def test_root_zlib_is_written_by_isal_without_changing_uproots_default():
+    import isal.isal_zlib
+    import zlib
+
+    from caloforge.engine.output import ROOT_ZLIB_LEVEL, _root_codec
+
+    codec = _root_codec("zlib")
+    assert codec.library == "isal" and codec.level == ROOT_ZLIB_LEVEL and uproot.ZLIB.library == "zlib"
+    data = np.random.default_rng(0).normal(size=10_000).astype(np.float32).tobytes() + bytes(40_000)
+    packed = codec.compress(data)
+    assert packed == isal.isal_zlib.compress(data, level=1) and len(packed) < len(data)
+    assert zlib.decompress(packed) == data
 
 
 def test_unknown_or_unsupported_compression_is_refused_before_any_file_is_made(tmp_path):

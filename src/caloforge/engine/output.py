@@ -35,14 +35,30 @@ from caloforge.detector.geometry import BARREL_GID_OFFSET, BARREL_PART, N_PHI
 from caloforge.engine.fastsim import STATUS_NAMES, SimulationResult, concatenate_results
 
 COMPRESSIONS = ("zlib", "zstd", "lz4", "none")
-"""Output compression choices (:class:`HitsWriter`). ROOT: ``zlib`` (level 1, ROOT's and uproot's
-default, readable by every ROOT version), ``zstd`` (level 1; ROOT 6.20 or later) and ``lz4`` (level 1;
-ROOT 6.12 or later) write faster, ``none``. HDF5: ``zlib`` (gzip level 4 with byte shuffling) or ``none``.
-Measured on 50k single-electron events (photons in brackets) of the models shipped until 2026-12-01
-(6-8 crystals per shower; those shipped since give 30-33, Geant4 28-30), in the calling thread: ROOT
-0.56 (0.37) s with zlib, 0.16 (0.15) s with zstd, 0.11 (0.14) s with lz4, 0.10 s with none, for 6.9 (6.5),
-8.1 (7.6), 10.9 (10.3) and 14.9 (13.9) MB; HDF5 0.73 (0.63) s with zlib and 0.06 s with none, for 6.7
-(5.6) and 12.7 (11.8) MB."""
+"""Output compression choices (:class:`HitsWriter`). ROOT: ``zlib`` (readable by every ROOT version; the
+default), ``zstd`` (level 1; ROOT 6.20 or later), ``lz4`` (level 1; ROOT 6.12 or later), ``none``. HDF5:
+``zlib`` (gzip level 4 with byte shuffling) or ``none``.
+
+ROOT's zlib baskets are compressed by ISA-L (Intel's storage-acceleration library, python-isal, through
+uproot's ``ZLIB.library = "isal"``) at its level 1 (:data:`ROOT_ZLIB_LEVEL`): the same deflate format, which
+ROOT, uproot and Python's own zlib decompress. 50k photons of the shipped models (1.5M hits, 30 per event),
+written in the calling thread, in one run: Python's zlib at level 1 0.61-0.72 s for 14.0 MB, ISA-L 0.17 s for
+15.3 MB (libdeflate, uproot's other choice: 0.24 s, 14.6 MB; zstd 0.16 s, 14.1 MB; lz4 0.12 s, 19.0 MB; none
+0.10 s). HDF5 with zlib: 0.6-0.7 s for 5.6-6.7 MB (h5py's gzip filter, which ISA-L cannot serve)."""
+ROOT_ZLIB_LEVEL = 3
+"""uproot's zlib level for ROOT output; with ISA-L, uproot passes ``round(level / 3)``, so this is ISA-L's level 1
+(its level 0 wrote 18.3 MB instead of 15.3 MB, no faster)."""
+
+
+def _root_codec(compression: str):
+    """The uproot compression object of :data:`COMPRESSIONS` entry ``compression`` (None: uncompressed)."""
+    import uproot
+
+    if compression == "zlib":
+        codec = uproot.ZLIB(ROOT_ZLIB_LEVEL)
+        codec.library = "isal"  # this writer's codec only: uproot's class default stays Python's zlib
+        return codec
+    return {"zstd": uproot.ZSTD(1), "lz4": uproot.LZ4(1), "none": None}[compression]
 
 
 class OutputExistsError(ValueError):
@@ -133,8 +149,7 @@ class HitsWriter:
         if self.root:
             import uproot
 
-            codec = {"zlib": uproot.ZLIB(1), "zstd": uproot.ZSTD(1), "lz4": uproot.LZ4(1), "none": None}
-            self._file = uproot.recreate(self.tmp, compression=codec[self.compression])
+            self._file = uproot.recreate(self.tmp, compression=_root_codec(self.compression))
             self._file["caloforge_version"] = caloforge.__version__  # a TObjString
         else:
             import h5py
