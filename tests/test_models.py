@@ -215,6 +215,19 @@ def test_mean_shower_bias_starts_generator_at_the_mean_map(transform):
     assert plain.generator.mean_shower is None
 
 
+@pytest.mark.parametrize("degree", [0, 1, 2, 3, 4])
+def test_mean_shower_monomials_are_the_products_in_combinations_order(degree):
+    import itertools
+
+    c = torch.as_tensor(np.random.default_rng(degree).normal(size=(50, 6)) * 2, dtype=torch.float32)
+    x = torch.cat([torch.ones(50, 1), c.clamp(-4, 4)], dim=1).double()
+    expected = torch.stack([x[:, list(m)].prod(dim=1) for m in itertools.combinations_with_replacement(range(7), degree)],
+                           dim=1)
+    got = MeanShower(n_particles=1, degree=degree).features(c)
+    assert got.shape == expected.shape == (50, {0: 1, 1: 7, 2: 28, 3: 84, 4: 210}[degree])
+    assert torch.allclose(got.double(), expected, rtol=1e-6, atol=1e-6)
+
+
 def test_mean_shower_polynomial_fit_recovers_each_particles_polynomial():
     rng = np.random.default_rng(3)
     c = torch.as_tensor(rng.normal(size=(3000, 6)), dtype=torch.float32)  # normalised conditions

@@ -376,11 +376,16 @@ class MeanShower(nn.Module):
         if not 0 <= degree <= MAX_MEAN_SHOWER_DEGREE:
             raise ValueError(f"mean-shower degree must be in 0..{MAX_MEAN_SHOWER_DEGREE}, got {degree}")
         self.degree = degree
-        # each monomial as ``degree`` indices into (1, c_1, ..., c_6): (1, 1, 4) is c_4, (2, 4, 4) is c_2 c_4^2
+        # each monomial as ``degree`` indices into (1, c_1, ..., c_6): (1, 1, 4) is c_4, (2, 4, 4) is c_2 c_4^2,
+        # in the order of itertools.combinations_with_replacement (the rows of the table)
         monomials = list(itertools.combinations_with_replacement(range(N_CONDITIONS + 1), degree)) or [()]
-        self.register_buffer(
-            "monomials", torch.tensor(monomials, dtype=torch.long).view(len(monomials), degree), persistent=False
-        )  # (T, degree)
+        # the monomials of degree d with first index i are x_i times those of degree d - 1 whose first index is
+        # i or more, a contiguous tail of that list: where each tail starts, per degree 2 .. degree
+        self._tails = [
+            [sum(1 for m in itertools.combinations_with_replacement(range(N_CONDITIONS + 1), d - 1) if m[0] < i)
+             for i in range(N_CONDITIONS + 1)]
+            for d in range(2, degree + 1)
+        ]
         self.table = nn.Parameter(torch.zeros(n_particles, len(monomials), 11, 11))  # (P, T, 11, 11)
 
     @property
@@ -393,8 +398,11 @@ class MeanShower(nn.Module):
         if self.degree == 0:
             return conditions.new_ones(len(conditions), 1)
         c = conditions.clamp(-CONDITION_CLAMP, CONDITION_CLAMP)  # (B, 6)
-        x = torch.cat([torch.ones_like(c[:, :1]), c], dim=1)  # (B, 7)
-        return x[:, self.monomials].prod(dim=2)  # (B, T, degree) -> (B, T)
+        x = torch.cat([torch.ones_like(c[:, :1]), c], dim=1)  # (B, 7): the monomials of degree 1
+        m = x
+        for tails in self._tails:  # products of slices, no gather: a third of ONNX Runtime's mean-shower time
+            m = torch.cat([x[:, i : i + 1] * m[:, start:] for i, start in enumerate(tails)], dim=1)
+        return m  # (B, T)
 
     def forward(self, condition_input: torch.Tensor) -> torch.Tensor:
         """The mean maps (B, 1, 11, 11) for the generator's condition input (B, 6 [+ one-hot type]); for one
