@@ -518,8 +518,8 @@ def render_card(cards: dict) -> str:
                              f"{v['chi2']:.0f}/{v['ndf']} | {_fmt(v['z'], 1)} ({_fmt(v['floor_z'], 1)}) | {v['verdict']} |")
         res = c["resolution"]
         draws_text = f", {res['draws']} model maps per Geant4 event" if res.get("draws") else ""
-        lines += ["", f"Repeated track {tuple(res['track_gev'])} GeV/c, {res['n']} Geant4 events{draws_text}: E5x5 std Geant4 "
-                  f"{res['geant4_e5x5_std_gev']:.4f} GeV, model {res['model_e5x5_std_gev']:.4f} GeV (ratio "
+        lines += ["", f"Repeated track {tuple(res['track_gev'])} GeV/c, {res['n']} Geant4 events{draws_text}: "
+                  f"E5x5 std Geant4 {res['geant4_e5x5_std_gev']:.4f} GeV, model {res['model_e5x5_std_gev']:.4f} GeV (ratio "
                   f"{res['std_ratio']:.3f}); sigma68 ratio {res['sigma68_ratio']:.3f}.", ""]
         if c.get("resolution_slices"):
             lines += ["| momentum slice (GeV/c) | Geant4 events | E5x5/p spread, model / Geant4 (std) | (sigma68) |",

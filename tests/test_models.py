@@ -221,8 +221,8 @@ def test_mean_shower_monomials_are_the_products_in_combinations_order(degree):
 
     c = torch.as_tensor(np.random.default_rng(degree).normal(size=(50, 6)) * 2, dtype=torch.float32)
     x = torch.cat([torch.ones(50, 1), c.clamp(-4, 4)], dim=1).double()
-    expected = torch.stack([x[:, list(m)].prod(dim=1) for m in itertools.combinations_with_replacement(range(7), degree)],
-                           dim=1)
+    monomials = itertools.combinations_with_replacement(range(7), degree)
+    expected = torch.stack([x[:, list(m)].prod(dim=1) for m in monomials], dim=1)
     got = MeanShower(n_particles=1, degree=degree).features(c)
     assert got.shape == expected.shape == (50, {0: 1, 1: 7, 2: 28, 3: 84, 4: 210}[degree])
     assert torch.allclose(got.double(), expected, rtol=1e-6, atol=1e-6)
