@@ -17,7 +17,7 @@ against Geant4's, and the ONNX sampling speed, and write ``MODEL_CARD.md``.
                                                 # the shipped checkpoints and their validation unchanged
     python scripts/ship_models.py --response    # the energy response, the E5x5 spreads per momentum slice and of
                                                 # the fixed track of the shipped checkpoints measured anew
-    python scripts/ship_models.py --distilled ~/.cache/caloforge/runs/distill/{particle}_888.pt
+    python scripts/ship_models.py --distilled ~/.cache/caloforge/runs/distill/{particle}_mlp256.pt
         # ship students of `caloforge distill` of the shipped models: the shipped seed-size checkpoint is kept as
         # seed_gan_<particle>.pt, its card numbers beside the student's; the student is validated the same way
 
@@ -272,7 +272,7 @@ def _keep_teacher(student_file: Path, name: str, cards: dict) -> tuple:
 
 def _distill_summary(student, d: dict, teacher_card: dict) -> dict:
     """The distillation settings and result of the student, and the card of the teacher it came from."""
-    return {"channels": list(student.config.generator_channels),
+    return {"channels": list(student.config.generator_channels), "hidden": list(student.config.generator_hidden),
             **{k: d[k] for k in ("steps", "batch_size", "learning_rate", "seed", "events", "mse_start", "mse",
                                  "reproduced", "teacher_parameters", "student_parameters")},
             "samples": [Path(p).name for p in d["samples"]], "teacher": teacher_card}
@@ -432,9 +432,11 @@ def _distill_lines(d: dict | None) -> list[str]:
     sp = t["separation_power"]
     aucs = ", ".join(f"{_fmt(r['candidate']['auc'], 3)} ({kind.replace('_', '-')})"
                      for kind, r in (t.get("classifier") or {}).items() if isinstance(r, dict) and "candidate" in r)
+    shape = (f"a fully connected generator of hidden widths {tuple(d['hidden'])}" if d.get("hidden")
+             else f"generator channels {tuple(d['channels'])}")
     return [
         f"- Distilled (`caloforge distill`, `src/caloforge/training/distill.py`) from the seed-size model "
-        f"`{t['checkpoint']}` (the training run above) into generator channels {tuple(d['channels'])} (generator "
+        f"`{t['checkpoint']}` (the training run above) into {shape} (generator "
         f"parameters, the mean-shower table included: {d['teacher_parameters']} -> {d['student_parameters']}): "
         f"{d['steps']} steps of {d['batch_size']} (noise, condition) pairs, peak learning rate {d['learning_rate']:g}, "
         f"seed {d['seed']}, on the conditions of {d['events']} events of `{', '.join(d['samples'])}`. On held-out "
@@ -459,7 +461,8 @@ def render_card(cards: dict) -> str:
         "particle type: the seed's generator and discriminator (SPEC section 4; `src/caloforge/models/gan.py`)",
         "trained as a WGAN-GP with the changes listed in its configuration (below), trained with",
         "`caloforge train <configuration>`; where a model says it was distilled, its generator is a narrower",
-        "one (`generator_channels`) trained by `caloforge distill` to give the same maps as that seed-size",
+        "(`generator_channels`) or a fully connected one (`generator_hidden`) trained by `caloforge distill` to",
+        "give the same maps as that seed-size",
         "model (`seed_gan_<particle>.pt`, shipped beside it) for the same noise and conditions.",
         "Inputs: the six conditions of `docs/conventions.md` of the undisturbed track at the crystal front face;",
         "output: the 11x11 crystal energies in GeV. `.pt` is the PyTorch checkpoint, `.onnx` the ONNX export that",

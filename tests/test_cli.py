@@ -172,9 +172,13 @@ def test_distill_writes_a_narrower_model_and_refuses_bad_input(tmp_path, photon_
     assert student.config.generator_channels == (4, 4)
     assert student.parameter_counts()["generator"] < load_model(untrained_gamma_model).parameter_counts()["generator"]
     for bad, message in ((["--channels", "8,x"], "integers separated by commas"), (["--channels", "8"], "channels"),
-                         (["--steps", "0"], "at least 10 steps")):
+                         (["--steps", "0"], "at least 10 steps"), (["--hidden", "64,y"], "--hidden"),
+                         (["--hidden", "64,0"], "generator_hidden")):
         refused = runner.invoke(app, [*args[:5], str(tmp_path / "other.pt"), *bad])
         assert refused.exit_code == 2 and message in refused.stderr and "Traceback" not in refused.output
+    mlp = runner.invoke(app, [*args[:5], str(tmp_path / "mlp.pt"), "--hidden", "16", "--steps", "20", "--quiet"])
+    assert mlp.exit_code == 0, mlp.output
+    assert load_model(tmp_path / "mlp.pt", device="cpu").config.generator_hidden == (16,)
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "give a new .pt file" in again.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["student.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp.pt", "student.pt"]

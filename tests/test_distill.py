@@ -41,6 +41,16 @@ def test_student_keeps_everything_but_the_generator_convolutions(teacher):
         assert torch.equal(t[key], s[key]), key
     with pytest.raises(ValueError, match="generator_channels"):
         student_of(teacher, (8,))
+    mlp = student_of(teacher, (8, 8, 8), hidden=(64,))
+    assert mlp.config.generator_hidden == (64,) and hasattr(mlp.generator, "mlp")
+    assert torch.equal(mlp.generator.mean_shower.table, teacher.generator.mean_shower.table)
+
+
+def test_a_fully_connected_student_learns_the_teacher_too(teacher):
+    c = _conditions(2000, seed=1)
+    student, result = distil_generator(teacher, c, hidden=(64, 64), steps=200, batch_size=128, learning_rate=5e-3)
+    assert student.config.generator_hidden == (64, 64)
+    assert result.mse < 0.5 * result.mse_start
 
 
 def test_distillation_reproduces_the_teacher_and_leaves_it_unchanged(teacher):

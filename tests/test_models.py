@@ -77,6 +77,31 @@ def test_generator_shape_non_negative_and_parameter_count(gan):
     assert narrow.parameter_counts()["generator"] == 140 * 128 + 128 + 1024 + 8 + 2 * (576 + 8) + 33
     with pytest.raises(ConfigError, match="generator_channels"):
         GANConfig(generator_channels=(8,))
+    mlp = GAN(GANConfig(generator_hidden=(32, 16)))
+    # 140 -> 32 -> 16 -> 121, biases included; no convolution
+    assert mlp.parameter_counts()["generator"] == 140 * 32 + 32 + 32 * 16 + 16 + 16 * 121 + 121
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in mlp.generator.modules())
+    with pytest.raises(ConfigError, match="generator_hidden"):
+        GANConfig(generator_hidden=(32, 0))
+
+
+def test_fully_connected_generator_trains_and_exports_as_itself(tmp_path):
+    from caloforge.export import OnnxShowerModel, export_onnx
+
+    torch.manual_seed(2)
+    model = GAN(GANConfig(loss="wgan-gp", minibatch_discrimination=False, generator_hidden=(24,),
+                          output_transform="log", mean_shower_bias=True, mean_shower_degree=2))
+    b = _batch(32, seed=6)
+    model.fit_normalisation(b.conditions.numpy())
+    loss, _ = model.training_step("generator", b)
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in model.generator.mlp.parameters())
+    assert model.for_inference().generator.mlp is not model.generator.mlp  # a copy, the same kind
+    export_onnx(model, tmp_path / "mlp.onnx")
+    c = _conditions(200, seed=3)
+    a = model.sample(c, seed=4)
+    assert np.allclose(OnnxShowerModel(tmp_path / "mlp.onnx").sample(c, seed=4), a, rtol=1e-4, atol=1e-6)
+    assert a.shape == (200, 11, 11) and (a >= 0).all() and a.sum() > 0
 
 
 @pytest.mark.parametrize("loss, minibatch", [("gan", True), ("gan", False), ("wgan-gp", False), ("wgan-gp", True)])

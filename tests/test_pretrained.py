@@ -48,8 +48,8 @@ def test_every_particle_has_a_checkpoint_and_an_onnx_export():
 
 @pytest.mark.parametrize("name", PARTICLES)
 def test_defaults_are_students_of_the_seed_size_models(name):
-    """The defaults are narrower generators distilled from the seed-size models (caloforge distill): the rest
-    of the model is the teacher's, the mean shower trained along stays near the teacher's, and the same noise
+    """The defaults are fully connected generators distilled from the seed-size models (caloforge distill): the
+    rest of the model is the teacher's, the mean shower trained along stays near the teacher's, and the same noise
     gives nearly the same showers."""
     student = load_model(HERE / f"{DEFAULT_STEMS[name]}.pt", device="cpu")
     teacher = load_model(HERE / f"{SEED_STEMS[name]}.pt", device="cpu")
@@ -58,7 +58,9 @@ def test_defaults_are_students_of_the_seed_size_models(name):
     def network(model):  # the dense layer and the convolutions, without the mean-shower table
         return sum(p.numel() for k, p in model.generator.named_parameters() if not k.startswith("mean_shower."))
 
-    assert network(teacher) == 46_041 and network(student) < network(teacher) / 2
+    assert network(teacher) == 46_041
+    assert student.config.generator_hidden == (256, 256)  # (noise 134 + 6 conditions) -> 256 -> 256 -> 121
+    assert network(student) == 140 * 256 + 256 + 256 * 256 + 256 + 256 * 121 + 121
     t = teacher.state_dict()
     for key, value in student.state_dict().items():
         if not key.startswith("generator."):
@@ -96,16 +98,17 @@ def test_shipped_backends_agree_and_showers_are_physical(name):
 
 @pytest.mark.parametrize("name", PARTICLES)
 def test_shipped_onnx_graphs_are_the_inference_form(name):
-    """Exported from the fused generator (first stage one matrix product), without training-only operators:
-    an export from the layer-by-layer generator has a transposed convolution or an upsampling, one traced
-    with gradients the leaky-gradient operators (Less, Cast) of the final ReLU."""
+    """Exported in the inference form, without training-only operators: the fully connected generator is its
+    three matrix products (a convolutional one would be fused: its first stage one matrix product, where an export
+    from the layer-by-layer generator has a transposed convolution or an upsampling); one traced with gradients
+    would have the leaky-gradient operators (Less, Cast) of the final ReLU."""
     import onnx
 
     nodes = onnx.load(HERE / f"{DEFAULT_STEMS[name]}.onnx").graph.node
     ops = [node.op_type for node in nodes if node.name.startswith("/generator/")]  # not the energy model's
-    channels = load_model(HERE / f"{DEFAULT_STEMS[name]}.pt", device="cpu").config.generator_channels
-    assert ops.count("Gemm") == 1 and ops.count("Conv") == len(channels)  # the 3x3 ones and the last 2x2
-    assert not {"ConvTranspose", "Resize", "Upsample", "Less", "Cast"} & set(ops)
+    hidden = load_model(HERE / f"{DEFAULT_STEMS[name]}.pt", device="cpu").config.generator_hidden
+    assert ops.count("Gemm") == len(hidden) + 1 and "Conv" not in ops
+    assert not {"ConvTranspose", "Resize", "Upsample", "Less", "Cast", "Gather"} & set(ops)
 
 
 def test_model_card_and_validation_numbers_cover_every_particle():

@@ -304,6 +304,9 @@ def distill(
     sample: Annotated[list[Path], typer.Option(help="Geant4 training sample(s): their conditions feed the teacher.")],
     output: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (.pt): the student model.")],
     channels: Annotated[str, typer.Option(help="Student generator channels: 4x4 convolution, then each 3x3 one.")] = "8,8,8",
+    hidden: Annotated[
+        Optional[str], typer.Option(help="A fully connected student instead: hidden layer widths, e.g. 256,256.")
+    ] = None,
     steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 8000,
     batch_size: Annotated[int, typer.Option(help="(noise, condition) pairs per step.")] = 512,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate of the one-cycle schedule.")] = 2e-3,
@@ -327,6 +330,10 @@ def distill(
         widths = tuple(int(c) for c in channels.split(","))
     except ValueError:
         raise ValueError(f"--channels {channels!r}: give integers separated by commas, e.g. 8,8,8") from None
+    try:
+        layers = tuple(int(h) for h in hidden.split(",")) if hidden else ()
+    except ValueError:
+        raise ValueError(f"--hidden {hidden!r}: give integers separated by commas, e.g. 256,256") from None
     teacher = load_model(checkpoint, device=device)
     data = read_shower_data(sample, particles=teacher.particles, max_events=max_events)
     order = np.random.default_rng(seed).permutation(len(data.conditions))  # held-out rows from all of the samples
@@ -337,7 +344,7 @@ def distill(
             bar.set_postfix(loss=f"{loss:.3g}")
 
         student, result = distil_generator(
-            teacher, data.conditions[order], data.particle[order], channels=widths, steps=steps,
+            teacher, data.conditions[order], data.particle[order], channels=widths, hidden=layers, steps=steps,
             batch_size=batch_size, learning_rate=learning_rate, seed=seed, progress=report,
         )
     student.save(output, distilled={"from": str(checkpoint.resolve()), "samples": [str(p) for p in sample],

@@ -74,18 +74,19 @@ class DistillResult:
         return out
 
 
-def student_of(teacher: GAN, channels: Sequence[int], *, seed: int = 0) -> GAN:
+def student_of(teacher: GAN, channels: Sequence[int], *, hidden: Sequence[int] = (), seed: int = 0) -> GAN:
     """A GAN like ``teacher`` whose generator has the convolution ``channels``
-    (:attr:`caloforge.models.gan.GANConfig.generator_channels`), its dense layer and convolutions freshly
-    initialised, with everything else -- normalisation, mean shower, energy model, critic, regressor -- copied
-    from the teacher.
+    (:attr:`caloforge.models.gan.GANConfig.generator_channels`), or, with ``hidden`` widths, is fully connected
+    (:class:`caloforge.models.gan.MLPGenerator`), its layers freshly initialised, with everything else --
+    normalisation, mean shower, energy model, critic, regressor -- copied from the teacher.
 
     Raises:
-        ValueError: ``teacher`` is not a :class:`caloforge.models.GAN`, or invalid ``channels``.
+        ValueError: ``teacher`` is not a :class:`caloforge.models.GAN`, or invalid ``channels`` or ``hidden``.
     """
     if not isinstance(teacher, GAN):
         raise ValueError(f"distillation is for GAN models, not {type(teacher).__name__}")
-    config = dataclasses.replace(teacher.config, generator_channels=tuple(int(c) for c in channels))  # checks them
+    config = dataclasses.replace(teacher.config, generator_channels=tuple(int(c) for c in channels),
+                                 generator_hidden=tuple(int(h) for h in hidden))  # checks them
     student = GAN(config).to(teacher.device)
     state = {k: v for k, v in teacher.state_dict().items() if not k.startswith("generator.") or ".mean_shower." in k}
     student.load_state_dict(state, strict=False)  # leaves out only the generator's dense layer and convolutions
@@ -93,7 +94,7 @@ def student_of(teacher: GAN, channels: Sequence[int], *, seed: int = 0) -> GAN:
     keras_init_(student.generator)
     if student.generator.mean_shower is not None:
         with torch.no_grad():  # start at the mean shower, as the teacher's training did
-            student.generator.convs[-1].weight.mul_(POLYNOMIAL_MEAN_SHOWER_INIT_SCALE)
+            student.generator.last_layer.weight.mul_(POLYNOMIAL_MEAN_SHOWER_INIT_SCALE)
     return student
 
 
@@ -114,6 +115,7 @@ def distil_generator(
     particle_index: np.ndarray | None = None,
     *,
     channels: Sequence[int] = (8, 8, 8),
+    hidden: Sequence[int] = (),
     steps: int = 8000,
     batch_size: int = 512,
     learning_rate: float = 2e-3,
@@ -130,6 +132,7 @@ def distil_generator(
             are held out for the result.
         particle_index: (N,) index into ``teacher.particles`` per event; None: all the first type.
         channels: the student's generator channels (4x4 convolution, then each 3x3 one).
+        hidden: hidden widths of a fully connected student generator instead (empty: convolutional).
         steps: optimiser steps, at least :data:`MIN_STEPS` (Adam; a one-cycle learning-rate schedule rising
             to ``learning_rate`` over the first 5 % of the steps, then falling as a cosine).
         batch_size: (noise, condition) pairs per step.
@@ -158,7 +161,7 @@ def distil_generator(
         raise ValueError(f"particle_index must be (N,) indices into {list(teacher.particles)}")
 
     teacher = copy.deepcopy(teacher).eval()
-    student = student_of(teacher, channels, seed=seed)
+    student = student_of(teacher, channels, hidden=hidden, seed=seed)
     device = teacher.device
     with torch.no_grad():
         x_all = teacher.condition_input(torch.as_tensor(c, device=device), torch.as_tensor(index, device=device))
