@@ -315,8 +315,8 @@ def distill(
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Distil a GAN's generator into a narrower, faster one that gives the same maps for the same noise and
-    conditions (see caloforge.training.distill); the rest of the model is the teacher's."""
+    """Distil a GAN's generator into a narrower or fully connected, faster one that gives the same maps for the
+    same noise and conditions (see caloforge.training.distill); the rest of the model is the teacher's."""
     import numpy as np
     from tqdm.auto import tqdm
 

@@ -1,4 +1,4 @@
-"""Distil a trained GAN's generator into a narrower one that samples faster (``caloforge distill``).
+"""Distil a trained GAN's generator into a narrower or fully connected one that samples faster (``caloforge distill``).
 
 Knowledge distillation (Hinton, Vinyals and Dean, arXiv:1503.02531) in its simplest, deterministic form:
 the student generator is given the teacher's own inputs -- standard normal noise and the normalised
