@@ -55,7 +55,7 @@ def test_defaults_are_students_of_the_seed_size_models(name):
     teacher = load_model(HERE / f"{SEED_STEMS[name]}.pt", device="cpu")
     assert teacher.config.generator_channels == (16, 16, 16, 8)
 
-    def network(model):  # the dense layer and the convolutions, without the mean-shower table
+    def network(model):  # the generator's layers, without the mean-shower table
         return sum(p.numel() for k, p in model.generator.named_parameters() if not k.startswith("mean_shower."))
 
     assert network(teacher) == 46_041

@@ -89,7 +89,7 @@ def student_of(teacher: GAN, channels: Sequence[int], *, hidden: Sequence[int] =
                                  generator_hidden=tuple(int(h) for h in hidden))  # checks them
     student = GAN(config).to(teacher.device)
     state = {k: v for k, v in teacher.state_dict().items() if not k.startswith("generator.") or ".mean_shower." in k}
-    student.load_state_dict(state, strict=False)  # leaves out only the generator's dense layer and convolutions
+    student.load_state_dict(state, strict=False)  # leaves out only the generator's own layers
     torch.manual_seed(seed)
     keras_init_(student.generator)
     if student.generator.mean_shower is not None:
