@@ -66,7 +66,7 @@ def test_defaults_are_students_of_the_seed_size_models(name):
         if not key.startswith("generator."):
             assert torch.equal(value, t[key]), key
     table, start = student.generator.mean_shower.table, teacher.generator.mean_shower.table
-    assert (table - start).pow(2).mean() < 0.04 * start.pow(2).mean()  # moved by 10-11 % of its rms
+    assert (table - start).pow(2).mean() < 0.04 * start.pow(2).mean()  # moved by 11-12 % of its rms
     c = _conditions(2000, 1.0, name)
     a, b, other = student.sample(c, seed=5), teacher.sample(c, seed=5), teacher.sample(c, seed=6)
     # the centre crystal's share of E11x11 (the shape, not the drawn total, which the energy model gives both) for

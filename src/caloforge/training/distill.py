@@ -10,7 +10,7 @@ on a CPU, where a GAN of that size takes hours.
 Everything but the generator comes from the teacher: the condition normalisation, the energy model, the
 critic and the regressor. The generator's mean shower (:class:`caloforge.models.gan.MeanShower`) starts as the
 teacher's and is trained along with the new convolutions, so that the two can share the work differently
-(in the shipped students its table moved by 10-11 % of its rms). The student is therefore a complete model of
+(in the shipped students its table moved by 11-12 % of its rms). The student is therefore a complete model of
 the same kind -- it samples, exports to ONNX and validates like any other, and ``caloforge train`` can
 fine-tune it further (``training.init_from``).
 
