@@ -95,6 +95,11 @@ def slice_study(model: ShowerModel, geant4: list, *, draws: int = RESPONSE_DRAWS
     return {"energy_response": response, "resolution_slices": spread}
 
 
+def worst_slice(energy_response: list[dict]) -> dict:
+    """The momentum slice (not the full range) whose mean energy is furthest from Geant4's."""
+    return max((r for r in energy_response if r["slice_gev"] != [0.0, 3.0]), key=lambda r: abs(r["ratio"] - 1))
+
+
 def _response_samples(samples: Path, name: str) -> list:
     return [read_sample(samples / f"{kind}_{name}.h5") for kind in ("test", "floor")]
 
@@ -109,7 +114,7 @@ def track_sample(samples: Path, name: str) -> Path:
     """The fixed-track Geant4 sample of ``name``, made or extended to :data:`TRACK_EVENTS` events (the cards until
     2026-12-01 used 2000; extending continues the same run, so the first 2000 events stay what they were)."""
     track = samples / f"track_{name}.h5"
-    have = len(read_sample(track).conditions) if track.exists() else 0
+    have = read_attrs(track)["n_events"] if track.exists() else 0
     if have < TRACK_EVENTS:
         make_sample(track, GunSpec(name, track_gev=TRACK_GEV, seed=3001), TRACK_EVENTS - have, append=have > 0,
                     progress=False)
@@ -246,8 +251,15 @@ def main() -> None:
             cards[name]["distilled"] = _distill_summary(model, distilled, teacher_card)
         print(f"{name}: {metrics['summary']['overall']} ({metrics['summary']['counts']})", flush=True)
 
-    card_file.write_text(json.dumps(cards, indent=1, default=float))
-    (HERE / "MODEL_CARD.md").write_text(render_card(cards))
+    write_cards(cards)
+
+
+def write_cards(cards: dict) -> None:
+    """Write ``validation.json`` and the ``MODEL_CARD.md`` rendered from it (the card first, so that a rendering
+    error leaves both files as they were)."""
+    card_text = render_card(cards)
+    (HERE / "validation.json").write_text(json.dumps(cards, indent=1, default=float))
+    (HERE / "MODEL_CARD.md").write_text(card_text)
     print(f"wrote {HERE / 'MODEL_CARD.md'}")
 
 
@@ -303,10 +315,7 @@ def reexport(samples: Path, particles: list[str], n_conditions: int) -> None:
         conditions = read_sample(samples / f"test_{name}.h5", 0, n_conditions).conditions
         card["onnx_showers_per_s"] = sampling_speed(onnx_path, conditions)
         print(f"{name}: {onnx_path.name} exported again, {card['onnx_showers_per_s']:,.0f} showers/s", flush=True)
-    card_text = render_card(cards)
-    (HERE / "validation.json").write_text(json.dumps(cards, indent=1, default=float))
-    (HERE / "MODEL_CARD.md").write_text(card_text)
-    print(f"wrote {HERE / 'MODEL_CARD.md'}")
+    write_cards(cards)
 
 
 def response(samples: Path, particles: list[str]) -> None:
@@ -317,14 +326,10 @@ def response(samples: Path, particles: list[str]) -> None:
         model = load_model(HERE / f"{DEFAULT_STEMS[name]}.pt", device="cpu")
         cards[name].update(slice_study(model, _response_samples(samples, name)))
         cards[name]["resolution"] = resolution(read_sample(track_sample(samples, name)), model)
-        worst = max((r for r in cards[name]["energy_response"] if r["slice_gev"] != [0.0, 3.0]),
-                    key=lambda r: abs(r["ratio"] - 1))
+        worst = worst_slice(cards[name]["energy_response"])
         print(f"{name}: worst slice {worst['slice_gev']} GeV/c, model / Geant4 {worst['ratio']:.4f} "
               f"+- {worst['ratio_error']:.4f}", flush=True)
-    card_text = render_card(cards)
-    (HERE / "validation.json").write_text(json.dumps(cards, indent=1, default=float))
-    (HERE / "MODEL_CARD.md").write_text(card_text)
-    print(f"wrote {HERE / 'MODEL_CARD.md'}")
+    write_cards(cards)
 
 
 def _read_yaml(path: Path) -> dict:
@@ -359,8 +364,7 @@ def _targets(c: dict) -> str:
     sp = {k: v["model"] for k, v in c["separation_power"].items()}
     target_obs = [k for k in CARD_OBSERVABLES if k in sp]  # the issue's E1x1 ... E11x11, second moment, LAT, A20, A42
     below = [k for k in target_obs if sp[k] < 0.02]
-    slices = [r for r in c["energy_response"] if r["slice_gev"] != [0.0, 3.0]]
-    off = max(slices, key=lambda r: abs(r["ratio"] - 1))
+    off = worst_slice(c["energy_response"])
     worst = abs(off["ratio"] - 1)
     res = c["resolution"]["std_ratio"]
     aucs = [r["candidate"]["auc"] for r in (c.get("classifier") or {}).values() if isinstance(r, dict) and "candidate" in r]
@@ -462,8 +466,8 @@ def render_card(cards: dict) -> str:
         "trained as a WGAN-GP with the changes listed in its configuration (below), trained with",
         "`caloforge train <configuration>`; where a model says it was distilled, its generator is a narrower",
         "(`generator_channels`) or a fully connected one (`generator_hidden`) trained by `caloforge distill` to",
-        "give the same maps as that seed-size",
-        "model (`seed_gan_<particle>.pt`, shipped beside it) for the same noise and conditions.",
+        "give the same maps as that seed-size model (`seed_gan_<particle>.pt`, shipped beside it) for the same",
+        "noise and conditions.",
         "Inputs: the six conditions of `docs/conventions.md` of the undisturbed track at the crystal front face;",
         "output: the 11x11 crystal energies in GeV. `.pt` is the PyTorch checkpoint, `.onnx` the ONNX export that",
         "`caloforge simulate` runs by default.",

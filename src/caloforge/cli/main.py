@@ -66,6 +66,14 @@ def parse_track(text: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
+def parse_widths(text: str, option: str, example: str) -> tuple[int, ...]:
+    """``"8,8,8"`` -> (8, 8, 8): layer widths given on the command line as ``option``."""
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"{option} {text!r}: give integers separated by commas, e.g. {example}") from None
+
+
 @app.command()
 @_user_errors
 def fullsim(
@@ -326,14 +334,8 @@ def distill(
 
     if output.suffix != ".pt" or output.exists() or not output.parent.is_dir():
         raise ValueError(f"{output}: give a new .pt file in an existing folder")
-    try:
-        widths = tuple(int(c) for c in channels.split(","))
-    except ValueError:
-        raise ValueError(f"--channels {channels!r}: give integers separated by commas, e.g. 8,8,8") from None
-    try:
-        layers = tuple(int(h) for h in hidden.split(",")) if hidden else ()
-    except ValueError:
-        raise ValueError(f"--hidden {hidden!r}: give integers separated by commas, e.g. 256,256") from None
+    widths = parse_widths(channels, "--channels", "8,8,8")
+    layers = parse_widths(hidden, "--hidden", "256,256") if hidden else ()
     teacher = load_model(checkpoint, device=device)
     data = read_shower_data(sample, particles=teacher.particles, max_events=max_events)
     order = np.random.default_rng(seed).permutation(len(data.conditions))  # held-out rows from all of the samples

@@ -490,7 +490,26 @@ class MeanShower(nn.Module):
         return (change / max(count, 1)) ** 0.5
 
 
-class Generator(nn.Module):
+class _GeneratorOutput(nn.Module):
+    """What both generators end with: the mean shower (a :class:`MeanShower` of ``mean_shower_degree``, or none
+    for None) added to the map, then the final ReLU (:class:`ReLUWithLeakyGradient`, capped at ``output_max``)."""
+
+    def __init__(
+        self, n_conditions: int, output_leak: float, output_max: float | None, mean_shower_degree: int | None
+    ) -> None:
+        super().__init__()
+        n_particles = max(1, n_conditions - N_CONDITIONS)
+        self.mean_shower = None if mean_shower_degree is None else MeanShower(n_particles, mean_shower_degree)
+        self.activation = ReLUWithLeakyGradient(output_leak, output_max)
+
+    def output(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """The last step on (B, 1, 11, 11): the mean shower (if any) for the conditions, and the final ReLU."""
+        if self.mean_shower is not None:
+            x = x + self.mean_shower(conditions)
+        return self.activation(x)
+
+
+class Generator(_GeneratorOutput):
     """Noise + conditions -> maps in the generator's output space (B, 1, 11, 11), non-negative.
 
     With ``mean_shower_degree`` set (None: no bias), a :class:`MeanShower` of that degree is added before
@@ -506,7 +525,7 @@ class Generator(nn.Module):
         output_max: float | None = None,
         mean_shower_degree: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(n_conditions, output_leak, output_max, mean_shower_degree)
         if len(channels) < 2 or min(channels) < 1:
             raise ValueError(f"generator channels {channels!r}: the 4x4 convolution and at least one 3x3 one")
         self.channels = c0 = int(channels[0])
@@ -520,20 +539,11 @@ class Generator(nn.Module):
             layers += [nn.ReLU(), nn.Conv2d(c_in, c_out, 3, padding=1)]  # (B, c_out, 12, 12)
         layers += [nn.ReLU(), nn.Conv2d(channels[-1], 1, 2)]  # (B, 1, 11, 11)
         self.convs = nn.Sequential(*layers)
-        n_particles = max(1, n_conditions - N_CONDITIONS)
-        self.mean_shower = None if mean_shower_degree is None else MeanShower(n_particles, mean_shower_degree)
-        self.activation = ReLUWithLeakyGradient(output_leak, output_max)
         self._register_load_state_dict_pre_hook(self._upgrade_state_dict)
 
     def forward(self, noise: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         x = self.first_stage(torch.cat([noise, conditions], dim=1))  # (B, c0, 12, 12)
         return self.output(self.convs[2:](x), conditions)  # (B, 1, 11, 11)
-
-    def output(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """The last step on (B, 1, 11, 11): the mean shower (if any) for the conditions, and the final ReLU."""
-        if self.mean_shower is not None:
-            x = x + self.mean_shower(conditions)
-        return self.activation(x)
 
     def _upgrade_state_dict(self, state_dict: dict, prefix: str, *args) -> None:
         """Read checkpoints written before :class:`MeanShower`: their fixed map ``output_bias`` (1, 1, 11, 11),
@@ -559,7 +569,7 @@ class Generator(nn.Module):
         return self.convs[1](self.convs[0](self.upsample(self.dense(x).view(-1, self.channels, 4, 4))))
 
 
-class MLPGenerator(nn.Module):
+class MLPGenerator(_GeneratorOutput):
     """A fully connected generator with the :class:`Generator`'s interface: noise + conditions -> ``hidden``
     layers with ReLU -> the 121 crystals (B, 1, 11, 11), then the mean shower (if any) and the final ReLU.
 
@@ -577,7 +587,7 @@ class MLPGenerator(nn.Module):
         output_max: float | None = None,
         mean_shower_degree: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(n_conditions, output_leak, output_max, mean_shower_degree)
         if not hidden or min(hidden) < 1:
             raise ValueError(f"generator hidden widths {hidden!r}: at least one layer, each at least 1 wide")
         layers: list[nn.Module] = []
@@ -587,11 +597,6 @@ class MLPGenerator(nn.Module):
             n_in = int(width)
         layers.append(nn.Linear(n_in, WINDOW * WINDOW))
         self.mlp = nn.Sequential(*layers)
-        n_particles = max(1, n_conditions - N_CONDITIONS)
-        self.mean_shower = None if mean_shower_degree is None else MeanShower(n_particles, mean_shower_degree)
-        self.activation = ReLUWithLeakyGradient(output_leak, output_max)
-
-    output = Generator.output  # the mean shower and the final ReLU, as there
 
     def forward(self, noise: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         x = self.mlp(torch.cat([noise, conditions], dim=1)).view(-1, 1, WINDOW, WINDOW)  # (B, 1, 11, 11)
@@ -969,8 +974,8 @@ def cell_covariance_constraint(fake_gev: torch.Tensor, real_gev: torch.Tensor, s
     ``size`` x ``size`` crystals of generated and Geant4 maps (B, 11, 11) in GeV of the same conditions, each
     crystal in units of the Geant4 batch's spread there: the diagonal compares the spreads, the rest how the
     crystals vary together."""
-    f = torch.log1p(_central(fake_gev, size).clamp_min(0.0) / SOFT_HIT_SCALE_GEV).flatten(1)  # (B, size^2)
-    r = torch.log1p(_central(real_gev, size).clamp_min(0.0) / SOFT_HIT_SCALE_GEV).flatten(1)  # (B, size^2)
+    f = log_energy(_central(fake_gev, size), scale_gev=SOFT_HIT_SCALE_GEV).flatten(1)  # (B, size^2)
+    r = log_energy(_central(real_gev, size), scale_gev=SOFT_HIT_SCALE_GEV).flatten(1)  # (B, size^2)
     scale = r.std(dim=0).clamp_min(0.05)  # (size^2,)
     f = (f - f.mean(dim=0)) / scale
     r = (r - r.mean(dim=0)) / scale
