@@ -58,6 +58,31 @@ def test_showers_of_one_event_add_up_and_phi_wraps():
     assert hits[(5, 114)] == pytest.approx(2e-3)
 
 
+def test_compiled_placement_matches_summing_full_barrel_maps():
+    """Sparse maps anywhere on the barrel (ends and the phi wrap included), several showers per event in any
+    order: the compiled placement gives, event by event and crystal by crystal, the sums of the maps added
+    into full 44 x 120 barrel maps."""
+    from caloforge.detector.geometry import N_PHI, window_indices
+    from caloforge.engine.fastsim import _place_showers
+
+    rng = np.random.default_rng(3)
+    n, n_events = 3000, 700
+    maps = (rng.exponential(0.1, (n, 11, 11)) * (rng.random((n, 11, 11)) < 0.3)).astype(np.float32)
+    theta, phi = rng.integers(0, 44, n), rng.choice([0, 1, 4, 5, 6, 60, 114, 115, 118, 119], n)
+    event = rng.integers(0, n_events, n)  # unsorted, 0-13 showers per event
+    expected = np.zeros((n_events, 44, 120))
+    rows, cols, inside = window_indices(theta, phi)
+    np.add.at(expected, (np.broadcast_to(event[:, None, None], rows.shape)[inside], rows[inside], cols[inside]),
+              maps[inside])
+    ev, cell, energy = _place_showers(maps, theta, phi, event)
+    key = ev * 44 * N_PHI + cell
+    assert np.all(np.diff(key) > 0)  # sorted by event, then crystal, each crystal once
+    assert energy.dtype == np.float32 and np.all(energy > 0)
+    want = np.flatnonzero(expected.reshape(-1) > 0)
+    assert np.array_equal(key, want)
+    assert np.allclose(energy, expected.reshape(-1)[want], rtol=1e-6)
+
+
 def test_barrel_ends_cut_the_window_and_misses_and_uncovered_are_reported():
     parts = make_particles([22, 22, 13, 11], [_towards(0, 3), [0, 0, 1.0], _towards(20, 20), [0.05, 0, 0]])
     res = FastSimulation({22: CrossSampler(), 11: CrossSampler()}).simulate(parts)

@@ -208,7 +208,8 @@ def test_sample_deterministic_non_negative_and_batch_independent(gan):
     a = gan.sample(c, seed=11)
     assert a.shape == (50, 11, 11) and a.dtype == np.float32 and (a >= 0).all()
     assert np.array_equal(a, gan.sample(c, seed=11))
-    assert np.allclose(a, gan.sample(c, seed=11, batch_size=7), rtol=1e-5, atol=1e-7)  # same noise
+    # the same noise; float32 sums in another order move crystals by up to 4e-7 GeV (other noise: 1e-2)
+    assert np.allclose(a, gan.sample(c, seed=11, batch_size=7), rtol=1e-5, atol=1e-6)
     assert not np.array_equal(a, gan.sample(c, seed=12))
     repeated = gan.sample(c[0], n=4, seed=1)
     assert repeated.shape == (4, 11, 11)

@@ -26,6 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
+from caloforge import _compiled
 from caloforge.detector.conditions import PARTICLES_BY_PDG, compute_conditions
 from caloforge.detector.geometry import BARREL_GID_OFFSET, N_BARREL, N_PHI, N_THETA, WINDOW
 from caloforge.detector.transport import prepare_transport, propagate_to_front
@@ -143,22 +144,26 @@ def _sum_cells(event_index: np.ndarray, cell: np.ndarray, energy: np.ndarray) ->
     return unique // N_BARREL, unique % N_BARREL, summed
 
 
-def _deposits(
+def _place_showers(
     maps: np.ndarray, theta: np.ndarray, phi: np.ndarray, event_index: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The crystals with energy of each map (N, 11, 11) placed around its centre crystal (theta, phi): event
-    index, barrel cell (``theta * 120 + phi``) and energy (GeV) of every deposit inside the barrel.
+    """The crystals with energy of the maps (N, 11, 11, GeV) placed around their centre crystals (theta, phi)
+    and summed crystal by crystal within each event: event index, barrel cell (``theta * 120 + phi``) and
+    energy (GeV, float32), sorted by event, then cell. Phi wraps; rows beyond the barrel ends are dropped.
 
-    The sparse form of :func:`caloforge.detector.geometry.window_indices`: it works on the non-zero crystals
-    only (a quarter of the window in Geant4 showers); phi wraps, rows beyond the barrel ends are dropped."""
-    flat = maps.reshape(-1)
-    where = np.flatnonzero(flat > 0)
-    shower, position = np.divmod(where, WINDOW * WINDOW)
-    d_theta, d_phi = np.divmod(position, WINDOW)
-    row = theta[shower] + (d_theta - WINDOW // 2)
-    col = (phi[shower] + (d_phi - WINDOW // 2)) % N_PHI
-    inside = (row >= 0) & (row < N_THETA)
-    return event_index[shower[inside]], (row * N_PHI + col)[inside], flat[where[inside]].astype(np.float64)
+    Compiled (``_kernels.c``): a shower alone in its event is written straight in cell order (in a row whose
+    columns wrap in phi, the wrapped crystals in their place); the showers of an event with several are
+    written one after the other, then sorted and summed. 50k photons of the shipped model: 0.05 s, where
+    numpy's flatnonzero, divmod and a stable argsort of all deposits took 0.14 s."""
+    maps = np.ascontiguousarray(maps, dtype=np.float32)
+    theta, phi, event_index = (np.ascontiguousarray(a, dtype=np.int64) for a in (theta, phi, event_index))
+    order = np.argsort(event_index, kind="stable")
+    size = _compiled.count_positive(maps.size, maps)
+    ev, cell, energy = np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64), np.empty(size, np.float32)
+    n = _compiled.place_showers(len(maps), maps, theta, phi, event_index, order, ev, cell, energy)
+    if n < 0:
+        raise MemoryError("placing the showers ran out of memory")
+    return ev[:n], cell[:n], energy[:n]
 
 
 def _digitise(
@@ -247,7 +252,7 @@ class FastSimulation:
         timings["sampling"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        ev, cell, energy = _sum_cells(*_deposits(maps, theta[hit], phi[hit], event_index[hit]))
+        ev, cell, energy = _place_showers(maps, theta[hit], phi[hit], event_index[hit])
         if self.digitisation is not None:
             rng = np.random.default_rng([seed, 7])
             ev, cell, energy = _digitise(ev, cell, energy, len(event_number), self.digitisation, rng)
@@ -260,7 +265,7 @@ class FastSimulation:
             hit_offsets=offsets,
             hit_theta=(cell // N_PHI).astype(np.int16),
             hit_phi=(cell % N_PHI).astype(np.int16),
-            hit_energy_gev=energy.astype(np.float32),
+            hit_energy_gev=energy.astype(np.float32, copy=False),
             particles=particles,
             particle_status=status,
             particle_theta=theta,

@@ -40,7 +40,7 @@ from torch import nn
 import caloforge
 from caloforge.detector.conditions import CONDITION_NAMES, PARTICLES, particle
 from caloforge.detector.geometry import WINDOW
-from caloforge.models.base import condition_array
+from caloforge.models.base import condition_array, gaussian_noise
 
 OPSET = 17
 
@@ -144,7 +144,7 @@ class OnnxShowerModel:
         out = np.empty((len(c), WINDOW, WINDOW), dtype=np.float32)
         for start in range(0, len(c), batch_size):
             cb = np.ascontiguousarray(c[start : start + batch_size])
-            noise = rng.standard_normal((len(cb), self.noise_dim), dtype=np.float32)
+            noise = gaussian_noise(rng, len(cb), self.noise_dim)
             feed = {"noise": noise, "cond": cb}
             if "particle" in self._inputs:
                 feed["particle"] = np.full(len(cb), k, dtype=np.int64)

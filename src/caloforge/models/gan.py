@@ -85,6 +85,7 @@ from caloforge.models.base import (
     ModelConfig,
     ShowerModel,
     TrainingStep,
+    gaussian_noise,
 )
 from caloforge.models.energy import NOISE_DIM as ENERGY_NOISE_DIM
 from caloforge.models.energy import EnergyModel
@@ -1144,7 +1145,7 @@ class GAN(ShowerModel):
     def _sample_batch(
         self, conditions: torch.Tensor, particle_index: torch.Tensor, rng: np.random.Generator
     ) -> torch.Tensor:
-        noise = rng.standard_normal((len(conditions), self.noise_size), dtype=np.float32)
+        noise = gaussian_noise(rng, len(conditions), self.noise_size)
         z = torch.as_tensor(noise, device=conditions.device)  # (B, noise_size)
         return self.generate(z, conditions, particle_index).squeeze(1)  # (B, 11, 11)
 
