@@ -153,3 +153,21 @@ def test_showers_from_displaced_vertices_keep_their_shape(name):
         shares.append(r.hit_energy_gev[centre].sum() / r.hit_energy_gev.sum())
     assert 0.4 < shares[0] < 0.85
     assert np.abs(np.array(shares[1:]) - shares[0]).max() < 0.03, shares
+
+
+def test_the_onnx_fast_simulation_runs_without_pytorch():
+    """The shipped .onnx files, the transport and the placement need no PyTorch: `caloforge simulate` does not pay
+    the 2 s of importing it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from caloforge.engine import FastSimulation, particle_gun\n"
+        "from caloforge.export import load_samplers\n"
+        "res = FastSimulation(load_samplers([])[0]).simulate(particle_gun(22, 50, seed=1))\n"
+        "assert res.n_showers > 40 and len(res.hit_energy_gev) > 0\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

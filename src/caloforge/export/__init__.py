@@ -1,6 +1,29 @@
-"""Export of trained models for other frameworks: ONNX (for ONNX Runtime in C++ or Python)."""
+"""Export of trained models for other frameworks: ONNX (for ONNX Runtime in C++ or Python).
 
-from caloforge.export.onnx import OnnxShowerModel, export_onnx
+* :mod:`caloforge.export.onnx`     -- :func:`export_onnx`, the graph and its documented inputs and outputs
+* :mod:`caloforge.export.runtime`  -- :class:`OnnxShowerModel`, sampling through ONNX Runtime (no PyTorch)
+* :mod:`caloforge.export.samplers` -- :func:`load_samplers`, the fast simulation's models from files
+
+``export_onnx`` is imported on first use, so that the ONNX Runtime path does not load PyTorch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from caloforge.export.runtime import OnnxShowerModel
 from caloforge.export.samplers import load_samplers
+
+if TYPE_CHECKING:
+    from caloforge.export.onnx import export_onnx
+
+
+def __getattr__(name: str) -> Any:
+    if name == "export_onnx":
+        from caloforge.export.onnx import export_onnx
+
+        return export_onnx
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["OnnxShowerModel", "export_onnx", "load_samplers"]

@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from caloforge.export.onnx import OnnxShowerModel, export_onnx
+from caloforge.export.runtime import OnnxShowerModel
 
 BACKENDS = ("onnx", "torch")
 
@@ -28,7 +28,6 @@ def load_samplers(
     Raises:
         ValueError: unknown backend, no model at all, or a file that is not a model.
     """
-    from caloforge.models import load_model
     from caloforge.models.pretrained import default_model_paths
 
     if backend not in BACKENDS:
@@ -41,6 +40,9 @@ def load_samplers(
         if path.suffix.lower() == ".onnx":
             model = OnnxShowerModel(path)
         else:
+            from caloforge.export.onnx import export_onnx  # PyTorch, for checkpoints only
+            from caloforge.models import load_model
+
             model = load_model(path, device=device)
             if backend == "onnx":
                 with tempfile.TemporaryDirectory() as tmp:  # the session keeps the graph in memory

@@ -7,6 +7,7 @@
 * :mod:`caloforge.models.energy`     -- the deposited-energy model (E11x11 / p given the conditions, a
   mixture density network) that a GAN's maps can be rescaled with
 * :mod:`caloforge.models.transforms` -- pure map transforms (E/p normalisation, log output space)
+* :mod:`caloforge.models.inputs`     -- checked condition arrays and the generators' noise (numpy only)
 
 Load any saved model with :func:`load_model` (or ``ShowerModel.load``); give it to the fast simulation
 with ``FastSimulation(model.samplers())``.
@@ -14,48 +15,81 @@ with ``FastSimulation(model.samplers())``.
 
 from __future__ import annotations
 
+import importlib
 import os
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from caloforge.models.base import (
-    Batch,
-    CheckpointError,
-    ConfigError,
-    ModelConfig,
-    ParticleSampler,
-    ShowerModel,
-    TrainingStep,
-    config_from_dict,
-    config_to_dict,
-    model_registry,
-    resolve_device,
-)
-from caloforge.models.gan import GAN, GANConfig
+    from caloforge.models.base import (
+        Batch,
+        CheckpointError,
+        ConfigError,
+        ModelConfig,
+        ParticleSampler,
+        ShowerModel,
+        TrainingStep,
+        config_from_dict,
+        config_to_dict,
+        model_registry,
+        resolve_device,
+    )
+    from caloforge.models.gan import GAN, GANConfig
 
-MODELS: dict[str, type[ShowerModel]] = {"gan": GAN}
-"""The model families by configuration name."""
+_LAZY = {
+    **dict.fromkeys(
+        ["Batch", "CheckpointError", "ConfigError", "ModelConfig", "ParticleSampler", "ShowerModel", "TrainingStep",
+         "config_from_dict", "config_to_dict", "model_registry", "resolve_device"],
+        "caloforge.models.base",
+    ),
+    "GAN": "caloforge.models.gan",
+    "GANConfig": "caloforge.models.gan",
+}
+"""Names imported on first use: PyTorch loads only when a model does, so that the ONNX Runtime path of the
+fast simulation (:mod:`caloforge.export.runtime`, the shipped files of :mod:`caloforge.models.pretrained`)
+starts without it (2 s less per ``caloforge simulate``)."""
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MODELS":
+        return models()
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def models() -> dict[str, type[ShowerModel]]:
+    """The model families by configuration name (also ``caloforge.models.MODELS``)."""
+    from caloforge.models.gan import GAN
+
+    return {"gan": GAN}
 
 
 def model_config_from_dict(data: dict, *, where: str = "model.") -> ModelConfig:
     """The typed configuration of the model family named by ``data["name"]`` (unknown keys rejected)."""
+    from caloforge.models.base import ConfigError, config_from_dict
+
     if not isinstance(data, dict):
         raise ConfigError(f"{where.rstrip('.')}: expected a mapping, got {data!r}")
     name = data.get("name")
-    if name not in MODELS:
-        raise ConfigError(f"{where}name: {name!r} is not a known model; choose one of {', '.join(MODELS)}")
-    return config_from_dict(MODELS[name].config_class, data, where=where)
+    families = models()
+    if name not in families:
+        raise ConfigError(f"{where}name: {name!r} is not a known model; choose one of {', '.join(families)}")
+    return config_from_dict(families[name].config_class, data, where=where)
 
 
 def build_model(config: ModelConfig | dict) -> ShowerModel:
     """A new, untrained model from its configuration (dataclass or plain dict)."""
     if isinstance(config, dict):
         config = model_config_from_dict(config)
-    return MODELS[config.name](config)
+    return models()[config.name](config)
 
 
 def load_model(path: str | os.PathLike, *, device: str | torch.device = "auto") -> ShowerModel:
     """Read a model checkpoint (``save()`` output, ``best.pt`` or ``last.pt`` of a training run)."""
+    from caloforge.models.base import ShowerModel
+
     return ShowerModel.load(path, device=device)
 
 
@@ -74,6 +108,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "load_model",
+    "models",
     "model_config_from_dict",
     "model_registry",
     "resolve_device",

@@ -85,10 +85,10 @@ from caloforge.models.base import (
     ModelConfig,
     ShowerModel,
     TrainingStep,
-    gaussian_noise,
 )
 from caloforge.models.energy import NOISE_DIM as ENERGY_NOISE_DIM
 from caloforge.models.energy import EnergyModel
+from caloforge.models.inputs import gaussian_noise
 from caloforge.models.transforms import (
     MIN_MOMENTUM_GEV,
     OUTPUT_TRANSFORMS,
