@@ -21,9 +21,18 @@ from caloforge.models.inputs import condition_array, gaussian_noise
 
 
 class OnnxShowerModel:
-    """Sampling through ONNX Runtime; the same ``sample``/``samplers`` interface as the PyTorch models."""
+    """Sampling through ONNX Runtime; the same ``sample``/``samplers`` interface as the PyTorch models.
 
-    def __init__(self, path: str | os.PathLike, *, threads: int | None = None) -> None:
+    Args:
+        path: an exported model (:func:`caloforge.export.export_onnx`).
+        threads: ONNX Runtime's intra-op threads (default: one per core).
+        spin: let those threads spin while they wait for work (ONNX Runtime's default). Off here: between
+            calls, spinning threads take the core the engine's writer thread compresses on; 50k particles end
+            to end, mean of 3 alternating runs: photons 0.54 s instead of 0.57 s, electrons 0.57 s instead
+            of 0.65 s.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None, spin: bool = False) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -32,6 +41,8 @@ class OnnxShowerModel:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types for bad files

@@ -466,7 +466,7 @@ class ShowerModel(nn.Module, ABC):
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any], *, device: str | torch.device = "auto") -> ShowerModel:
         """Rebuild a model from a checkpoint dict (see :meth:`checkpoint`)."""
-        import caloforge.models  # noqa: F401  (registers the model families)
+        import caloforge.models.gan  # noqa: F401  (registers the model families)
 
         if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError("not a caloforge model checkpoint")
@@ -518,6 +518,6 @@ class ParticleSampler:
 
 def model_registry() -> dict[str, type[ShowerModel]]:
     """The model families by name."""
-    import caloforge.models  # noqa: F401
+    import caloforge.models.gan  # noqa: F401  (registers the model families)
 
     return dict(_REGISTRY)
