@@ -28,7 +28,7 @@ import numpy as np
 
 from caloforge import _compiled
 from caloforge.detector.conditions import PARTICLES_BY_PDG, compute_conditions
-from caloforge.detector.geometry import BARREL_GID_OFFSET, N_BARREL, N_PHI, N_THETA, WINDOW
+from caloforge.detector.geometry import BARREL_GID_OFFSET, N_BARREL, N_PHI
 from caloforge.detector.transport import prepare_transport, propagate_to_front
 from caloforge.engine.particles import Particles
 
@@ -129,10 +129,8 @@ def concatenate_results(results: Sequence[SimulationResult]) -> SimulationResult
 
 
 def _sum_cells(event_index: np.ndarray, cell: np.ndarray, energy: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Sum energies of identical (event, crystal) pairs; return them sorted by event then crystal.
-
-    A stable sort (timsort on int64), which is close to linear here: the deposits come shower by shower,
-    events in order, and the crystals of one shower almost in order (only the phi wrap breaks a row)."""
+    """Sum energies of identical (event, crystal) pairs; return them sorted by event then crystal (the
+    digitisation adds its noise crystals to the placed deposits with it)."""
     key = event_index.astype(np.int64) * N_BARREL + cell
     order = np.argsort(key, kind="stable")
     key = key[order]
@@ -151,10 +149,10 @@ def _place_showers(
     and summed crystal by crystal within each event: event index, barrel cell (``theta * 120 + phi``) and
     energy (GeV, float32), sorted by event, then cell. Phi wraps; rows beyond the barrel ends are dropped.
 
-    Compiled (``_kernels.c``): a shower alone in its event is written straight in cell order (in a row whose
-    columns wrap in phi, the wrapped crystals in their place); the showers of an event with several are
-    written one after the other, then sorted and summed. 50k photons of the shipped model: 0.05 s, where
-    numpy's flatnonzero, divmod and a stable argsort of all deposits took 0.14 s."""
+    Compiled (``_kernels.c``): each shower's crystals are written in cell order (in a row whose columns wrap in
+    phi, the wrapped crystals in their place), so that a shower alone in its event is done; the runs of an event
+    with several showers are merged, then repeated crystals added up. 50k showers of the shipped models: 0.04 s,
+    where numpy's flatnonzero, divmod and a stable argsort of all deposits took 0.14 s."""
     maps = np.ascontiguousarray(maps, dtype=np.float32)
     theta, phi, event_index = (np.ascontiguousarray(a, dtype=np.int64) for a in (theta, phi, event_index))
     order = np.argsort(event_index, kind="stable")
