@@ -60,7 +60,8 @@ def helix_at(
     """
     x0, u0, w, s = _broadcast_tracks(position_cm, direction, omega_per_cm, path_cm)
     pos, dirn = np.empty_like(x0), np.empty_like(x0)
-    _compiled.helix_points(w.size, x0, u0, w, s, pos, dirn)
+    _compiled.helix_points(x0.reshape(-1, 3), u0.reshape(-1, 3), w.reshape(-1), s.reshape(-1), pos.reshape(-1, 3),
+                           dirn.reshape(-1, 3))
     return pos, dirn
 
 
@@ -73,7 +74,7 @@ def path_to_cylinder(
     """
     x0, u0, w, _ = _broadcast_tracks(position_cm, direction, omega_per_cm, 0.0)
     out = np.empty(w.shape)
-    _compiled.cylinder_paths(w.size, x0, u0, w, float(radius_cm), out)
+    _compiled.cylinder_paths(x0.reshape(-1, 3), u0.reshape(-1, 3), w.reshape(-1), radius_cm, out.reshape(-1))
     return out
 
 
@@ -141,7 +142,7 @@ def face_radius_cm() -> np.ndarray:
 
 
 @cache
-def _tables() -> tuple[np.ndarray, ...]:
+def _tables() -> _compiled.FaceTables:
     """The flat per-crystal tables the compiled transport reads (index ``theta * 120 + phi``)."""
     geo = barrel_geometry()
     normals, offsets = geo.face_edges
@@ -150,7 +151,7 @@ def _tables() -> tuple[np.ndarray, ...]:
         offsets.reshape(-1, 4), neighbour_depth_cm().reshape(-1), face_radius_cm().reshape(-1),
         geo.ring_theta_rad, geo.ring_phi0_rad, TRANSPORT_OFFSETS,
     )
-    return tuple(np.ascontiguousarray(a) for a in flat)
+    return _compiled.FaceTables(*(np.ascontiguousarray(a) for a in flat))
 
 
 def prepare_transport() -> None:
@@ -200,10 +201,8 @@ def propagate_to_front(
     theta, phi = np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64)
     params = np.array([GUESS_RADIUS_CM, NEWTON_MAX_STEPS, PLANE_TOLERANCE_CM, CLEAR_HIT_SLACK_CM, PRUNE_SLACK_CM,
                        PRUNE_MAX_BEND_CM, GAP_TOLERANCE_CM, SIDE_TOLERANCE_CM], dtype=np.float64)
-    *faces, offsets = _tables()
     hit_u1 = np.zeros(n, dtype=np.uint8)
-    _compiled.propagate(n, x0, u0, w, *faces, offsets, len(offsets), params, hit_u1, path, theta, phi, position,
-                        direction)
+    _compiled.propagate(x0, u0, w, _tables(), params, hit_u1, path, theta, phi, position, direction)
     hit = hit_u1.view(np.bool_)
     miss = ~hit
     path[miss], theta[miss], phi[miss], position[miss], direction[miss] = np.nan, -1, -1, np.nan, np.nan
