@@ -216,7 +216,9 @@ class FastSimulation:
         charge = np.zeros(n)
         for pdg, kind in PARTICLES_BY_PDG.items():
             charge[particles.pdg == pdg] = kind.charge
-        covered = np.isin(particles.pdg, list(self.models))
+        covered = np.zeros(n, dtype=bool)
+        for pdg in self.models:  # a few types: cheaper than np.isin on the small batches of event-by-event use
+            covered |= particles.pdg == pdg
         status = np.where(covered, SIMULATED, NOT_COVERED).astype(np.int8)
         theta = np.full(n, -1, dtype=np.int64)
         phi = np.full(n, -1, dtype=np.int64)
