@@ -241,7 +241,9 @@ class FastSimulation:
         hit_pdg, hit_conditions = particles.pdg[hit], conditions[hit]
         for k, pdg in enumerate(sorted(self.models)):
             sel = hit_pdg == pdg
-            if sel.any():
+            if len(sel) and sel.all():  # one particle type: the model's maps as they come (a copy less)
+                maps = self.models[pdg].sample(hit_conditions, seed=seed * 1009 + k)
+            elif sel.any():
                 maps[sel] = self.models[pdg].sample(hit_conditions[sel], seed=seed * 1009 + k)
         timings["sampling"] = time.perf_counter() - t0
 
