@@ -785,3 +785,19 @@ def test_matched_regressor_loss_by_hand():
     assert all(q.grad is not None for q in model.generator.parameters())
     with pytest.raises(ConfigError, match="regressor_loss"):
         GANConfig(regressor_loss="mae")
+
+
+def test_gaussian_noise_is_standard_normal_and_independent_of_blocking():
+    from scipy import stats
+
+    from caloforge.models.inputs import gaussian_noise
+
+    z = gaussian_noise(np.random.default_rng(8), 20_000, 51)  # odd width: the last pair loses its sine
+    assert z.shape == (20_000, 51) and z.dtype == np.float32 and z.flags.c_contiguous
+    assert abs(z.mean()) < 0.003 and abs(z.std() - 1) < 0.003
+    assert stats.kstest(z[:, ::5].ravel()[:100_000], "norm").pvalue > 1e-3
+    assert abs(stats.kurtosis(z.ravel())) < 0.02
+    corr = np.corrcoef(z[:5000].T)  # cosine and sine halves of each row, and rows, uncorrelated
+    assert np.abs(corr[~np.eye(51, dtype=bool)]).max() < 0.07
+    rng = np.random.default_rng(8)
+    assert np.array_equal(z[:30], np.concatenate([gaussian_noise(rng, 7, 51), gaussian_noise(rng, 23, 51)]))

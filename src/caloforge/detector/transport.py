@@ -20,7 +20,7 @@ from functools import cache
 import numpy as np
 
 from caloforge import _compiled
-from caloforge.detector.geometry import N_PHI, N_THETA, barrel_geometry
+from caloforge.detector.geometry import barrel_geometry
 
 K_GEV_PER_T_CM = 0.00299792458
 """p_T [GeV/c] = K * B [T] * R [cm] for a unit charge."""

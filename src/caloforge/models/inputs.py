@@ -3,8 +3,6 @@ the ONNX Runtime sampler needs no PyTorch)."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from caloforge.detector.conditions import CONDITION_NAMES
