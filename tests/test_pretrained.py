@@ -171,3 +171,13 @@ def test_the_onnx_fast_simulation_runs_without_pytorch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_onnx_sampling_is_the_same_in_one_call_or_several_and_takes_no_conditions():
+    model = OnnxShowerModel(HERE / f"{DEFAULT_STEMS['gamma']}.onnx")
+    c = _conditions(300, 1.0, "gamma")
+    whole = model.sample(c, seed=3)  # one ONNX Runtime call: its output array, as it comes
+    parts = model.sample(c, seed=3, batch_size=64)  # five calls into one array
+    assert whole.shape == parts.shape == (300, 11, 11) and whole.dtype == np.float32
+    assert np.allclose(whole, parts, rtol=1e-5, atol=1e-6)
+    assert model.sample(c[:0], seed=3).shape == (0, 11, 11)

@@ -116,3 +116,18 @@ def test_entry_points_lie_on_the_face_they_enter():
     off_plane = np.einsum("nk,nk->n", geo.axis[t, k], hit.position_cm[h] - geo.front_center_cm[t, k])
     assert np.abs(off_plane).max() < PLANE_TOLERANCE_CM
     assert _face_score(hit.position_cm[h], t, k).min() > -SIDE_TOLERANCE_CM
+
+
+def test_compiled_loops_refuse_arrays_of_the_wrong_kind():
+    """The C loops get raw addresses: a wrong dtype, order or length is refused before the call."""
+    from caloforge import _compiled
+
+    x0, u0, omega = np.zeros((4, 3)), np.tile([1.0, 0.0, 0.0], (4, 1)), np.zeros(4)
+    pos, dirn = np.empty((4, 3)), np.empty((4, 3))
+    _compiled.helix_points(x0, u0, omega, np.full(4, 10.0), pos, dirn)
+    assert np.allclose(pos[:, 0], 10.0)
+    for bad in (np.full(4, 10.0, dtype=np.float32), np.full(3, 10.0), np.full(8, 10.0)[::2]):
+        with pytest.raises(TypeError, match="C-ordered float64"):
+            _compiled.helix_points(x0, u0, omega, bad, pos, dirn)
+    with pytest.raises(TypeError, match="float32"):
+        _compiled.place_showers(np.zeros((2, 11, 11)), *(np.zeros(2, dtype=np.int64),) * 3)

@@ -70,7 +70,7 @@ class OnnxShowerModel:
         c = condition_array(conditions, n, batch_size)
         k = self._index(particle)
         rng = np.random.default_rng(seed)
-        out = None if len(c) <= batch_size else np.empty((len(c), WINDOW, WINDOW), dtype=np.float32)
+        out = None if 0 < len(c) <= batch_size else np.empty((len(c), WINDOW, WINDOW), dtype=np.float32)
         for start in range(0, len(c), batch_size):
             cb = np.ascontiguousarray(c[start : start + batch_size])
             noise = gaussian_noise(rng, len(cb), self.noise_dim)
