@@ -121,7 +121,8 @@ static void guess_crystal(const double *pos, const double *ring_theta, const dou
 
 /* The crystal front face each track crosses first (see caloforge.detector.transport.propagate_to_front).
  * params: guess radius, Newton steps, plane tolerance, clear-hit slack, prune slack, prune bend, gap and side
- * tolerances. Outputs are written for hit tracks only (and hit for all). */
+ * tolerances. hit is set for every track; the other outputs are meaningful where hit is 1 (for a miss they may
+ * hold its nearest candidate face: the caller masks them). */
 void cf_propagate(int64_t n, const double *x0s, const double *u0s, const double *omegas, const double *axis,
                   const double *centre, const double *edge_normals, const double *edge_offsets,
                   const double *depth, const double *face_radius, const double *ring_theta,
