@@ -9,12 +9,27 @@
  * Units: cm, GeV/c, rad. Crystal cells are theta_index * 120 + phi_index.
  */
 #define PY_SSIZE_T_CLEAN
+#define _USE_MATH_DEFINES /* M_PI, M_SQRT2 with MSVC */
 #include <Python.h>
 
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifndef M_PI
+#define M_PI 3.14159265358979323846
+#endif
+#ifndef M_SQRT2
+#define M_SQRT2 1.41421356237309504880
+#endif
+
+/* the functions ctypes calls: exported from the module's shared library on every platform */
+#if defined(_WIN32)
+#define CF_EXPORT __declspec(dllexport)
+#else
+#define CF_EXPORT __attribute__((visibility("default")))
+#endif
 
 #define N_THETA 44
 #define N_PHI 120
@@ -123,12 +138,12 @@ static void guess_crystal(const double *pos, const double *ring_theta, const dou
  * params: guess radius, Newton steps, plane tolerance, clear-hit slack, prune slack, prune bend, gap and side
  * tolerances. hit is set for every track; the other outputs are meaningful where hit is 1 (for a miss they may
  * hold its nearest candidate face: the caller masks them). */
-void cf_propagate(int64_t n, const double *x0s, const double *u0s, const double *omegas, const double *axis,
-                  const double *centre, const double *edge_normals, const double *edge_offsets,
-                  const double *depth, const double *face_radius, const double *ring_theta,
-                  const double *ring_phi0, const int64_t *offsets, int64_t n_offsets, const double *params,
-                  uint8_t *hit, double *path, int64_t *theta_index, int64_t *phi_index, double *position,
-                  double *direction)
+CF_EXPORT void cf_propagate(int64_t n, const double *x0s, const double *u0s, const double *omegas, const double *axis,
+                            const double *centre, const double *edge_normals, const double *edge_offsets,
+                            const double *depth, const double *face_radius, const double *ring_theta,
+                            const double *ring_phi0, const int64_t *offsets, int64_t n_offsets, const double *params,
+                            uint8_t *hit, double *path, int64_t *theta_index, int64_t *phi_index, double *position,
+                            double *direction)
 {
     double guess_r = params[0], tol = params[2], clear_slack = params[3], prune_slack = params[4];
     double max_bend = params[5], gap_tol = params[6], side_tol = params[7];
@@ -210,15 +225,15 @@ void cf_propagate(int64_t n, const double *x0s, const double *u0s, const double 
     }
 }
 
-void cf_helix_points(int64_t n, const double *x0s, const double *u0s, const double *omegas, const double *paths,
-                     double *position, double *direction)
+CF_EXPORT void cf_helix_points(int64_t n, const double *x0s, const double *u0s, const double *omegas,
+                               const double *paths, double *position, double *direction)
 {
     for (int64_t i = 0; i < n; i++)
         helix_point(x0s + 3 * i, u0s + 3 * i, omegas[i], paths[i], position + 3 * i, direction + 3 * i);
 }
 
-void cf_cylinder_paths(int64_t n, const double *x0s, const double *u0s, const double *omegas, double radius,
-                       double *out)
+CF_EXPORT void cf_cylinder_paths(int64_t n, const double *x0s, const double *u0s, const double *omegas,
+                                 double radius, double *out)
 {
     for (int64_t i = 0; i < n; i++)
         out[i] = cylinder_path(x0s + 3 * i, u0s + 3 * i, omegas[i], radius);
@@ -226,7 +241,7 @@ void cf_cylinder_paths(int64_t n, const double *x0s, const double *u0s, const do
 
 /* ---- placement ------------------------------------------------------------------------------------------ */
 
-int64_t cf_count_positive(int64_t n, const float *values)
+CF_EXPORT int64_t cf_count_positive(int64_t n, const float *values)
 {
     int64_t count = 0;
     for (int64_t j = 0; j < n; j++)
@@ -293,9 +308,9 @@ static void merge_runs(int64_t *bounds, int64_t n_runs, int64_t *cell_a, float *
  * cf_count_positive(maps) entries. The deposits of each shower come out sorted by cell (shower_deposits); an
  * event with several showers has its runs merged, then repeated cells added up. Returns the number written,
  * or -1 if memory ran out. */
-int64_t cf_place_showers(int64_t n_showers, const float *maps, const int64_t *theta, const int64_t *phi,
-                         const int64_t *event_index, const int64_t *order, int64_t *ev, int64_t *cell,
-                         float *energy)
+CF_EXPORT int64_t cf_place_showers(int64_t n_showers, const float *maps, const int64_t *theta, const int64_t *phi,
+                                   const int64_t *event_index, const int64_t *order, int64_t *ev, int64_t *cell,
+                                   float *energy)
 {
     int64_t n = 0, a = 0, capacity = 0, run_capacity = 0;
     int64_t *scratch_cell = NULL, *bounds = NULL;
