@@ -134,8 +134,8 @@ def main() -> None:
                 r = run_isolated(_sampling, (pdg, n, batch, args.model, backend, 5))
                 block.append((name, f"sampling only ({backend})", batch, r))
             repeats = args.repeats if batch == 10_000 else 1
-            runs = sorted((run_isolated(_engine, (pdg, n, batch, args.model, "onnx", 5, "zlib")) for _ in range(repeats)),
-                          key=lambda r: r["seconds"])
+            engine_args = (pdg, n, batch, args.model, "onnx", 5, "zlib")
+            runs = sorted((run_isolated(_engine, engine_args) for _ in range(repeats)), key=lambda r: r["seconds"])
             r = runs[len(runs) // 2]
             if repeats > 1:
                 r["range"] = f"median of {repeats}: {runs[0]['seconds']:.2f}-{runs[-1]['seconds']:.2f} s"

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from caloforge.detector.geometry import N_BARREL, N_THETA, WINDOW
+
 try:
     from caloforge import _kernels
 except ImportError as err:  # a source tree that was never installed
@@ -65,7 +67,7 @@ class FaceTables:
     addresses: tuple[int, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        cells, rings, f8 = 5280, 44, np.float64
+        cells, rings, f8 = N_BARREL, N_THETA, np.float64
         shapes = {"axis": (cells, 3), "centre": (cells, 3), "edge_normals": (cells, 4, 3), "edge_offsets": (cells, 4),
                   "depth": (cells,), "face_radius": (cells,), "ring_theta": (rings,), "ring_phi0": (rings,)}
         addresses = [_address(getattr(self, name), f8, shape) for name, shape in shapes.items()]
@@ -113,7 +115,7 @@ def place_showers(
     """``cf_place_showers`` on maps (n, 11, 11) float32 with centre crystals and event indices (n,) int64:
     event index, cell and energy (float32) of the deposits."""
     n = len(maps)
-    maps_address = _address(maps, np.float32, (n, 11, 11))
+    maps_address = _address(maps, np.float32, (n, WINDOW, WINDOW))
     order = np.argsort(event_index, kind="stable")
     size = _count_positive(maps.size, maps_address)
     ev, cell, energy = np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64), np.empty(size, np.float32)
