@@ -6,7 +6,9 @@ For each particle type (e-, e+, gamma) and the same random tracks (0-3 GeV/c, ba
   on ``--tracks`` tracks, called with batches of 1, 100 and 10k particles (batch 1 on fewer tracks), and
   at batch 10k once more with a zstd-compressed ROOT file instead of zlib;
 * the model sampling alone (ONNX Runtime and PyTorch) at the same batch sizes;
-* at batch 10k, the engine and the ONNX sampling once more with the seed-size models the shipped defaults
+* at batch 10k, the engine and the ONNX sampling once more with the float32 exports of the shipped models (the
+  defaults are their 8-bit exports, ``gan_<particle>_int8.onnx``; the engine ``--repeats`` times, as the headline
+  figure), and with the seed-size models the shipped defaults
   were distilled from (``seed_gan_<particle>.pt``, the seed's generator widths), when no ``--model`` is given;
 * the Geant4 reference (single thread, all cores would divide both sides alike) on ``--g4-tracks`` of
   the same tracks, before and after the engine runs of that particle type: the speed of these shared
@@ -34,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from caloforge.export import load_samplers
-from caloforge.models.pretrained import seed_model_paths
+from caloforge.models.pretrained import DEFAULT_STEMS, HERE, seed_model_paths
 
 PARTICLES = {"e-": 11, "e+": -11, "gamma": 22}
 
@@ -112,6 +114,15 @@ def run_isolated(func, args):
         return pool.apply(func, (args,))
 
 
+def median_run(func, args, repeats: int) -> dict:
+    """The median of ``repeats`` isolated runs, with the range of all."""
+    runs = sorted((run_isolated(func, args) for _ in range(repeats)), key=lambda r: r["seconds"])
+    r = runs[len(runs) // 2]
+    if repeats > 1:
+        r["range"] = f"median of {repeats}: {runs[0]['seconds']:.2f}-{runs[-1]['seconds']:.2f} s"
+    return r
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracks", type=int, default=50_000)
@@ -134,15 +145,17 @@ def main() -> None:
                 r = run_isolated(_sampling, (pdg, n, batch, args.model, backend, 5))
                 block.append((name, f"sampling only ({backend})", batch, r))
             repeats = args.repeats if batch == 10_000 else 1
-            engine_args = (pdg, n, batch, args.model, "onnx", 5, "zlib")
-            runs = sorted((run_isolated(_engine, engine_args) for _ in range(repeats)), key=lambda r: r["seconds"])
-            r = runs[len(runs) // 2]
-            if repeats > 1:
-                r["range"] = f"median of {repeats}: {runs[0]['seconds']:.2f}-{runs[-1]['seconds']:.2f} s"
+            r = median_run(_engine, (pdg, n, batch, args.model, "onnx", 5, "zlib"), repeats)
             block.append((name, "engine end to end (onnx)", batch, r))
             if batch == 10_000:  # the same with the faster ROOT compression (caloforge simulate --compression)
                 r = run_isolated(_engine, (pdg, n, batch, args.model, "onnx", 5, "zstd"))
                 block.append((name, "engine, zstd ROOT file", batch, r))
+            if batch == 10_000 and not args.model:  # the shipped float32 export beside the default 8-bit one
+                float_model = [str(HERE / f"{DEFAULT_STEMS[name]}.onnx")]
+                r = run_isolated(_sampling, (pdg, n, batch, float_model, "onnx", 5))
+                block.append((name, "sampling, float32 export", batch, r))
+                r = median_run(_engine, (pdg, n, batch, float_model, "onnx", 5, "zlib"), repeats)
+                block.append((name, "engine, float32 export", batch, r))
             seed_model = [str(seed_models[name])] if name in seed_models else []
             if batch == 10_000 and seed_model and not args.model:  # the teacher of the default, side by side
                 r = run_isolated(_sampling, (pdg, n, batch, seed_model, "onnx", 5))

@@ -15,6 +15,8 @@ against Geant4's, and the ONNX sampling speed, and write ``MODEL_CARD.md``.
         [--config configs/moments_{particle}.yaml] [--events 10000]
     python scripts/ship_models.py --reexport    # after a change to the export: new .onnx files and speeds,
                                                 # the shipped checkpoints and their validation unchanged
+    python scripts/ship_models.py --int8        # the 8-bit exports (gan_<particle>_int8.onnx, the engine's
+                                                # default) made anew and validated beside the float32 ones
     python scripts/ship_models.py --response    # the energy response, the E5x5 spreads per momentum slice and of
                                                 # the fixed track of the shipped checkpoints measured anew
     python scripts/ship_models.py --distilled ~/.cache/caloforge/runs/distill/{particle}_mlp256.pt
@@ -44,7 +46,7 @@ from caloforge.export import OnnxShowerModel, export_onnx
 from caloforge.fullsim.runner import GunSpec
 from caloforge.models import ShowerModel, load_model
 from caloforge.models.generate import generate_like
-from caloforge.models.pretrained import DEFAULT_STEMS, HERE, SEED_STEMS
+from caloforge.models.pretrained import DEFAULT_STEMS, HERE, INT8_SUFFIX, SEED_STEMS
 from caloforge.training.config import expand_path
 from caloforge.validation.report import validate
 
@@ -159,12 +161,18 @@ def main() -> None:
     parser.add_argument("--particles", default="gamma,e-,e+")
     parser.add_argument("--distilled", metavar="FILE", default=None,
                         help="ship the students of `caloforge distill` (a path with {particle}) instead of runs")
+    parser.add_argument("--int8", action="store_true",
+                        help="only export the shipped checkpoints with 8-bit hidden layers and validate that export "
+                             "beside the float32 one")
     parser.add_argument("--reexport", action="store_true",
                         help="only export the shipped checkpoints to ONNX again and measure their speed anew")
     parser.add_argument("--response", action="store_true",
                         help="only measure the energy response, the spread per momentum slice and the spread of "
                              "the fixed track of the shipped checkpoints anew")
     args = parser.parse_args()
+    if args.int8:
+        int8_exports(args.samples, args.work, args.particles.split(","), args.events)
+        return
     if args.reexport:
         reexport(args.samples, args.particles.split(","), args.events)
         return
@@ -318,6 +326,63 @@ def reexport(samples: Path, particles: list[str], n_conditions: int) -> None:
     write_cards(cards)
 
 
+def int8_exports(samples: Path, work: Path, particles: list[str], events: int) -> None:
+    """Export the shipped checkpoints with 8-bit hidden layers (``gan_<particle>_int8.onnx``, what
+    ``caloforge simulate`` runs by default; :mod:`caloforge.export.quantize`) and validate that export and the
+    float32 one side by side against the Geant4 test sample, under the same conditions with the same noise;
+    the rest of the card stays as it is."""
+    cards = json.loads((HERE / "validation.json").read_text())
+    work.mkdir(parents=True, exist_ok=True)
+    for name in particles:
+        target = HERE / f"{DEFAULT_STEMS[name]}.pt"
+        paths = {"float32": target.with_suffix(".onnx"), "int8": HERE / f"{DEFAULT_STEMS[name]}{INT8_SUFFIX}"}
+        fresh = HERE / f"{DEFAULT_STEMS[name]}.new.onnx"  # the shipped file stays until this one is whole
+        fresh.unlink(missing_ok=True)
+        os.replace(export_onnx(load_model(target, device="cpu"), fresh, int8=True), paths["int8"])
+        test, floor = samples / f"test_{name}.h5", samples / f"floor_{name}.h5"
+        models = {kind: OnnxShowerModel(path) for kind, path in paths.items()}
+        metrics = {}
+        for kind, model in models.items():
+            cand = work / f"onnx_{kind}_{name}.h5"
+            cand.unlink(missing_ok=True)
+            generate_like(model, test, cand, seed=1, max_events=events, model_path=str(paths[kind]), progress=False)
+            out = work / f"{name}_{kind}"
+            if out.exists():
+                shutil.rmtree(out)
+            metrics[kind] = validate(test, cand, out, floor=floor, max_events=events, seed=0)
+        conditions = read_sample(test, 0, events).conditions
+        a, b = (m.sample(conditions, seed=1) for m in models.values())
+        e_a, e_b = a.sum(axis=(1, 2)), b.sum(axis=(1, 2))
+        e5_a, e5_b = a[:, 3:8, 3:8].sum(axis=(1, 2)), b[:, 3:8, 3:8].sum(axis=(1, 2))
+        speeds = {kind: 0.0 for kind in paths}
+        for _ in range(3):  # alternating, the best of three: these shared machines drift
+            for kind, path in paths.items():
+                speeds[kind] = max(speeds[kind], sampling_speed(path, conditions))
+        obs = {kind: m["slices"]["all"]["observables"] for kind, m in metrics.items()}
+        cards[name]["int8"] = {
+            "validated_on": date.today().isoformat(),
+            "onnx": paths["int8"].name,
+            "quantization": json.loads(models["int8"].metadata["quantization"]),
+            "separation_power": {k: {**{kind: obs[kind][k]["candidate"]["separation_power"] for kind in obs},
+                                     **{f"{kind}_error": obs[kind][k]["candidate"]["separation_power_error"]
+                                        for kind in obs},
+                                     **{f"{kind}_verdict": obs[kind][k]["verdict"] for kind in obs},
+                                     "geant4_floor": obs["int8"][k].get("floor", {}).get("separation_power")}
+                                 for k in CARD_OBSERVABLES if k in obs["int8"]},
+            "counts": {kind: m["summary"]["counts"] for kind, m in metrics.items()},
+            "classifier_auc": {kind: {c: r["candidate"]["auc"] for c, r in (m.get("classifier") or {}).items()
+                                      if isinstance(r, dict) and "candidate" in r} for kind, m in metrics.items()},
+            "same_noise": {"events": len(conditions),
+                           "centre_share_mean_abs_diff": float(np.abs(a[:, 5, 5] / e_a - b[:, 5, 5] / e_b).mean()),
+                           "e11x11_rel_max_abs_diff": float(np.abs(e_b / e_a - 1).max()),
+                           "e5x5_rel_mean_abs_diff": float(np.abs(e5_b / e5_a - 1).mean())},
+            "showers_per_s": speeds,
+        }
+        print(f"{name}: {paths['int8'].name}, {speeds['int8']:,.0f} showers/s (float32 {speeds['float32']:,.0f}); "
+              f"{cards[name]['int8']['counts']}", flush=True)
+    write_cards(cards)
+
+
 def response(samples: Path, particles: list[str]) -> None:
     """Measure the energy response and the E5x5/p spread per momentum slice (:func:`slice_study`) of the shipped
     checkpoints anew; the rest of the card stays as it is."""
@@ -452,6 +517,40 @@ def _distill_lines(d: dict | None) -> list[str]:
     ]
 
 
+def _int8_lines(q: dict | None) -> list[str]:
+    """The card's section on the 8-bit export, its validation beside the float32 export's."""
+    if not q:
+        return []
+    same, speed, info = q["same_noise"], q["showers_per_s"], q["quantization"]
+    lines = [
+        f"### 8-bit export: `{q['onnx']}`", "",
+        f"The hidden layers ({', '.join(f'`{x}`' for x in info['int8_layers'])}) in 8 bits "
+        "(`src/caloforge/export/quantize.py`: noise and activations in 8 bits with fixed scales, weights per output "
+        "row, 32-bit sums; the conditions, the output layer, the mean shower and the energy model stay float32), "
+        f"activation scales from {info['calibration']}. Validated on {q['validated_on']} beside the float32 export, "
+        f"both sampled under the conditions of the same {same['events']} Geant4 test events with the same noise: the "
+        f"two exports' maps differ by {same['centre_share_mean_abs_diff']:.2g} in the centre crystal's share of "
+        f"E11x11 and {100 * same['e5x5_rel_mean_abs_diff']:.2g} % in E5x5 (means of the absolute differences; "
+        f"E11x11, which the energy model sets, at most {same['e11x11_rel_max_abs_diff']:.1g} relative). "
+        f"ONNX Runtime sampling, best of three alternating runs: {speed['int8']:,.0f} showers/s, float32 "
+        f"{speed['float32']:,.0f} (batch 10k, 2 cores).", "",
+        "| observable | separation power, float32 export | 8-bit export | Geant4 floor | verdicts |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for k, v in q["separation_power"].items():
+        lines.append(f"| {k} | {_fmt(v['float32'])} +- {_fmt(v['float32_error'])} | {_fmt(v['int8'])} +- "
+                     f"{_fmt(v['int8_error'])} | {_fmt(v['geant4_floor'])} | {v['float32_verdict']}, {v['int8_verdict']} |")
+    def counts(c: dict) -> str:
+        return ", ".join(f"{n} {verdict}" for verdict, n in c.items() if n)
+
+    lines += ["", f"All verdicts of the reports: float32 export {counts(q['counts']['float32'])}; 8-bit export "
+              f"{counts(q['counts']['int8'])}."]
+    for kind, aucs in q["classifier_auc"].items():
+        lines.append(f"Classifier AUC ({'8-bit' if kind == 'int8' else kind} export): "
+                     + ", ".join(f"{_fmt(v, 3)} ({c.replace('_', '-')} inputs)" for c, v in aucs.items()) + ".")
+    return [*lines, ""]
+
+
 def _fmt(x, digits=4) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -469,8 +568,9 @@ def render_card(cards: dict) -> str:
         "give the same maps as that seed-size model (`seed_gan_<particle>.pt`, shipped beside it) for the same",
         "noise and conditions.",
         "Inputs: the six conditions of `docs/conventions.md` of the undisturbed track at the crystal front face;",
-        "output: the 11x11 crystal energies in GeV. `.pt` is the PyTorch checkpoint, `.onnx` the ONNX export that",
-        "`caloforge simulate` runs by default.",
+        "output: the 11x11 crystal energies in GeV. `.pt` is the PyTorch checkpoint, `.onnx` its float32 ONNX export,",
+        "`_int8.onnx` the export with 8-bit hidden layers that `caloforge simulate` runs by default (each model's",
+        "section \"8-bit export\"; `caloforge simulate --no-int8` runs the float32 one).",
         "",
     ]
     for name, c in cards.items():
@@ -543,6 +643,7 @@ def render_card(cards: dict) -> str:
                 lines.append(f"Classifier ({kind} inputs): AUC {_fmt(r['candidate'].get('auc'), 3)}; "
                              f"Geant4 floor {_fmt((r.get('floor') or {}).get('auc'), 3)}.")
         lines.append("")
+        lines += _int8_lines(c.get("int8"))
     return "\n".join(lines)
 
 

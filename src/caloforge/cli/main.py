@@ -173,6 +173,10 @@ def simulate(
     noise_mev: Annotated[float, typer.Option(help="Digitisation: noise per crystal, MeV (BESIII: 0.2).")] = 0.2,
     threshold_mev: Annotated[float, typer.Option(help="Digitisation: readout threshold, MeV.")] = 0.5,
     backend: Annotated[str, typer.Option(help="onnx (ONNX Runtime, fastest on CPU) or torch.")] = "onnx",
+    int8: Annotated[
+        bool, typer.Option(help="Shipped models on ONNX Runtime: the 8-bit export (faster; see the model card) "
+                                "or the float32 one.")
+    ] = True,
     chunk: Annotated[int, typer.Option(help="Particles per engine call (events are never split).")] = 100_000,
     compression: Annotated[
         str, typer.Option(help="zlib (readable by any ROOT; written by ISA-L, about as fast as zstd), zstd "
@@ -201,7 +205,7 @@ def simulate(
         parts = particle_gun(
             pdg, events, momentum_gev=parse_momentum(momentum), cos_theta=parse_momentum(cos_theta), seed=seed
         )
-    samplers, names = load_samplers(model or [], backend=backend, device=device)
+    samplers, names = load_samplers(model or [], backend=backend, device=device, int8=int8)
     digi = Digitisation(noise_mev * 1e-3, threshold_mev * 1e-3) if digitize else None
     engine = FastSimulation(samplers, digitisation=digi)  # builds the geometry tables: part of the set-up
     t_ready = time.perf_counter()
@@ -240,7 +244,9 @@ def simulate(
 @app.command()
 @_user_errors
 def generate(
-    checkpoint: Annotated[Path, typer.Argument(help="Model checkpoint (best.pt of a training run or a shipped model).")],
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Model checkpoint (best.pt of a training run, a shipped model) or ONNX export.")
+    ],
     like: Annotated[Path, typer.Option(help="Sample file whose conditions (and truth) to reuse, e.g. a Geant4 test sample.")],
     output: Annotated[Path, typer.Option("--out", "-o", help="Sample file to write (same schema).")],
     max_events: Annotated[Optional[int], typer.Option(help="Only the first N events of --like.")] = None,
@@ -248,10 +254,16 @@ def generate(
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
 ) -> None:
     """Sample a model under the conditions of a Geant4 sample file (the candidate of `caloforge validate`)."""
-    from caloforge.models import load_model
     from caloforge.models.generate import generate_like
 
-    model = load_model(checkpoint, device=device)
+    if checkpoint.suffix.lower() == ".onnx":
+        from caloforge.export import OnnxShowerModel
+
+        model = OnnxShowerModel(checkpoint)
+    else:
+        from caloforge.models import load_model
+
+        model = load_model(checkpoint, device=device)
     path = generate_like(model, like, output, seed=seed, max_events=max_events, model_path=str(checkpoint))
     typer.echo(f"wrote {path}")
 
@@ -261,13 +273,16 @@ def generate(
 def export_model(
     checkpoint: Annotated[Path, typer.Argument(help="Model checkpoint (.pt) to export.")],
     output: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write (.onnx).")],
+    int8: Annotated[
+        bool, typer.Option(help="Hidden layers in 8 bits (fully connected generators of one particle type).")
+    ] = False,
 ) -> None:
     """Export a model's generator to ONNX (dynamic batch; inputs noise, cond[, particle]; output maps in GeV)."""
     from caloforge.export import export_onnx
     from caloforge.models import load_model
 
     model = load_model(checkpoint, device="cpu")
-    path = export_onnx(model, output)
+    path = export_onnx(model, output, int8=int8)
     inputs = f"noise (batch, {getattr(model, 'noise_size', model.config.noise_dim)}), cond (batch, 6)"
     if len(model.particles) > 1:
         inputs += f", particle (batch,) indexing {list(model.particles)}"

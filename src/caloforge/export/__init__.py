@@ -3,6 +3,8 @@
 * :mod:`caloforge.export.onnx`     -- :func:`export_onnx`, the graph and its documented inputs and outputs
 * :mod:`caloforge.export.runtime`  -- :class:`OnnxShowerModel`, sampling through ONNX Runtime (no PyTorch)
 * :mod:`caloforge.export.samplers` -- :func:`load_samplers`, the fast simulation's models from files
+* :mod:`caloforge.export.quantize` -- 8-bit hidden layers of a fully connected generator (``export_onnx(...,
+  int8=True)``; the shipped ``gan_<particle>_int8.onnx``), ONNX Runtime's QGemm operator
 
 ``export_onnx`` is imported on first use, so that the ONNX Runtime path does not load PyTorch.
 """

@@ -21,8 +21,9 @@ as the trained network, checked against it by the tests. It is traced without gr
 training-only parts (the leaky gradient of the final ReLU) leave no operators in the graph.
 
 The metadata (``metadata_props``) holds the caloforge version, the model name, ``particles`` (JSON),
-``pdg`` (JSON), ``noise_dim`` and ``condition_names`` (JSON). :class:`caloforge.export.runtime.OnnxShowerModel`
-runs such a file.
+``pdg`` (JSON), ``noise_dim`` and ``condition_names`` (JSON), and for an 8-bit export (``int8=True``)
+``quantization`` (JSON: the 8-bit layers, their input scales, the calibration rows).
+:class:`caloforge.export.runtime.OnnxShowerModel` runs such a file.
 """
 
 from __future__ import annotations
@@ -52,9 +53,15 @@ class _Graph(nn.Module):
         return self.model.generate(noise, cond, particle_index).squeeze(1).clamp_min(0.0)  # (B, 11, 11)
 
 
-def export_onnx(model, path: str | os.PathLike) -> Path:
-    """Write the generator of ``model`` (a :class:`caloforge.models.ShowerModel`) as an ONNX file."""
+def export_onnx(model, path: str | os.PathLike, *, int8: bool = False) -> Path:
+    """Write the generator of ``model`` (a :class:`caloforge.models.ShowerModel`) as an ONNX file.
+
+    ``int8``: the hidden layers of a fully connected generator in 8 bits (:mod:`caloforge.export.quantize`),
+    calibrated on :data:`~caloforge.export.quantize.CALIBRATION_ROWS` particle-gun tracks; the same inputs
+    and outputs."""
     import onnx
+
+    from caloforge.export.quantize import NotQuantizableError, calibration_rows, quantize_hidden_layers
 
     path = Path(path)
     if path.suffix.lower() != ".onnx":
@@ -90,6 +97,11 @@ def export_onnx(model, path: str | os.PathLike) -> Path:
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.checker.check_model(proto)
+        if int8:
+            if len(model.particles) != 1:
+                raise NotQuantizableError("8-bit export is for models of one particle type")
+            noise, cond, note = calibration_rows(model.particles[0], noise_dim)
+            proto = quantize_hidden_layers(proto, noise, cond, calibration_note=note)
         onnx.save(proto, tmp)
         os.replace(tmp, path)
     finally:

@@ -16,7 +16,7 @@ BACKENDS = ("onnx", "torch")
 
 
 def load_samplers(
-    paths: list[str | os.PathLike], *, backend: str = "onnx", device: str = "cpu"
+    paths: list[str | os.PathLike], *, backend: str = "onnx", device: str = "cpu", int8: bool = True
 ) -> tuple[dict, list[str]]:
     """PDG id -> sampler for every particle the models cover, and a one-line description per file.
 
@@ -24,6 +24,8 @@ def load_samplers(
         paths: model files (``.pt`` checkpoints or ``.onnx`` exports); empty: the shipped defaults.
         backend: ``onnx`` or ``torch`` (``.onnx`` files always run in ONNX Runtime).
         device: PyTorch device for ``backend="torch"``.
+        int8: with no ``paths`` and ``backend="onnx"``: the shipped 8-bit exports (the default) or the
+            float32 ones.
 
     Raises:
         ValueError: unknown backend, no model at all, or a file that is not a model.
@@ -32,7 +34,7 @@ def load_samplers(
 
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    paths = list(paths) or list(default_model_paths(backend).values())
+    paths = list(paths) or list(default_model_paths(backend, int8=int8).values())
     if not paths:
         raise ValueError("no shipped models in this installation: pass --model CHECKPOINT (from caloforge train)")
     samplers, names = {}, []

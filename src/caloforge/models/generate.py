@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -18,9 +19,12 @@ from caloforge.data.io import iter_batches, open_sample_writer, read_attrs
 from caloforge.detector.conditions import PARTICLES_BY_PDG
 from caloforge.models.base import ShowerModel
 
+if TYPE_CHECKING:
+    from caloforge.export.runtime import OnnxShowerModel
+
 
 def generate_like(
-    model: ShowerModel,
+    model: ShowerModel | OnnxShowerModel,
     reference: str | os.PathLike,
     output: str | os.PathLike,
     *,
@@ -30,7 +34,8 @@ def generate_like(
     model_path: str | None = None,
     progress: bool = True,
 ) -> Path:
-    """Write ``output``: the events of ``reference`` with maps sampled from ``model``.
+    """Write ``output``: the events of ``reference`` with maps sampled from ``model`` (a PyTorch model or an
+    ONNX export: the same seed gives both the same noise).
 
     The barrel deposit of a generated event is the sum of its map (the model knows nothing outside
     the 11 x 11 window). Provenance attributes name the model and the reference.
@@ -70,7 +75,7 @@ def generate_like(
             caloforge_version=caloforge.__version__,
             generator="model",
             model_path=model_path or "",
-            model_name=model.config.name,
+            model_name=model.config.name if hasattr(model, "config") else model.metadata.get("model_name", ""),
             reference_file=str(reference),
             particle=ref_attrs.get("particle", PARTICLES_BY_PDG[int(pdg[0])].name),
             gun=ref_attrs.get("gun"),

@@ -8,6 +8,9 @@ import numpy as np
 from caloforge.detector.conditions import CONDITION_NAMES
 
 N_CONDITIONS = len(CONDITION_NAMES)
+NOISE_BOUND = float(np.sqrt(-2.0 * np.log(2.0**-24)))
+"""The largest absolute value :func:`gaussian_noise` can give (5.77): the Box-Muller radius of the smallest
+float32 ``1 - u``, 2^-24."""
 
 
 def condition_array(conditions: np.ndarray, n: int | None, batch_size: int) -> np.ndarray:
