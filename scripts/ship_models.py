@@ -525,8 +525,9 @@ def _int8_lines(q: dict | None) -> list[str]:
     lines = [
         f"### 8-bit export: `{q['onnx']}`", "",
         f"The hidden layers ({', '.join(f'`{x}`' for x in info['int8_layers'])}) in 8 bits "
-        "(`src/caloforge/export/quantize.py`: noise and activations in 8 bits with fixed scales, weights per output "
-        "row, 32-bit sums; the conditions, the output layer, the mean shower and the energy model stay float32), "
+        "(`src/caloforge/export/quantize.py`: noise and activations in 8 bits with fixed scales, weights in 7 bits "
+        "with a scale per output row, exact 32-bit sums; the conditions, the output layer, the mean shower and the "
+        "energy model stay float32), "
         f"activation scales from {info['calibration']}. Validated on {q['validated_on']} beside the float32 export, "
         f"both sampled under the conditions of the same {same['events']} Geant4 test events with the same noise: the "
         f"two exports' maps differ by {same['centre_share_mean_abs_diff']:.2g} in the centre crystal's share of "

@@ -801,3 +801,11 @@ def test_gaussian_noise_is_standard_normal_and_independent_of_blocking():
     assert np.abs(corr[~np.eye(51, dtype=bool)]).max() < 0.07
     rng = np.random.default_rng(8)
     assert np.array_equal(z[:30], np.concatenate([gaussian_noise(rng, 7, 51), gaussian_noise(rng, 23, 51)]))
+    # drawn into a reused buffer (the ONNX sampler's): the same numbers, a view of the buffer for an even width
+    buffer = np.full(30 * 52 + 5, np.nan, dtype=np.float32)
+    rng = np.random.default_rng(8)
+    assert np.array_equal(gaussian_noise(rng, 30, 51, out=buffer), z[:30])
+    even = gaussian_noise(np.random.default_rng(3), 30, 52, out=buffer)
+    assert np.shares_memory(even, buffer) and np.array_equal(even, gaussian_noise(np.random.default_rng(3), 30, 52))
+    with pytest.raises(ValueError, match="noise buffer"):
+        gaussian_noise(rng, 30, 52, out=np.empty(100, dtype=np.float32))

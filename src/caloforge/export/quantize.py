@@ -10,8 +10,8 @@ inputs and weights, exact 32-bit integer sums, float32 out; VNNI instructions wh
   normalised conditions stay float32, in a product of their own added to the noise's;
 * each hidden activation, after its ReLU, in unsigned 8 bits with the scale of its largest value on
   calibration rows / 255 (the ReLU becomes the quantisation's saturation at zero; larger values are clipped);
-* weights in signed 8 bits with one scale per output (its largest weight / 127), biases in 32 bits at the
-  scale of the product;
+* weights in 7 of the signed 8 bits (:data:`WEIGHT_LIMIT`: the same sums on CPUs with and without VNNI) with
+  one scale per output (its largest weight / 63), biases in 32 bits at the scale of the product;
 * the output layer, the mean shower, the energy model and the rescaling to the drawn energy stay float32.
 
 The scales are numbers fixed in the graph: a shower does not depend on the other rows of its batch (ONNX
@@ -108,10 +108,16 @@ def _activation_maxima(model: onnx.ModelProto, names: list[str], noise: np.ndarr
     return [float(m) for m in maxima]
 
 
+WEIGHT_LIMIT = 63
+"""The largest integer weight: 7 bits. The AVX2 kernels of ONNX Runtime (x86 CPUs without VNNI) add pairs of
+8-bit products in 16 bits, where two 255 x 127 products would saturate; 255 x 63 pairs cannot, so every x86 CPU
+sums the same integers (ONNX Runtime's ``reduce_range``)."""
+
+
 def _int8_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weights (out, in) -> int8 weights and one float32 scale per output row."""
-    scale = np.maximum(np.abs(w).max(axis=1), 1e-30) / 127.0
-    q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+    """Weights (out, in) -> int8 weights within +-:data:`WEIGHT_LIMIT` and one float32 scale per output row."""
+    scale = np.maximum(np.abs(w).max(axis=1), 1e-30) / WEIGHT_LIMIT
+    q = np.clip(np.rint(w / scale[:, None]), -WEIGHT_LIMIT, WEIGHT_LIMIT).astype(np.int8)
     return q, scale.astype(np.float32)
 
 

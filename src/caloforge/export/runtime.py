@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,7 @@ class OnnxShowerModel:
             raise ValueError(f"{self.path}: not a caloforge model export (metadata missing)") from None
         self.metadata = dict(meta)
         self._inputs = {i.name for i in self.session.get_inputs()}
+        self._scratch = threading.local()  # each thread's noise buffer, reused from call to call
 
     def sample(
         self,
@@ -73,7 +75,7 @@ class OnnxShowerModel:
         out = None if 0 < len(c) <= batch_size else np.empty((len(c), WINDOW, WINDOW), dtype=np.float32)
         for start in range(0, len(c), batch_size):
             cb = np.ascontiguousarray(c[start : start + batch_size])
-            noise = gaussian_noise(rng, len(cb), self.noise_dim)
+            noise = gaussian_noise(rng, len(cb), self.noise_dim, out=self._noise_buffer(len(cb)))
             feed = {"noise": noise, "cond": cb}
             if "particle" in self._inputs:
                 feed["particle"] = np.full(len(cb), k, dtype=np.int64)
@@ -82,6 +84,14 @@ class OnnxShowerModel:
                 return maps
             out[start : start + len(cb)] = maps
         return out
+
+    def _noise_buffer(self, rows: int) -> np.ndarray:
+        """This thread's noise buffer, grown to ``rows`` rows (ONNX Runtime has read it once ``run`` returns)."""
+        size = rows * 2 * ((self.noise_dim + 1) // 2)
+        buffer = getattr(self._scratch, "noise", None)
+        if buffer is None or buffer.size < size:
+            buffer = self._scratch.noise = np.empty(size, dtype=np.float32)
+        return buffer
 
     def _index(self, particle_: str | int | None) -> int:
         if particle_ is None:

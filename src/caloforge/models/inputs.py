@@ -29,26 +29,38 @@ def condition_array(conditions: np.ndarray, n: int | None, batch_size: int) -> n
     return c
 
 
-def gaussian_noise(rng: np.random.Generator, rows: int, dim: int) -> np.ndarray:
+def gaussian_noise(rng: np.random.Generator, rows: int, dim: int, *, out: np.ndarray | None = None) -> np.ndarray:
     """Standard normal float32 noise (rows, dim) from ``rng``: the generators' input, the same on every backend.
 
     The Box-Muller transform of float32 uniforms, ``sqrt(-2 log(1 - u1)) (cos, sin)(2 pi u2)``, with numpy's
     vectorised log, sine and cosine: (9344, 136) in 9 ms, where ``rng.standard_normal(dtype=float32)`` takes
     14.4 ms (min of 7, 2-core machine), a tenth of the fast simulation's sampling time. Each row is made from
     its own ``2 * ceil(dim / 2)`` consecutive uniforms, so that rows drawn in several blocks are the rows drawn
-    at once (sampling does not depend on the batch size). The largest value is 5.8 sigma (the float32
-    uniforms' 2^-24 spacing; a normal law goes beyond once in 10^8 draws)."""
+    at once (sampling does not depend on the batch size). The largest value is :data:`NOISE_BOUND` (5.77 sigma,
+    from the float32 uniforms' 2^-24 spacing; a normal law goes beyond once in 10^8 draws).
+
+    ``out``: a C-contiguous float32 buffer of at least ``rows * 2 * ceil(dim / 2)`` elements to draw in (for an
+    even ``dim`` the result is a view of it). Reused from call to call, it saves the page faults of fresh
+    arrays: 50k rows of 136 in 41 ms instead of 55 ms (best of 7); the numbers are the same."""
     pairs = (dim + 1) // 2
-    uniform = rng.random((rows, 2, pairs), dtype=np.float32)
-    radius, angle = uniform[:, 0], uniform[:, 1]
+    size = rows * 2 * pairs
+    if out is None:
+        buffer = np.empty(size, dtype=np.float32)
+    else:
+        if out.dtype != np.float32 or not out.flags.c_contiguous or out.size < size:
+            raise ValueError(f"noise buffer: need a C-contiguous float32 array of at least {size} elements")
+        buffer = out.reshape(-1)[:size]
+    z = buffer.reshape(rows, 2, pairs)
+    rng.random(dtype=np.float32, out=z)
+    radius, angle = z[:, 0], z[:, 1]
     np.negative(radius, out=radius)
     np.log1p(radius, out=radius)
     radius *= -2.0
     np.sqrt(radius, out=radius)
     angle *= np.float32(2.0 * np.pi)
-    out = np.empty((rows, 2, pairs), dtype=np.float32)
-    np.cos(angle, out=out[:, 0])
-    np.sin(angle, out=out[:, 1])
-    out *= radius[:, None, :]
-    out = out.reshape(rows, 2 * pairs)
-    return out if dim == 2 * pairs else np.ascontiguousarray(out[:, :dim])
+    cosine = np.cos(angle)
+    np.sin(angle, out=angle)
+    angle *= radius  # the sines
+    radius *= cosine  # the cosines
+    result = buffer.reshape(rows, 2 * pairs)
+    return result if dim == 2 * pairs else np.ascontiguousarray(result[:, :dim])
