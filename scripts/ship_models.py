@@ -540,7 +540,8 @@ def _int8_lines(q: dict | None) -> list[str]:
     ]
     for k, v in q["separation_power"].items():
         lines.append(f"| {k} | {_fmt(v['float32'])} +- {_fmt(v['float32_error'])} | {_fmt(v['int8'])} +- "
-                     f"{_fmt(v['int8_error'])} | {_fmt(v['geant4_floor'])} | {v['float32_verdict']}, {v['int8_verdict']} |")
+                     f"{_fmt(v['int8_error'])} | {_fmt(v['geant4_floor'])} | "
+                     f"{v['float32_verdict']}, {v['int8_verdict']} |")
     def counts(c: dict) -> str:
         return ", ".join(f"{n} {verdict}" for verdict, n in c.items() if n)
 

@@ -44,8 +44,8 @@ uproot's ``ZLIB.library = "isal"``) at its level 1 (:data:`ROOT_ZLIB_LEVEL`): th
 ROOT, uproot and Python's own zlib decompress. 50k photons of the shipped models (1.5M hits, 30 per event),
 written in the calling thread, in one run (before :func:`_event_lists` took 0.05 s off each): Python's zlib at
 level 1 0.61-0.72 s for 14.0 MB, ISA-L 0.17 s for 15.3 MB (libdeflate, uproot's other choice: 0.24 s, 14.6 MB;
-zstd 0.16 s, 14.1 MB; lz4 0.12 s, 19.0 MB; none 0.10 s); ISA-L now 0.12-0.14 s. HDF5 with zlib: 0.52-0.56 s for 9.9 MB (h5py's gzip filter, which ISA-L cannot serve; level 1 instead
-of 4: 0.41-0.46 s for 10.3 MB)."""
+zstd 0.16 s, 14.1 MB; lz4 0.12 s, 19.0 MB; none 0.10 s); ISA-L now 0.12-0.14 s. HDF5 with zlib: 0.52-0.56 s
+for 9.9 MB (h5py's gzip filter, which ISA-L cannot serve; level 1 instead of 4: 0.41-0.46 s for 10.3 MB)."""
 ROOT_ZLIB_LEVEL = 3
 """uproot's zlib level for ROOT output; with ISA-L, uproot passes ``round(level / 3)``, so this is ISA-L's level 1
 (its level 0 wrote 18.3 MB instead of 15.3 MB, no faster)."""

@@ -90,7 +90,9 @@ def _find_hidden_layers(model: onnx.ModelProto) -> tuple:
     return concat, layers
 
 
-def _activation_maxima(model: onnx.ModelProto, names: list[str], noise: np.ndarray, cond: np.ndarray, batch: int = 8192) -> list[float]:
+def _activation_maxima(
+    model: onnx.ModelProto, names: list[str], noise: np.ndarray, cond: np.ndarray, batch: int = 8192
+) -> list[float]:
     """The largest value of each named tensor of the float graph over the calibration rows."""
     import onnx
     import onnxruntime as ort
