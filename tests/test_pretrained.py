@@ -125,9 +125,16 @@ def test_simulate_runs_on_the_shipped_models_without_a_model_argument(tmp_path):
     out = tmp_path / "hits.h5"
     result = CliRunner().invoke(app, ["simulate", "--gun", "e-", "-n", "200", "-o", str(out), "--seed", "3"])
     assert result.exit_code == 0, result.output
+    assert "gan_e-_int8.onnx" in result.output  # the 8-bit exports by default
     with h5py.File(out) as f:
         energy = f["hits/energy_gev"][:]
     assert energy.sum() > 0 and (energy > 0).all()
+    # the float32 exports on request: the same tracks and noise, energies within the 8-bit export's differences
+    args = ["simulate", "--gun", "e-", "-n", "200", "-o", str(tmp_path / "f.h5"), "--seed", "3", "--no-int8"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0 and "gan_e-.onnx" in result.output and "int8" not in result.output
+    with h5py.File(tmp_path / "f.h5") as f:
+        assert f["hits/energy_gev"][:].sum() == pytest.approx(energy.sum(), rel=1e-3)
 
 
 @pytest.mark.parametrize("name", PARTICLES)
