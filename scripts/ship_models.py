@@ -43,6 +43,7 @@ import torch
 from caloforge.data.io import read_attrs, read_sample
 from caloforge.data.production import DEFAULT_CACHE, make_sample
 from caloforge.export import OnnxShowerModel, export_onnx
+from caloforge.export.quantize import NotQuantizableError
 from caloforge.fullsim.runner import GunSpec
 from caloforge.models import ShowerModel, load_model
 from caloforge.models.generate import generate_like
@@ -260,8 +261,7 @@ def main() -> None:
         print(f"{name}: {metrics['summary']['overall']} ({metrics['summary']['counts']})", flush=True)
 
     write_cards(cards)
-    # the engine's default, the 8-bit export, follows the new checkpoints (an export that cannot be quantised,
-    # a convolutional generator, stops here with the float32 card written)
+    # the engine's default, the 8-bit export, follows the new checkpoints (none for a convolutional generator)
     int8_exports(args.samples, args.work, args.particles.split(","), args.events)
 
 
@@ -341,7 +341,13 @@ def int8_exports(samples: Path, work: Path, particles: list[str], events: int) -
         paths = {"float32": target.with_suffix(".onnx"), "int8": HERE / f"{DEFAULT_STEMS[name]}{INT8_SUFFIX}"}
         fresh = HERE / f"{DEFAULT_STEMS[name]}.new.onnx"  # the shipped file stays until this one is whole
         fresh.unlink(missing_ok=True)
-        os.replace(export_onnx(load_model(target, device="cpu"), fresh, int8=True), paths["int8"])
+        try:
+            os.replace(export_onnx(load_model(target, device="cpu"), fresh, int8=True), paths["int8"])
+        except NotQuantizableError as err:  # the engine falls back to the float32 export of this checkpoint
+            paths["int8"].unlink(missing_ok=True)
+            cards[name].pop("int8", None)
+            print(f"{name}: no 8-bit export ({err})", flush=True)
+            continue
         test, floor = samples / f"test_{name}.h5", samples / f"floor_{name}.h5"
         models = {kind: OnnxShowerModel(path) for kind, path in paths.items()}
         metrics = {}

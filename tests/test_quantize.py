@@ -80,3 +80,16 @@ def test_shipped_8bit_exports_are_the_engine_default(name):
     assert np.abs(_share(q.sample(c, seed=1)) - _share(f.sample(c, seed=1))).mean() < 3e-3
     card = json.loads((HERE / "validation.json").read_text())[name]["int8"]
     assert card["onnx"] == path.name and card["showers_per_s"]["int8"] > 0
+
+
+def test_default_paths_fall_back_to_float32_where_no_8bit_export_is_shipped(tmp_path, monkeypatch):
+    import caloforge.models.pretrained as pretrained
+
+    for stem in ("gan_gamma.onnx", "gan_e-.onnx", "gan_e-_int8.onnx", "gan_e-.pt"):
+        (tmp_path / stem).write_bytes(b"")
+    monkeypatch.setattr(pretrained, "HERE", tmp_path)
+    assert {k: p.name for k, p in pretrained.default_model_paths("onnx").items()} == {
+        "e-": "gan_e-_int8.onnx", "gamma": "gan_gamma.onnx"}
+    assert {k: p.name for k, p in pretrained.default_model_paths("onnx", int8=False).items()} == {
+        "e-": "gan_e-.onnx", "gamma": "gan_gamma.onnx"}
+    assert {k: p.name for k, p in pretrained.default_model_paths("torch").items()} == {"e-": "gan_e-.pt"}

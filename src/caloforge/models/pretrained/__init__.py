@@ -21,10 +21,15 @@ models ``caloforge simulate`` runs by default."""
 
 def default_model_paths(backend: str = "onnx", *, int8: bool = True) -> dict[str, Path]:
     """Particle -> path of its shipped model for the backend, those present: ``onnx``: the 8-bit export
-    (``int8``, the default) or the float32 one; ``torch``: the ``.pt`` checkpoint."""
-    suffix = ".pt" if backend != "onnx" else INT8_SUFFIX if int8 else ".onnx"
-    paths = {name: HERE / f"{stem}{suffix}" for name, stem in DEFAULT_STEMS.items()}
-    return {name: p for name, p in paths.items() if p.exists()}
+    (``int8``, the default; the float32 one for a model without an 8-bit export) or the float32 one; ``torch``:
+    the ``.pt`` checkpoint."""
+    suffixes = [".pt"] if backend != "onnx" else [INT8_SUFFIX, ".onnx"] if int8 else [".onnx"]
+    paths = {}
+    for name, stem in DEFAULT_STEMS.items():
+        present = [HERE / f"{stem}{suffix}" for suffix in suffixes if (HERE / f"{stem}{suffix}").exists()]
+        if present:
+            paths[name] = present[0]
+    return paths
 
 
 def seed_model_paths() -> dict[str, Path]:
