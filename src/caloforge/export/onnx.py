@@ -61,8 +61,6 @@ def export_onnx(model, path: str | os.PathLike, *, int8: bool = False) -> Path:
     and outputs."""
     import onnx
 
-    from caloforge.export.quantize import NotQuantizableError, calibration_rows, quantize_hidden_layers
-
     path = Path(path)
     if path.suffix.lower() != ".onnx":
         raise ValueError(f"{path}: the output of an ONNX export must end in .onnx")
@@ -98,6 +96,8 @@ def export_onnx(model, path: str | os.PathLike, *, int8: bool = False) -> Path:
             entry.key, entry.value = key, value
         onnx.checker.check_model(proto)
         if int8:
+            from caloforge.export.quantize import NotQuantizableError, calibration_rows, quantize_hidden_layers
+
             if len(model.particles) != 1:
                 raise NotQuantizableError("8-bit export is for models of one particle type")
             noise, cond, note = calibration_rows(model.particles[0], noise_dim)

@@ -18,7 +18,7 @@ import numpy as np
 
 from caloforge.detector.conditions import PARTICLES, particle
 from caloforge.detector.geometry import WINDOW
-from caloforge.models.inputs import condition_array, gaussian_noise
+from caloforge.models.inputs import condition_array, gaussian_noise, noise_buffer_size
 
 
 class OnnxShowerModel:
@@ -87,7 +87,7 @@ class OnnxShowerModel:
 
     def _noise_buffer(self, rows: int) -> np.ndarray:
         """This thread's noise buffer, grown to ``rows`` rows (ONNX Runtime has read it once ``run`` returns)."""
-        size = rows * 2 * ((self.noise_dim + 1) // 2)
+        size = noise_buffer_size(rows, self.noise_dim)
         buffer = getattr(self._scratch, "noise", None)
         if buffer is None or buffer.size < size:
             buffer = self._scratch.noise = np.empty(size, dtype=np.float32)

@@ -29,6 +29,11 @@ def condition_array(conditions: np.ndarray, n: int | None, batch_size: int) -> n
     return c
 
 
+def noise_buffer_size(rows: int, dim: int) -> int:
+    """Elements :func:`gaussian_noise` draws for ``rows`` rows of ``dim`` (a whole number of Box-Muller pairs)."""
+    return rows * 2 * ((dim + 1) // 2)
+
+
 def gaussian_noise(rng: np.random.Generator, rows: int, dim: int, *, out: np.ndarray | None = None) -> np.ndarray:
     """Standard normal float32 noise (rows, dim) from ``rng``: the generators' input, the same on every backend.
 
@@ -43,7 +48,7 @@ def gaussian_noise(rng: np.random.Generator, rows: int, dim: int, *, out: np.nda
     even ``dim`` the result is a view of it). Reused from call to call, it saves the page faults of fresh
     arrays: 50k rows of 136 in 41 ms instead of 55 ms (best of 7); the numbers are the same."""
     pairs = (dim + 1) // 2
-    size = rows * 2 * pairs
+    size = noise_buffer_size(rows, dim)
     if out is None:
         buffer = np.empty(size, dtype=np.float32)
     else:

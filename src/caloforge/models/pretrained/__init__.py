@@ -24,12 +24,9 @@ def default_model_paths(backend: str = "onnx", *, int8: bool = True) -> dict[str
     (``int8``, the default; the float32 one for a model without an 8-bit export) or the float32 one; ``torch``:
     the ``.pt`` checkpoint."""
     suffixes = [".pt"] if backend != "onnx" else [INT8_SUFFIX, ".onnx"] if int8 else [".onnx"]
-    paths = {}
-    for name, stem in DEFAULT_STEMS.items():
-        present = [HERE / f"{stem}{suffix}" for suffix in suffixes if (HERE / f"{stem}{suffix}").exists()]
-        if present:
-            paths[name] = present[0]
-    return paths
+    paths = {name: next((p for s in suffixes if (p := HERE / f"{stem}{s}").exists()), None)
+             for name, stem in DEFAULT_STEMS.items()}
+    return {name: p for name, p in paths.items() if p is not None}
 
 
 def seed_model_paths() -> dict[str, Path]:
