@@ -48,6 +48,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from caloforge.atomic import atomic_path
 from caloforge.detector.conditions import CONDITION_NAMES, PARTICLES_BY_PDG
 from caloforge.detector.geometry import WINDOW, crystal_gid
 
@@ -274,7 +275,6 @@ def open_sample_writer(path: str | os.PathLike, *, append: bool = False) -> Iter
         SampleFileError: ``path`` exists and ``append`` is False; ``append`` on a missing or invalid file.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
     if path.exists() and not append:
         raise SampleFileError(f"{path} exists: pass --append to extend it, or choose another name")
     if append and not path.exists():
@@ -283,14 +283,11 @@ def open_sample_writer(path: str | os.PathLike, *, append: bool = False) -> Iter
         raise SampleFileError(f"{path.parent}: no such directory")
     if append:
         _open_checked(path).close()
-        shutil.copyfile(path, tmp)
-    try:
+    with atomic_path(path) as tmp:
+        if append:
+            shutil.copyfile(path, tmp)
         with h5py.File(tmp, "a" if append else "w") as f:
             if not append:
                 _create_layout(f)
             yield SampleWriter(f)
             f.attrs["updated_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import caloforge
+from caloforge.atomic import atomic_path, partial_path
 from caloforge.detector.conditions import CONDITION_NAMES
 from caloforge.detector.geometry import BARREL_GID_OFFSET, BARREL_PART, N_PHI
 from caloforge.engine.fastsim import STATUS_NAMES, SimulationResult, concatenate_results
@@ -145,7 +146,8 @@ class HitsWriter:
         if not self.root and compression not in ("zlib", "none"):
             raise ValueError(f"compression {compression!r} is for ROOT output; HDF5 takes zlib or none")
         self.compression = compression
-        self.tmp = self.path.with_name(self.path.name + ".partial")
+        self._atomic = atomic_path(self.path)
+        self.tmp = partial_path(self.path)
         self._file = None
         self._tree = None
         self.n_events = 0
@@ -156,6 +158,7 @@ class HitsWriter:
         self._job: Future | None = None
 
     def __enter__(self) -> HitsWriter:
+        self.tmp = self._atomic.__enter__()
         if self.root:
             import uproot
 
@@ -263,11 +266,10 @@ class HitsWriter:
                 if self._executor is not None:
                     self._executor.shutdown(wait=True)  # a write still running ends before the file closes
                 self._file.close()
-            if exc_type is None:
-                os.replace(self.tmp, self.path)
-        finally:
-            if self.tmp.exists():
-                self.tmp.unlink()
+        except BaseException as err:
+            self._atomic.__exit__(type(err), err, err.__traceback__)  # removes the partial file
+            raise
+        self._atomic.__exit__(exc_type, exc, tb)  # renames the finished file, or removes it after an error
 
 
 def write_result(result: SimulationResult, path: str | os.PathLike, *, compression: str = "zlib") -> Path:

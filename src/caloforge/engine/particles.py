@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from caloforge.detector.gun import gun_momenta_gev
+
 REQUIRED = ("pdg", "px", "py", "pz")
 OPTIONAL = ("event", "vx", "vy", "vz")
 
@@ -221,13 +223,7 @@ def particle_gun(
         raise ParticleInputError(f"momentum range {lo}..{hi} GeV/c: need 0 <= min <= max, max > 0")
     if not -1 <= cos_theta[0] <= cos_theta[1] <= 1:
         raise ParticleInputError(f"cos(theta) range {cos_theta} must lie within -1..1")
-    rng = np.random.default_rng(seed)
-    p = rng.uniform(lo, hi, n) if hi > lo else np.full(n, lo)
-    p = np.where(p > 0, p, hi * 1e-6)
-    ct = rng.uniform(*cos_theta, n)
-    ph = rng.uniform(*phi_rad, n)
-    st = np.sqrt(1 - ct**2)
-    mom = p[:, None] * np.stack([st * np.cos(ph), st * np.sin(ph), ct], axis=1)
+    mom = gun_momenta_gev(n, momentum_gev=momentum_gev, cos_theta=cos_theta, phi_rad=phi_rad, seed=seed)
     return make_particles(np.full(n, pdg), mom, source="particle gun")
 
 

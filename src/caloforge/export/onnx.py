@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 import caloforge
+from caloforge.atomic import atomic_path
 from caloforge.detector.conditions import CONDITION_NAMES, PARTICLES
 
 OPSET = 17
@@ -71,8 +72,7 @@ def export_onnx(model, path: str | os.PathLike, *, int8: bool = False) -> Path:
     noise_dim = int(getattr(model, "noise_size", model.config.noise_dim))  # generator noise (+ energy model)
     graph = _Graph(model.for_inference()).eval().cpu()
     example = (torch.zeros(2, noise_dim), torch.ones(2, len(CONDITION_NAMES)), torch.zeros(2, dtype=torch.long))
-    tmp = path.with_name(path.name + ".partial")
-    try:
+    with atomic_path(path) as tmp:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter announces its retirement
             torch.onnx.export(
@@ -103,9 +103,5 @@ def export_onnx(model, path: str | os.PathLike, *, int8: bool = False) -> Path:
             noise, cond, note = calibration_rows(model.particles[0], noise_dim)
             proto = quantize_hidden_layers(proto, noise, cond, calibration_note=note)
         onnx.save(proto, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     model.to(model.device)
     return path

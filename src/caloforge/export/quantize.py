@@ -44,12 +44,12 @@ def calibration_conditions(particle: str, n: int, *, seed: int = 0) -> np.ndarra
     """Conditions (n', 6) of ``n`` particle-gun tracks of ``particle`` (0-3 GeV/c, the barrel's directions)
     at the crystal front faces, those that reach the barrel: the calibration rows' conditions."""
     from caloforge.detector.transport import propagate_to_front
-    from caloforge.engine.particles import particle_gun
+    from caloforge.detector.gun import gun_momenta_gev
 
     pdg = PARTICLES[particle].pdg
-    gun = particle_gun(pdg, n, seed=seed)
-    charge = np.full(len(gun), PARTICLES_BY_PDG[pdg].charge, dtype=np.float64)
-    front = propagate_to_front(gun.vertex_cm, gun.momentum_gev, charge)
+    momenta = gun_momenta_gev(n, seed=seed)  # (n, 3) GeV/c, from the origin
+    charge = np.full(n, PARTICLES_BY_PDG[pdg].charge, dtype=np.float64)
+    front = propagate_to_front(np.zeros((n, 3)), momenta, charge)
     h = front.hit
     return compute_conditions(front.position_cm[h], front.momentum_gev[h], front.theta_index[h], front.phi_index[h])
 
