@@ -5,6 +5,9 @@ import pytest
 
 from caloforge.validation import (
     bootstrap,
+    bootstrap_error,
+    bootstrap_resamples,
+    bootstrap_values,
     chi2_ndf,
     fpd,
     frechet_distance,
@@ -83,6 +86,42 @@ def test_bootstrap_value_and_spread():
     rows = gen.normal(size=(50, 3))
     value, std = bootstrap(lambda x, y: float(x.shape[1] + len(y)), rows, rows, n_boot=3)
     assert (value, std) == (53.0, 0.0)
+
+
+def test_bootstrap_resamples_draw_indices_or_counts_chunk_by_chunk():
+    draws = list(bootstrap_resamples(rng(1), 5, (7, 4), chunk=2))
+    assert [tuple(d.shape for d in draw) for draw in draws] == [((2, 7), (2, 4)), ((2, 7), (2, 4)), ((1, 7), (1, 4))]
+    assert all(0 <= d.min() and d.max() < n for draw in draws for d, n in zip(draw, (7, 4)))
+    # one resample at a time draws what one rng.integers(0, n, n) per sample and resample draws
+    gen = rng(2)
+    expected = [(gen.integers(0, 9, 9), gen.integers(0, 5, 5)) for _ in range(3)]
+    for (ia, ib), (ea, eb) in zip(bootstrap_resamples(rng(2), 3, (9, 5)), expected):
+        assert np.array_equal(ia[0], ea) and np.array_equal(ib[0], eb)
+    # counts: multinomial over the bins, each resample keeps the number of events
+    counts = list(bootstrap_resamples(rng(3), 6, (100, 40), probabilities=([0.5, 0.5], [0.1, 0.2, 0.7]), chunk=6))
+    assert len(counts) == 1 and counts[0][0].shape == (6, 2) and counts[0][1].shape == (6, 3)
+    assert np.all(counts[0][0].sum(axis=1) == 100) and np.all(counts[0][1].sum(axis=1) == 40)
+    with pytest.raises(ValueError, match="probability"):
+        next(bootstrap_resamples(rng(3), 2, (10, 10), probabilities=([1.0],)))
+
+
+def test_bootstrap_values_and_error():
+    x = rng(4).normal(size=500)
+    means = bootstrap_values(lambda idx: x[idx].mean(axis=1), rng(5), 200, (len(x),), chunk=64)
+    assert means.shape == (200,)
+    assert bootstrap_error(means) == pytest.approx(1 / np.sqrt(500), rel=0.2)
+    # the chunking does not change the draws of a given chunk size, only their grouping
+    again = bootstrap_values(lambda idx: x[idx].mean(axis=1), rng(5), 200, (len(x),), chunk=64)
+    assert np.array_equal(means, again)
+    # tuples of statistics; (n_boot, m) values give m errors
+    lo, hi = bootstrap_values(lambda idx: (x[idx].min(axis=1), x[idx].max(axis=1)), rng(6), 10, (len(x),))
+    assert lo.shape == hi.shape == (10,) and np.all(lo < hi)
+    two = bootstrap_error(np.column_stack([means, 2 * means]))
+    assert two.shape == (2,) and two[1] == pytest.approx(2 * two[0])
+    # non-finite values (undefined resamples) are left out; fewer than two finite values: NaN
+    assert bootstrap_error([1.0, np.nan, 3.0]) == pytest.approx(np.std([1.0, 3.0], ddof=1))
+    assert np.isnan(bootstrap_error([1.0, np.nan]))
+    assert bootstrap_error(np.array([[1.0, 2.0], [3.0, np.nan], [5.0, 4.0]]))[1] == pytest.approx(np.sqrt(2))
 
 
 def test_standardise_uses_the_reference():

@@ -12,22 +12,22 @@ import pytest
 
 from caloforge.data.io import Sample, open_sample_writer, read_sample
 from caloforge.detector.geometry import barrel_geometry
-from caloforge.validation.report import (
-    MOMENTUM_SLICES_GEV,
+from caloforge.validation.comparisons import (
     OBSERVABLES,
-    ValidationInputError,
     compare_distributions,
     gaussianise,
-    impact_point_study,
     metric_bin_edges,
+    sample_observables,
+    verdict_against_floor,
+    verdict_against_thresholds,
+)
+from caloforge.validation.report import MOMENTUM_SLICES_GEV, ValidationInputError, validate
+from caloforge.validation.studies import (
+    impact_point_study,
     occupancy_pulls,
     occupancy_study,
     profile,
     resolution_study,
-    sample_observables,
-    validate,
-    verdict_against_floor,
-    verdict_against_thresholds,
 )
 
 TRACK_GEV = [0.32, 0.73, 0.01]
@@ -367,6 +367,25 @@ def test_in_memory_toy_samples_slices_and_resolution(tmp_path):
         validate(ref, cand, tmp_path / "toy", classifier=False, plots=False)
     validate(ref, cand, tmp_path / "toy", classifier=False, plots=False, overwrite=True, max_events=100)
     assert json.loads((tmp_path / "toy" / "metrics.json").read_text())["inputs"]["candidate"]["n_events"] == 100
+
+
+def test_each_sample_s_observables_are_computed_once(tmp_path, monkeypatch):
+    import caloforge.validation.comparisons as comparisons
+    import caloforge.validation.report as report
+    import caloforge.validation.studies as studies
+
+    calls = []
+
+    def counted(sample):
+        calls.append(len(sample))
+        return sample_observables(sample)
+
+    for module in (comparisons, report, studies):
+        monkeypatch.setattr(module, "sample_observables", counted)
+    ref, cand, flr = (_synthetic(120, seed=k, track=TRACK_GEV) for k in (1, 2, 3))
+    m = validate(ref, cand, tmp_path / "once", floor=flr, n_boot=5, classifier=False, plots=False)
+    assert "quantities" in m["resolution"] and "floor" in m["resolution"]["quantities"]["lat"]
+    assert len(calls) == 3
 
 
 # ----------------------------------------------------------------------------------------------

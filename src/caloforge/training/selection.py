@@ -4,9 +4,10 @@ Mean separation power of a few BESIII shower shapes (SPEC section 5) between hel
 maps generated for the same conditions (:data:`SELECTION_FEATURES`): the fractions of the momentum in
 the central 1x1, 3x3, 5x5 and 11x11 crystals, the ratios E3x3/E5x5, E5x5/E7x7 and E9x9/E11x11, the
 number of crystals above 1 MeV, the lateral second moment and LAT in crystal units (stand-ins for the
-validation's second moment and LAT in cm, which need the crystal positions). Fractions of the momentum, not
-energies in GeV: the GeV sums follow the momentum spectrum, and stayed at 0.004-0.008 for a model whose
-E/p separation powers were 0.18-0.21 (issue 4). The separation power (triangular discrimination, as in
+validation's second moment and LAT in cm, which need the crystal positions; all shapes from
+:mod:`caloforge.showers.shapes`, the final step of the separation power from
+:func:`caloforge.showers.compare.separation_power_counts`). Fractions of the momentum, not
+energies in GeV, which follow the momentum spectrum (docs/experiments/validation.md). The separation power (triangular discrimination, as in
 the CaloChallenge 2022 evaluation, arXiv:2410.21611) of two histograms normalised to unit sum with
 common bins is
 ``0.5 * sum_i (h1_i - h2_i)^2 / (h1_i + h2_i)``: 0 for identical, 1 for disjoint distributions.
@@ -15,8 +16,7 @@ With pairs of nearest neighbours in condition space (each held-out event and the
 same type nearest to it, maps generated for both conditions with independent noise), two more features
 count: the differences of E1x1/p and of E5x5/p within a pair (:data:`PAIR_FEATURES`). Neighbours have
 almost the same conditions, so these differences show the fluctuation of the shower at fixed conditions,
-which single events cannot: the first candidate with a mean shower that follows the conditions scored
-0.02-0.05 on the nine features while its E5x5 of a repeated track fluctuated 3-16 % as much as Geant4's.
+which single events cannot.
 
 This is a small, self-contained metric for choosing ``best.pt``; the full validation of the models
 lives in its own package.
@@ -26,7 +26,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from caloforge.models.gan import LAT_R0_CRYSTALS
+from caloforge.showers.compare import separation_power_counts
+from caloforge.showers.shapes import (
+    divide_where_positive,
+    e_nxn,
+    lat_moment_crystals,
+    second_moment_crystals2,
+)
 
 SELECTION_FEATURES: tuple[str, ...] = (
     "E1x1/p",
@@ -42,52 +48,20 @@ SELECTION_FEATURES: tuple[str, ...] = (
 )
 PAIR_FEATURES: tuple[str, ...] = ("pair_dE1x1/p", "pair_dE5x5/p")
 """Features of pairs of neighbours: the difference of E1x1/p, E5x5/p between an event and its neighbour."""
-CENTRE = 5
 BIN_RANGE_PERCENTILES = (0.5, 99.5)
 """Percentiles of the Geant4 sample that the histogram bins of :func:`separation_power` span."""
 HIT_THRESHOLD_GEV = 1e-3
 """Energy above which a crystal counts in ``N>1MeV``."""
 
 
-def energy_sum(maps_gev: np.ndarray, n: int) -> np.ndarray:
-    """Energy (GeV) in the central ``n x n`` crystals of maps (N, 11, 11); ``n`` odd."""
-    h = n // 2
-    return maps_gev[:, CENTRE - h : CENTRE + h + 1, CENTRE - h : CENTRE + h + 1].sum(axis=(1, 2))
-
-
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    """``num / den``, 0 where ``den <= 0``."""
+    return divide_where_positive(num, den, fill=0.0)
 
 
-def _squared_distances(m: np.ndarray) -> np.ndarray:
-    """Squared distance (N, 11, 11), in crystal units, of every crystal from the energy-weighted centre of
-    its map (N, 11, 11); from the map's centre for empty maps."""
-    idx = np.arange(m.shape[-1], dtype=np.float64)
-    total = m.sum(axis=(1, 2))
-    row = _ratio((m.sum(axis=2) * idx).sum(axis=1), total)  # (N,)
-    col = _ratio((m.sum(axis=1) * idx).sum(axis=1), total)  # (N,)
-    return (idx[None, :, None] - row[:, None, None]) ** 2 + (idx[None, None, :] - col[:, None, None]) ** 2
-
-
-def lateral_second_moment(maps_gev: np.ndarray) -> np.ndarray:
-    """``sum E_i |x_i - x_c|^2 / sum E_i`` over the 11 x 11 crystals of maps (N, 11, 11), in crystal
-    units squared (``x_c``: the energy-weighted centre); 0 for empty maps."""
-    m = np.asarray(maps_gev, dtype=np.float64)
-    return _ratio((m * _squared_distances(m)).sum(axis=(1, 2)), m.sum(axis=(1, 2)))
-
-
-def lateral_moment_lat(maps_gev: np.ndarray) -> np.ndarray:
-    """LAT of maps (N, 11, 11): ``sum_{i>=3} E_i r_i^2 / (sum_{i>=3} E_i r_i^2 + r0^2 (E_1 + E_2))``, crystals
-    sorted by energy, ``r_i`` the distance from the energy-weighted centre in crystal units, ``r0`` =
-    :data:`~caloforge.models.gan.LAT_R0_CRYSTALS` (the numpy twin of the training loss's
-    :func:`~caloforge.models.gan.lateral_shape_moments`); 0 for empty maps."""
-    m = np.asarray(maps_gev, dtype=np.float64)
-    e = m.reshape(len(m), -1)  # (N, 121)
-    d2 = _squared_distances(m).reshape(len(m), -1)  # (N, 121)
-    top = np.zeros(e.shape, dtype=bool)
-    np.put_along_axis(top, np.argsort(-e, axis=1, kind="stable")[:, :2], True, axis=1)
-    num = np.where(top, 0.0, e * d2).sum(axis=1)
-    return _ratio(num, num + LAT_R0_CRYSTALS**2 * np.where(top, e, 0.0).sum(axis=1))
+def _zero_if_empty(values: np.ndarray) -> np.ndarray:
+    """The shapes with NaN (empty maps) set to 0."""
+    return np.where(np.isnan(values), 0.0, values)
 
 
 def selection_features(maps_gev: np.ndarray, momenta_gev: np.ndarray) -> dict[str, np.ndarray]:
@@ -97,14 +71,14 @@ def selection_features(maps_gev: np.ndarray, momenta_gev: np.ndarray) -> dict[st
     p = np.asarray(momenta_gev, dtype=np.float64)
     if p.shape != m.shape[:1]:
         raise ValueError(f"expected one momentum per map ({len(m)}), got shape {p.shape}")
-    e = {n: energy_sum(m, n) for n in (1, 3, 5, 7, 9, 11)}
+    e = {n: e_nxn(m, n) for n in (1, 3, 5, 7, 9, 11)}
     out = {f"E{n}x{n}/p": _ratio(e[n], p) for n in (1, 3, 5, 11)}
     out["E3x3/E5x5"] = _ratio(e[3], e[5])
     out["E5x5/E7x7"] = _ratio(e[5], e[7])
     out["E9x9/E11x11"] = _ratio(e[9], e[11])
     out["N>1MeV"] = (m > HIT_THRESHOLD_GEV).sum(axis=(1, 2)).astype(np.float64)
-    out["R2"] = lateral_second_moment(m)
-    out["LAT"] = lateral_moment_lat(m)
+    out["R2"] = _zero_if_empty(second_moment_crystals2(m))
+    out["LAT"] = _zero_if_empty(lat_moment_crystals(m))
     return out
 
 
@@ -125,11 +99,7 @@ def separation_power(reference: np.ndarray, other: np.ndarray, *, bins: int = 50
     oth = np.where(np.isnan(oth), hi, oth)
     h1 = np.histogram(np.clip(ref, lo, hi), edges)[0].astype(np.float64)
     h2 = np.histogram(np.clip(oth, lo, hi), edges)[0].astype(np.float64)
-    h1 /= max(h1.sum(), 1.0)
-    h2 /= max(h2.sum(), 1.0)
-    s = h1 + h2
-    nz = s > 0
-    return float(0.5 * np.sum((h1[nz] - h2[nz]) ** 2 / s[nz]))
+    return float(separation_power_counts(h1, h2))
 
 
 def pair_features(

@@ -10,8 +10,11 @@
   JSD of a calibrated network), on low-level (cells) or high-level (observables) inputs.
 * :mod:`caloforge.validation.report` -- :func:`validate`: a candidate sample against a Geant4
   reference (and a Geant4 floor), per momentum slice, with verdicts; ``report.html`` and
-  ``metrics.json``. Its figures come from :mod:`caloforge.validation.plots` (matplotlib, hist,
-  mplhep), imported only when a report is drawn.
+  ``metrics.json``. Its parts: :mod:`~caloforge.validation.comparisons` (the observables compared, the
+  metrics with bootstrap errors, the verdict rules), :mod:`~caloforge.validation.studies` (fixed-track
+  resolution, impact-point profiles, crystal occupancy), :mod:`~caloforge.validation.html` (the page),
+  :mod:`~caloforge.validation.figures` and :mod:`~caloforge.validation.plots` (matplotlib, hist, mplhep,
+  imported only when a report is drawn).
 
 All functions are pure and vectorised over events. Hit maps are (N, 11, 11) in GeV (rows theta, columns
 phi, centre crystal at [5, 5]); positions are in cm.
@@ -23,8 +26,16 @@ from caloforge.validation.classifier import (
     high_level_inputs,
     low_level_inputs,
 )
+from caloforge.validation.comparisons import (
+    OBSERVABLES,
+    compare_distributions,
+    sample_observables,
+)
 from caloforge.validation.metrics import (
     bootstrap,
+    bootstrap_error,
+    bootstrap_resamples,
+    bootstrap_values,
     chi2_ndf,
     fpd,
     frechet_distance,
@@ -58,13 +69,10 @@ from caloforge.validation.observables import (
 )
 from caloforge.validation.report import (
     MOMENTUM_SLICES_GEV,
-    OBSERVABLES,
     ValidationInputError,
-    compare_distributions,
-    resolution_study,
-    sample_observables,
     validate,
 )
+from caloforge.validation.studies import resolution_study
 
 __all__ = [
     "HIGH_LEVEL_FEATURE_NAMES",
@@ -76,6 +84,9 @@ __all__ = [
     "ClassifierResult",
     "ValidationInputError",
     "bootstrap",
+    "bootstrap_error",
+    "bootstrap_resamples",
+    "bootstrap_values",
     "cell_energy_spectrum",
     "chi2_ndf",
     "classifier_test",

@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike
 
+from caloforge.validation.metrics import bootstrap_error, bootstrap_values
+
 CELL_LOG_SCALE_GEV = 1e-3
 """Scale of the cell-energy transform ``log(1 + E / scale)`` of the low-level inputs (1 MeV)."""
 MIN_EVENTS_PER_SAMPLE = 20
@@ -173,15 +175,16 @@ def _prepare(x: np.ndarray, train: np.ndarray) -> np.ndarray:
 
 
 def _auc_with_error(y: np.ndarray, score: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float, float]:
+    """ROC AUC of ``score`` for the labels ``y`` and its bootstrap standard deviation over the events
+    (resamples holding one class only are left out)."""
     from sklearn.metrics import roc_auc_score
 
+    def resampled_auc(idx: np.ndarray) -> np.ndarray:  # idx (1, N)
+        i = idx[0]
+        return np.array([roc_auc_score(y[i], score[i]) if 0 < y[i].sum() < len(i) else np.nan])
+
     auc = float(roc_auc_score(y, score))
-    values = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
-        if 0 < y[idx].sum() < len(idx):
-            values.append(roc_auc_score(y[idx], score[idx]))
-    return auc, float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+    return auc, float(bootstrap_error(bootstrap_values(resampled_auc, rng, n_boot, (len(y),))))
 
 
 def _train(

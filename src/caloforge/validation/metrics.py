@@ -7,7 +7,11 @@ One-dimensional metrics compare the distributions of one observable (see
   2022, arXiv:2410.21611, eq. 5.1): 0 for identical, 1 for disjoint distributions;
 * :func:`wasserstein_1` -- the 1-Wasserstein (earth mover's) distance, in the observable's unit;
 * :func:`chi2_ndf` -- chi^2 per degree of freedom of two normalised histograms with Poisson errors;
-* :func:`bootstrap` -- the value of any of them with its bootstrap standard deviation.
+* :func:`bootstrap` -- the value of any of them with its bootstrap standard deviation; the resampling
+  itself (:func:`bootstrap_resamples`, :func:`bootstrap_values`, :func:`bootstrap_error`) serves every
+  bootstrap error of the validation, vectorised over resamples.
+
+The binned metrics are computed by the counts cores of :mod:`caloforge.showers.compare`.
 
 Multi-dimensional metrics compare (N, d) arrays of high-level features (JetNet definitions, Kansal et al.,
 "Evaluating generative models in high energy physics", arXiv:2211.10295):
@@ -23,11 +27,13 @@ metrics, whole rows (events) for FPD and KPD. A ValueError is raised when nothin
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import wasserstein_distance
+
+from caloforge.showers.compare import chi2_ndf_counts, separation_power_counts
 
 # ----------------------------------------------------------------------------------------------
 # helpers
@@ -104,11 +110,7 @@ def separation_power(a: ArrayLike, b: ArrayLike, bins: int | ArrayLike) -> float
     Returns:
         S in [0, 1]: 0 for identical histograms, 1 for histograms without common bins.
     """
-    na, nb = _counts(a, b, bins)
-    h1, h2 = na / na.sum(), nb / nb.sum()
-    total = h1 + h2
-    used = total > 0
-    return float(0.5 * np.sum((h1[used] - h2[used]) ** 2 / total[used]))
+    return float(separation_power_counts(*_counts(a, b, bins)))
 
 
 def wasserstein_1(a: ArrayLike, b: ArrayLike) -> float:
@@ -135,15 +137,96 @@ def chi2_ndf(a: ArrayLike, b: ArrayLike, bins: int | ArrayLike) -> float:
     Returns:
         chi2 / ndf (dimensionless, about 1 for samples of one distribution); NaN when ndf < 1.
     """
-    na, nb = _counts(a, b, bins)
-    n1, n2 = na.sum(), nb.sum()
-    used = (na + nb) > 0
-    ndf = int(used.sum()) - 1
-    if ndf < 1:
-        return float("nan")
-    diff2 = (na[used] / n1 - nb[used] / n2) ** 2
-    var = na[used] / n1**2 + nb[used] / n2**2
-    return float(np.sum(diff2 / var) / ndf)
+    return float(chi2_ndf_counts(*_counts(a, b, bins)))
+
+
+def bootstrap_resamples(
+    rng: np.random.Generator,
+    n_boot: int,
+    sizes: Sequence[int],
+    *,
+    probabilities: Sequence[ArrayLike] | None = None,
+    chunk: int = 1,
+) -> Iterator[tuple[np.ndarray, ...]]:
+    """Bootstrap resamples of one or more samples, ``chunk`` resamples at a time.
+
+    Every sample of ``sizes[i]`` events is redrawn with replacement, in one of two equivalent forms:
+
+    * without ``probabilities``: event indices, a (k, n_i) integer array of
+      ``rng.integers(0, n_i, size=(k, n_i))``, to index any per-event array with;
+    * with ``probabilities`` (the sample as a histogram, or as its distinct values, with the fractions
+      ``p_i`` of its events): the counts of the redrawn events, a (k, len(p_i)) array of
+      ``rng.multinomial(n_i, p_i, size=k)`` -- the same resampling without handling the events.
+
+    The draws are made chunk by chunk and, within a chunk, sample by sample, so that a given ``rng``
+    state, ``n_boot`` and ``chunk`` always give the same resamples.
+
+    Args:
+        rng: the random generator (advanced by the draws).
+        n_boot: number of resamples (at least 1).
+        sizes: events of each sample.
+        probabilities: per sample, the fractions of its events in each bin (summing to 1).
+        chunk: resamples drawn at once (memory: ``chunk * n_i`` values per sample).
+
+    Yields:
+        One tuple per chunk, one array per sample, of k = ``chunk`` resamples (fewer in the last).
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    if probabilities is not None and len(probabilities) != len(sizes):
+        raise ValueError(f"{len(sizes)} samples but {len(probabilities)} probability vectors")
+    chunk = max(1, int(chunk))
+    for start in range(0, n_boot, chunk):
+        k = min(chunk, n_boot - start)
+        if probabilities is None:
+            yield tuple(rng.integers(0, n, size=(k, n)) for n in sizes)
+        else:
+            yield tuple(rng.multinomial(n, p, size=k) for n, p in zip(sizes, probabilities))
+
+
+def bootstrap_values(
+    statistic: Callable[..., np.ndarray | tuple[np.ndarray, ...]],
+    rng: np.random.Generator,
+    n_boot: int,
+    sizes: Sequence[int],
+    *,
+    probabilities: Sequence[ArrayLike] | None = None,
+    chunk: int = 1,
+) -> np.ndarray | tuple[np.ndarray, ...]:
+    """A statistic on ``n_boot`` bootstrap resamples (:func:`bootstrap_resamples`), vectorised over chunks.
+
+    Args:
+        statistic: ``statistic(*resamples)`` with one (k, ...) resample array per sample, as
+            :func:`bootstrap_resamples` yields them, returning (k, ...) values, or a tuple of such arrays.
+        rng, n_boot, sizes, probabilities, chunk: as for :func:`bootstrap_resamples`.
+
+    Returns:
+        The values of all resamples, (n_boot, ...) (a tuple of them when ``statistic`` returns a tuple).
+    """
+    draws = bootstrap_resamples(rng, n_boot, sizes, probabilities=probabilities, chunk=chunk)
+    parts = [statistic(*draw) for draw in draws]
+    if isinstance(parts[0], tuple):
+        return tuple(np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(len(parts[0])))
+    return np.concatenate([np.asarray(p) for p in parts])
+
+
+def bootstrap_error(values: ArrayLike) -> float | np.ndarray:
+    """Standard deviation (``ddof=1``) of bootstrap values over the resamples, the error of the statistic.
+
+    Args:
+        values: (n_boot,) values, or (n_boot, m) for m statistics.
+
+    Returns:
+        A float for (n_boot,) values, (m,) for (n_boot, m); non-finite values (resamples where the
+        statistic is undefined) are left out, NaN with fewer than 2 finite values.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 1:
+        v = v[np.isfinite(v)]
+        return float(np.std(v, ddof=1)) if v.size > 1 else float("nan")
+    if len(v) > 1 and np.isfinite(v).all():
+        return v.std(axis=0, ddof=1)
+    return np.array([bootstrap_error(column) for column in v.T])
 
 
 def bootstrap(
@@ -156,9 +239,10 @@ def bootstrap(
     """A metric's value and its bootstrap standard deviation.
 
     Both samples are resampled with replacement (events along the first axis, so (N,) and (N, d)
-    arrays both work) ``n_boot`` times; the spread of the metric over the resamples estimates its
-    statistical uncertainty. For histogram metrics pass fixed bin edges (e.g. with
-    ``functools.partial`` and :func:`shared_bin_edges`), so that every resample uses the same bins.
+    arrays both work) ``n_boot`` times (:func:`bootstrap_resamples`, one at a time); the spread of the
+    metric over the resamples estimates its statistical uncertainty. For histogram metrics pass fixed
+    bin edges (e.g. with ``functools.partial`` and :func:`shared_bin_edges`), so that every resample
+    uses the same bins.
 
     Args:
         metric: ``metric(a, b) -> float``.
@@ -167,18 +251,18 @@ def bootstrap(
         seed: seed of the resampling (``numpy.random.default_rng``).
 
     Returns:
-        ``(metric(a, b), standard deviation of the resampled values, ddof=1)``.
+        ``(metric(a, b), standard deviation of the resampled values, ddof=1)`` (:func:`bootstrap_error`:
+        resamples where the metric is not finite are left out).
     """
     if n_boot < 2:
         raise ValueError(f"n_boot must be at least 2, got {n_boot}")
     a, b = np.asarray(a), np.asarray(b)
     rng = np.random.default_rng(seed)
     value = float(metric(a, b))
-    values = [
-        float(metric(a[rng.integers(0, len(a), len(a))], b[rng.integers(0, len(b), len(b))]))
-        for _ in range(n_boot)
-    ]
-    return value, float(np.std(values, ddof=1))
+    values = bootstrap_values(
+        lambda ia, ib: np.array([float(metric(a[ia[0]], b[ib[0]]))]), rng, n_boot, (len(a), len(b))
+    )
+    return value, float(bootstrap_error(values))
 
 
 # ----------------------------------------------------------------------------------------------
