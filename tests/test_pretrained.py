@@ -111,6 +111,21 @@ def test_shipped_onnx_graphs_are_the_inference_form(name):
     assert not {"ConvTranspose", "Resize", "Upsample", "Less", "Cast", "Gather"} & set(ops)
 
 
+def test_shipped_checkpoints_hold_the_removed_options_switched_off_and_load():
+    """The shipped checkpoints were saved by caloforge 0.1.0; the defaults hold options removed since at the
+    values at which they did nothing, which loading accepts (and drops)."""
+    removed = {"cell_covariance_weight": 0.0, "cell_covariance_size": 5, "condition_moment_weight": 0.0,
+               "regressor_loss": "mse"}
+    paths = [*default_model_paths("torch").values(), *seed_model_paths().values()]
+    assert len(paths) == 2 * len(PARTICLES)
+    for path in paths:
+        config = torch.load(path, weights_only=True)["config"]
+        assert {k: config.get(k, v) for k, v in removed.items()} == removed, path.name
+        model = load_model(path, device="cpu")
+        assert not set(removed) & set(vars(model.config)), path.name
+    assert "cell_covariance_weight" in torch.load(default_model_paths("torch")["gamma"], weights_only=True)["config"]
+
+
 def test_model_card_and_validation_numbers_cover_every_particle():
     card = (HERE / "MODEL_CARD.md").read_text()
     numbers = json.loads((HERE / "validation.json").read_text())

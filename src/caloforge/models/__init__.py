@@ -2,6 +2,7 @@
 
 * :mod:`caloforge.models.base`       -- :class:`ShowerModel` (sampling, checkpoints, training interface),
   typed configurations that reject unknown keys
+* :mod:`caloforge.models.registry`   -- the model families by name (:data:`~caloforge.models.registry.FAMILIES`)
 * :mod:`caloforge.models.gan`        -- the seed's conditional GAN and its WGAN-GP variant, with the
   pre-trained condition regressor
 * :mod:`caloforge.models.energy`     -- the deposited-energy model (E11x11 / p given the conditions, a
@@ -19,6 +20,8 @@ import importlib
 import os
 from typing import TYPE_CHECKING, Any
 
+from caloforge.models.registry import FAMILIES, model_class, model_registry
+
 if TYPE_CHECKING:
     import torch
 
@@ -32,7 +35,6 @@ if TYPE_CHECKING:
         TrainingStep,
         config_from_dict,
         config_to_dict,
-        model_registry,
         resolve_device,
     )
     from caloforge.models.gan import GAN, GANConfig
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 _LAZY = {
     **dict.fromkeys(
         ["Batch", "CheckpointError", "ConfigError", "ModelConfig", "ParticleSampler", "ShowerModel", "TrainingStep",
-         "config_from_dict", "config_to_dict", "model_registry", "resolve_device"],
+         "config_from_dict", "config_to_dict", "resolve_device"],
         "caloforge.models.base",
     ),
     "GAN": "caloforge.models.gan",
@@ -48,22 +50,13 @@ _LAZY = {
 }
 """Names imported on first use: PyTorch loads only when a model does, so that the ONNX Runtime path of the
 fast simulation (:mod:`caloforge.export.runtime`, the shipped files of :mod:`caloforge.models.pretrained`)
-starts without it (2 s less per ``caloforge simulate``)."""
+starts without it."""
 
 
 def __getattr__(name: str) -> Any:
-    if name == "MODELS":
-        return models()
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def models() -> dict[str, type[ShowerModel]]:
-    """The model families by configuration name (also ``caloforge.models.MODELS``)."""
-    from caloforge.models.gan import GAN
-
-    return {"gan": GAN}
 
 
 def model_config_from_dict(data: dict, *, where: str = "model.") -> ModelConfig:
@@ -73,17 +66,16 @@ def model_config_from_dict(data: dict, *, where: str = "model.") -> ModelConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{where.rstrip('.')}: expected a mapping, got {data!r}")
     name = data.get("name")
-    families = models()
-    if name not in families:
-        raise ConfigError(f"{where}name: {name!r} is not a known model; choose one of {', '.join(families)}")
-    return config_from_dict(families[name].config_class, data, where=where)
+    if name not in FAMILIES:
+        raise ConfigError(f"{where}name: {name!r} is not a known model; choose one of {', '.join(FAMILIES)}")
+    return config_from_dict(model_class(name).config_class, data, where=where)
 
 
 def build_model(config: ModelConfig | dict) -> ShowerModel:
     """A new, untrained model from its configuration (dataclass or plain dict)."""
     if isinstance(config, dict):
         config = model_config_from_dict(config)
-    return models()[config.name](config)
+    return model_class(config.name)(config)
 
 
 def load_model(path: str | os.PathLike, *, device: str | torch.device = "auto") -> ShowerModel:
@@ -94,8 +86,8 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "auto") 
 
 
 __all__ = [
+    "FAMILIES",
     "GAN",
-    "MODELS",
     "Batch",
     "CheckpointError",
     "ConfigError",
@@ -108,7 +100,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "load_model",
-    "models",
+    "model_class",
     "model_config_from_dict",
     "model_registry",
     "resolve_device",

@@ -33,12 +33,14 @@ import torch
 from torch import nn
 
 import caloforge
+from caloforge.atomic import atomic_path
 from caloforge.detector.conditions import CONDITION_NAMES, particle
+from caloforge.detector.geometry import WINDOW
 from caloforge.models.inputs import N_CONDITIONS, condition_array
+from caloforge.models.registry import FAMILIES, model_class
 
 CHECKPOINT_FORMAT = "caloforge-model"
 CHECKPOINT_VERSION = 1
-WINDOW = 11
 
 
 class ConfigError(ValueError):
@@ -118,14 +120,49 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class RemovedKey:
+    """A configuration key that an earlier caloforge had and this one does not: configurations and checkpoints
+    that hold it at ``inert``, the value at which it did nothing, still load (the key is dropped); any other
+    value is a :class:`ConfigError` that names the release that still has it.
+
+    Attributes:
+        inert: the value at which the option did nothing (its default).
+        removed_on: the date of its removal (YYYY-MM-DD).
+        last_release: the caloforge release (and git commit) that still has it.
+    """
+
+    inert: Any
+    removed_on: str
+    last_release: str
+
+    def check(self, key: str, value: Any) -> None:
+        """Raise :class:`ConfigError` (one line, naming ``key``) unless ``value`` is the inert value."""
+        if value != self.inert:
+            raise ConfigError(
+                f"{key}: {value!r}: this option was removed on {self.removed_on} (only its former default "
+                f"{self.inert!r} is still accepted); {self.last_release} still has it"
+            )
+
+
+def _drop_removed_keys(cls: type, data: dict, where: str) -> dict:
+    """``data`` without the keys of ``cls.removed_keys`` (each checked to hold its inert value)."""
+    removed: dict[str, RemovedKey] = getattr(cls, "removed_keys", {})
+    for key in removed.keys() & data.keys():
+        removed[key].check(f"{where}{key}", data[key])
+    return {k: v for k, v in data.items() if k not in removed}
+
+
 def config_from_dict(cls: type, data: dict, *, where: str = "") -> Any:
     """Build the dataclass ``cls`` from a plain dict; unknown keys and wrong types raise :class:`ConfigError`.
 
-    Missing keys take the dataclass defaults. ``where`` prefixes the key names in error messages
-    (for example ``"model."``).
+    Missing keys take the dataclass defaults. Keys an earlier version had (``cls.removed_keys``,
+    :class:`RemovedKey`) are dropped when they hold the value at which they did nothing, and an error
+    otherwise. ``where`` prefixes the key names in error messages (for example ``"model."``).
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {data!r}")
+    data = _drop_removed_keys(cls, data, where)
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     unknown = [k for k in data if k not in names]
@@ -163,10 +200,13 @@ class ModelConfig:
     """What every model configuration has.
 
     Attributes:
-        name: the model family (the key of :data:`caloforge.models.MODELS`).
+        name: the model family (the key of :data:`caloforge.models.registry.FAMILIES`).
         particles: the particle types the model covers (Geant4 names). One entry: a dedicated model;
             several: one model with a one-hot particle input.
     """
+
+    removed_keys: ClassVar[dict[str, RemovedKey]] = {}
+    """Keys of earlier versions that configurations and checkpoints may still hold (:class:`RemovedKey`)."""
 
     name: str = ""
     particles: list[str] = field(default_factory=lambda: ["gamma"])
@@ -247,23 +287,17 @@ class TrainingStep:
 # --------------------------------------------------------------------------------------------------
 # the model interface
 
-_REGISTRY: dict[str, type[ShowerModel]] = {}
-
 
 class ShowerModel(nn.Module, ABC):
     """Base class of the generative shower models (maps in GeV from conditions).
 
     Subclasses set ``name`` and ``config_class``, build their networks from ``config`` and implement
-    :meth:`_sample_batch` and the training methods.
+    :meth:`_sample_batch` and the training methods; a family is known by its entry in
+    :data:`caloforge.models.registry.FAMILIES`.
     """
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.name:
-            _REGISTRY[cls.name] = cls
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -458,28 +492,33 @@ class ShowerModel(nn.Module, ABC):
         path = Path(path)
         ckpt = self.checkpoint()
         ckpt.update(extra)
-        tmp = path.with_name(path.name + ".partial")
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(ckpt, tmp)
         return path
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any], *, device: str | torch.device = "auto") -> ShowerModel:
-        """Rebuild a model from a checkpoint dict (see :meth:`checkpoint`)."""
-        import caloforge.models.gan  # noqa: F401  (registers the model families)
+        """Rebuild a model from a checkpoint dict (see :meth:`checkpoint`).
 
+        Raises:
+            CheckpointError: not a caloforge checkpoint, another format version, an unknown model family, or a
+                configuration this version cannot build (for example an option removed since, switched on).
+        """
         if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError("not a caloforge model checkpoint")
         if ckpt.get("format_version") != CHECKPOINT_VERSION:
             raise CheckpointError(
                 f"checkpoint format version {ckpt.get('format_version')}, this caloforge reads {CHECKPOINT_VERSION}"
             )
-        model_cls = _REGISTRY.get(ckpt["model"])
-        if model_cls is None:
-            raise CheckpointError(f"unknown model {ckpt['model']!r}; known: {', '.join(sorted(_REGISTRY))}")
+        if ckpt.get("model") not in FAMILIES:
+            raise CheckpointError(f"unknown model {ckpt.get('model')!r}; known: {', '.join(sorted(FAMILIES))}")
+        model_cls = model_class(ckpt["model"])
         if cls is not ShowerModel and not issubclass(model_cls, cls):
             raise CheckpointError(f"the checkpoint holds a {model_cls.__name__}, not a {cls.__name__}")
-        config = config_from_dict(model_cls.config_class, ckpt["config"], where="model.")
+        try:
+            config = config_from_dict(model_cls.config_class, ckpt["config"], where="model.")
+        except ConfigError as err:
+            raise CheckpointError(str(err)) from None
         model = model_cls(config)
         model.load_state_dict(ckpt["state_dict"])
         return model.to(resolve_device(device))
@@ -515,9 +554,3 @@ class ParticleSampler:
         """Maps (N, 11, 11) in GeV for conditions (N, 6); see :meth:`ShowerModel.sample`."""
         return self.model.sample(conditions, particle=self.particle, seed=seed, batch_size=batch_size)
 
-
-def model_registry() -> dict[str, type[ShowerModel]]:
-    """The model families by name."""
-    import caloforge.models.gan  # noqa: F401  (registers the model families)
-
-    return dict(_REGISTRY)

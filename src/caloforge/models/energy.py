@@ -2,16 +2,11 @@
 
 A shower's total deposit and its shape are sampled apart: the generator of a :class:`caloforge.models.GAN`
 gives the shape, which is rescaled to ``E11x11 = f p`` with ``f`` drawn from this model (the two-stage
-factorisation of CaloFlow, arXiv:2106.05285, with the energy stage a mixture density network, Bishop 1994).
-The narrow peak of this 1D conditional density is what the GANs learned worst. On 10k test events, the
-interquartile range of E11x11 / p was 0.041 for Geant4's photons, 0.072 for the generator shipped until
-2026-12-01 and 0.123 for the nbmmd run, and 19 % and 25 % of their maps held more than the momentum
-(Geant4 0.2 %); for electrons 0.037 against 0.075 (that generator), with 13 % of the maps above the
-momentum. A mixture of
-:data:`N_COMPONENTS` Gaussians in ``y = logit(f / F_MAX)``, its weights, means and widths given by a small
-network of the normalised conditions, fitted by maximum likelihood on the 200k training events in about a
-minute on one core, brings the candidates to 0.041 (1.0 % above the momentum) and 0.038 (0.0 %), and gives
-Geant4's quantiles of ``f`` within 0.003 between the 10 % and the 98 % quantile (photons).
+factorisation of CaloFlow, arXiv:2106.05285, with the energy stage a mixture density network, Bishop 1994):
+a mixture of :data:`N_COMPONENTS` Gaussians in ``y = logit(f / F_MAX)``, its weights, means and widths given
+by a small network of the normalised conditions. It is fitted by maximum likelihood (:meth:`EnergyModel.nll`)
+by the ``energy`` plan of the training loop (:mod:`caloforge.training.energy_fit`, ``caloforge fit-energy``);
+what it changed against the GANs' own deposits is in ``docs/experiments/recipes.md``.
 
 Sampling is a function of two standard normal numbers per shower, so that it exports to ONNX with the
 generator: the first picks the component by its cumulative weight (through the normal distribution
@@ -26,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from caloforge.models.transforms import MIN_MOMENTUM_GEV
+
 N_COMPONENTS = 10
 """Gaussians in the mixture."""
 F_MAX = 1.05
@@ -36,6 +33,13 @@ NOISE_DIM = 2
 """Standard normal numbers per shower that a sample takes."""
 HIDDEN = 128
 """Width of the network's three hidden layers."""
+
+
+def deposited_fraction(maps_gev: np.ndarray, p_gev: np.ndarray) -> np.ndarray:
+    """``f = E11x11 / p`` (N,) float64 of maps (N, 11, 11) in GeV and momenta (N,) in GeV/c (clamped to at
+    least :data:`~caloforge.models.transforms.MIN_MOMENTUM_GEV`): what the energy model describes."""
+    total = np.asarray(maps_gev, dtype=np.float64).sum(axis=(1, 2))  # (N,) GeV
+    return total / np.maximum(np.asarray(p_gev, dtype=np.float64), MIN_MOMENTUM_GEV)
 
 
 def fraction_to_y(f: torch.Tensor) -> torch.Tensor:
@@ -84,44 +88,7 @@ class EnergyModel(nn.Module):
         y = mu.gather(1, k[:, None])[:, 0] + sigma.gather(1, k[:, None])[:, 0] * noise[:, 1]
         return F_MAX * torch.sigmoid(y)
 
-    def fit(
-        self,
-        x: np.ndarray,
-        f: np.ndarray,
-        *,
-        epochs: int = 20,
-        batch_size: int = 1024,
-        lr: float = 2e-3,
-        seed: int = 0,
-        progress: bool = False,
-    ) -> list[float]:
-        """Maximum-likelihood fit on conditions ``x`` (N, n_inputs, normalised) and fractions ``f`` (N,);
-        Adam with a cosine learning-rate decay. Returns the mean negative log-likelihood per epoch."""
-        from tqdm.auto import tqdm
-
-        if len(x) == 0 or len(x) != len(f):
-            raise ValueError(f"the energy model needs as many fractions as conditions, got {len(f)} and {len(x)}")
-        gen = torch.Generator().manual_seed(seed)
-        device = next(self.parameters()).device
-        xt = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
-        ft = torch.as_tensor(np.asarray(f, dtype=np.float32), device=device)
-        opt = torch.optim.Adam(self.parameters(), lr=lr)
-        history = []
-        self.train()
-        for epoch in tqdm(range(epochs), desc="energy model", disable=not progress):
-            for group in opt.param_groups:
-                group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
-            order = torch.randperm(len(xt), generator=gen).to(device)
-            total = 0.0
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                loss = -self.log_prob(xt[idx], ft[idx]).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(idx)
-            history.append(total / len(xt))
-        self.zero_grad(set_to_none=True)
-        self.eval()
-        self.fitted.fill_(True)
-        return history
+    def nll(self, x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood (a scalar) of fractions ``f`` (B,) given conditions ``x`` (B, n_inputs):
+        the loss of the maximum-likelihood fit."""
+        return -self.log_prob(x, f).mean()

@@ -38,15 +38,14 @@ def gaussian_noise(rng: np.random.Generator, rows: int, dim: int, *, out: np.nda
     """Standard normal float32 noise (rows, dim) from ``rng``: the generators' input, the same on every backend.
 
     The Box-Muller transform of float32 uniforms, ``sqrt(-2 log(1 - u1)) (cos, sin)(2 pi u2)``, with numpy's
-    vectorised log, sine and cosine: (9344, 136) in 9 ms, where ``rng.standard_normal(dtype=float32)`` takes
-    14.4 ms (min of 7, 2-core machine), a tenth of the fast simulation's sampling time. Each row is made from
-    its own ``2 * ceil(dim / 2)`` consecutive uniforms, so that rows drawn in several blocks are the rows drawn
-    at once (sampling does not depend on the batch size). The largest value is :data:`NOISE_BOUND` (5.77 sigma,
+    vectorised log, sine and cosine (faster than ``rng.standard_normal``: ``docs/experiments/gan.md``). Each
+    row is made from its own ``2 * ceil(dim / 2)`` consecutive uniforms, so that rows drawn in several blocks are
+    the rows drawn at once (sampling does not depend on the batch size). The largest value is :data:`NOISE_BOUND` (5.77 sigma,
     from the float32 uniforms' 2^-24 spacing; a normal law goes beyond once in 10^8 draws).
 
     ``out``: a C-contiguous float32 buffer of at least ``rows * 2 * ceil(dim / 2)`` elements to draw in (for an
     even ``dim`` the result is a view of it). Reused from call to call, it saves the page faults of fresh
-    arrays: 50k rows of 136 in 41 ms instead of 55 ms (best of 7); the numbers are the same."""
+    arrays; the numbers are the same."""
     pairs = (dim + 1) // 2
     size = noise_buffer_size(rows, dim)
     if out is None:

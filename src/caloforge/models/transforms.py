@@ -18,10 +18,10 @@ from typing import Literal
 
 import torch
 
+from caloforge.showers.shapes_torch import MIN_MOMENTUM_GEV
+
 OutputTransform = Literal["none", "log"]
 OUTPUT_TRANSFORMS: tuple[str, ...] = ("none", "log")
-MIN_MOMENTUM_GEV = 1e-3
-"""Momenta are clamped to at least 1 MeV/c before dividing by them."""
 U_MAX = 2.0
 """Largest ``log``-space value the inverse accepts (f up to about 1e4 for eps=1e-4): avoids overflow."""
 
