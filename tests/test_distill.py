@@ -3,7 +3,9 @@ import pytest
 import torch
 
 from caloforge.models import GAN, GANConfig
-from caloforge.training.distill import distil_generator, student_of
+from caloforge.training.config import LoopConfig
+from caloforge.training.distill import DistillPlan, student_of
+from caloforge.training.loop import train_in_memory
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -30,6 +32,15 @@ def teacher() -> GAN:
     return model
 
 
+def _distil(teacher: GAN, conditions: np.ndarray, *, steps: int = 200, **settings) -> DistillPlan:
+    """A distillation of ``steps`` steps in one epoch, run in memory; returns the plan (student: ``plan.model``)."""
+    loop = LoopConfig(plan="distill", teacher="in memory", epochs=1, steps_per_epoch=steps, batch_size=128,
+                      learning_rate=5e-3, scheduler="one-cycle", seed=0, device="cpu", progress=False, **settings)
+    plan = DistillPlan(teacher, loop, conditions, np.zeros(len(conditions), dtype=np.int64))
+    plan.history = train_in_memory(plan)
+    return plan
+
+
 def test_student_keeps_everything_but_the_generator_convolutions(teacher):
     student = student_of(teacher, (8, 8, 8))
     assert student.config.generator_channels == (8, 8, 8)
@@ -47,19 +58,19 @@ def test_student_keeps_everything_but_the_generator_convolutions(teacher):
 
 
 def test_a_fully_connected_student_learns_the_teacher_too(teacher):
-    c = _conditions(2000, seed=1)
-    student, result = distil_generator(teacher, c, hidden=(64, 64), steps=200, batch_size=128, learning_rate=5e-3)
-    assert student.config.generator_hidden == (64, 64)
-    assert result.mse < 0.5 * result.mse_start
+    plan = _distil(teacher, _conditions(2000, seed=1), student_hidden=(64, 64))
+    assert plan.model.config.generator_hidden == (64, 64)
+    assert plan.history[-1]["val_mse"] < 0.5 * plan.mse_start
 
 
 def test_distillation_reproduces_the_teacher_and_leaves_it_unchanged(teacher):
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    c = _conditions(2000, seed=1)
-    student, result = distil_generator(teacher, c, channels=(8, 8), steps=200, batch_size=128, learning_rate=5e-3)
+    plan = _distil(teacher, _conditions(2000, seed=1), student_channels=(8, 8))
+    student, row = plan.model, plan.history[-1]
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
-    assert result.mse < 0.5 * result.mse_start and 0.5 < result.reproduced <= 1.0
-    assert result.history[-1][0] == 200 and result.history[-1][1] < result.history[0][1]
+    assert row["val_mse"] < 0.5 * plan.mse_start and 0.5 < row["val_reproduced"] <= 1.0
+    record = plan.record(plan.history)["distilled"]
+    assert record["steps"] == 200 and record["mse"] == row["val_mse"] and record["mse_start"] == plan.mse_start
     # the same noise gives nearly the same map in GeV: closer than a second draw of the teacher (a student with
     # the right distribution but another function of the noise would be as far as that draw)
     cond = _conditions(500, seed=2)
@@ -75,12 +86,12 @@ def test_distillation_reproduces_the_teacher_and_leaves_it_unchanged(teacher):
         ({"conditions": np.zeros((5, 6))}, "at least 10"),
         ({"conditions": np.zeros((50, 5))}, r"\(N, 6\)"),
         ({"conditions": np.full((50, 6), np.nan)}, "NaN"),
-        ({"steps": 9}, "at least 10 steps"),
-        ({"batch_size": 0}, "positive"),
+        ({"steps_per_epoch": 9}, "at least 10 steps"),
         ({"particle_index": np.ones(50, dtype=int)}, "indices"),
     ],
 )
 def test_bad_distillation_input_is_refused(teacher, kwargs, message):
-    args = {"conditions": _conditions(50), "steps": 10, **kwargs}
+    args = {"conditions": _conditions(50), "particle_index": np.zeros(50, dtype=int), "steps_per_epoch": 10, **kwargs}
+    loop = LoopConfig(plan="distill", teacher="x", epochs=1, steps_per_epoch=args.pop("steps_per_epoch"))
     with pytest.raises(ValueError, match=message):
-        distil_generator(teacher, args.pop("conditions"), **args)
+        DistillPlan(teacher, loop, args["conditions"], args["particle_index"])

@@ -10,7 +10,7 @@ import yaml
 from caloforge.data.io import open_sample_writer
 from caloforge.models import ConfigError, GAN, load_model
 from caloforge.training import DataConfig, LoopConfig, TrainConfig, load_config, train
-from caloforge.training.config import resolve_sample_path
+from caloforge.training.config import is_template, resolve_sample_path
 from caloforge.training.data import iter_batches, nearest_neighbours, read_shower_data, split_validation
 from caloforge.models.gan import LAT_R0_CRYSTALS, lateral_shape_moments
 from caloforge.training.selection import selection_features, selection_metric, separation_power
@@ -264,6 +264,11 @@ def test_config_rejects_unknown_keys_with_clear_errors(tmp_path, toy_samples):
         ({**base, "data": {"train_files": ["x.h5"], "val_frac": 0.1}}, r"data.'val_frac'"),
         ({**base, "training": {"batch_size": 0}}, "training.batch_size"),
         ({**base, "training": {"scheduler": "linear"}}, "training.scheduler"),
+        ({**base, "training": {"scheduler": "one-cycle"}}, "one-cycle is for training.plan energy or distill"),
+        ({**base, "training": {"teacher": "x.pt"}}, "training.teacher: only for training.plan distill"),
+        ({**base, "training": {"learning_rate": 1e-3}}, "training.learning_rate: only for training.plan energy"),
+        ({**base, "training": {"plan": "distill", "teacher": "x.pt", "init_from": "y.pt"}}, "training.init_from"),
+        ({**base, "training": {"plan": "fit"}}, "training.plan"),
         ({"model": {"name": "gan"}}, "no 'data' section"),
     ):
         path = tmp_path / "c.yaml"
@@ -279,9 +284,12 @@ def test_config_rejects_unknown_keys_with_clear_errors(tmp_path, toy_samples):
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
 def test_committed_configs_load_and_have_no_absolute_paths(name, monkeypatch, tmp_path):
-    cfg = load_config(REPO / "configs" / name)
-    assert not any(Path(f).is_absolute() for f in cfg.data.train_files + cfg.data.val_files)
     monkeypatch.setenv("CALOFORGE_CACHE", str(tmp_path))
-    particle = cfg.model.particles[0]
-    assert resolve_sample_path(cfg.data.train_files[0]) == tmp_path / "samples" / f"train_{particle}.h5"
+    path = REPO / "configs" / name
+    data = yaml.safe_load(path.read_text())
+    for particle in data["particles"] if is_template(data) else (None,):
+        cfg = load_config(path, particle)
+        assert not any(Path(f).is_absolute() for f in cfg.data.train_files + cfg.data.val_files)
+        particle = cfg.model.particles[0]
+        assert resolve_sample_path(cfg.data.train_files[0]) == tmp_path / "samples" / f"train_{particle}.h5"
     assert resolve_sample_path("train_e-.h5") == tmp_path / "samples" / "train_e-.h5"

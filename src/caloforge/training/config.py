@@ -14,6 +14,10 @@ A configuration file has three sections::
 Sample paths may use environment variables (``${CALOFORGE_CACHE}`` defaults to ``~/.cache/caloforge``)
 and ``~``; relative paths are taken relative to ``$CALOFORGE_CACHE/samples``. Committed configurations
 hold no absolute paths.
+
+A template serves several particles (:func:`resolve_template`): a top-level ``particles:`` list,
+``${PARTICLE}`` where the particle's name goes and a ``per_particle:`` block of the settings that differ;
+``load_config(path, particle="gamma")`` (``caloforge train CONFIG --particle gamma``) resolves it.
 """
 
 from __future__ import annotations
@@ -26,9 +30,12 @@ from typing import Any, Literal
 
 import yaml
 
+from caloforge.detector.conditions import PARTICLES
 from caloforge.models import ConfigError, ModelConfig, config_from_dict, config_to_dict, model_config_from_dict
 
-SCHEDULERS: tuple[str, ...] = ("none", "cosine", "exponential", "step")
+SCHEDULERS: tuple[str, ...] = ("none", "cosine", "exponential", "step", "one-cycle")
+PLANS: tuple[str, ...] = ("model", "energy", "distill")
+"""What ``training.plan`` may name (:mod:`caloforge.training.plans`)."""
 
 RESUMABLE_CHANGES: frozenset[str] = frozenset(
     {"training.epochs", "training.progress", "training.device", "training.sample_batch_size"}
@@ -88,17 +95,25 @@ class DataConfig:
 
 @dataclass
 class LoopConfig:
-    """What the training loop does, for every model.
+    """What the training loop does, for every model and plan (:mod:`caloforge.training.plans`).
 
     Attributes:
+        plan: what the loop trains: ``model``, the model of the ``model:`` section; ``energy``, the
+            deposited-energy model of the trained GAN ``init_from`` (:mod:`caloforge.training.energy_fit`);
+            ``distill``, a smaller or fully connected generator that gives the GAN ``teacher``'s maps for the
+            same noise (:mod:`caloforge.training.distill`). With ``energy`` and ``distill`` the model comes
+            from the checkpoint: the ``model:`` section gives only its ``name`` and ``particles``.
         epochs: total number of epochs (raise it and resume to train longer).
-        batch_size: events per batch (the last incomplete batch of an epoch is dropped).
+        batch_size: events per batch (``model``: the last incomplete batch of an epoch is dropped;
+            ``energy``: kept; ``distill``: (noise, condition) pairs per step).
         seed: seeds weight initialisation, shuffling, the validation split and the validation samples.
         device: ``auto`` (GPU when present), ``cpu`` or ``cuda``.
-        scheduler: per-epoch learning-rate schedule of every optimizer: ``none``, ``cosine`` (to 0 at
+        scheduler: learning-rate schedule of every optimizer: per epoch ``none``, ``cosine`` (to 0 at
             ``epochs``), ``exponential`` (times ``scheduler_gamma`` per epoch), ``step`` (times
-            ``scheduler_gamma`` every ``scheduler_step_epochs``). A schedule only advances in epochs
-            that use its optimizer.
+            ``scheduler_gamma`` every ``scheduler_step_epochs``), which only advance in epochs that use
+            their optimizer; or per step ``one-cycle`` (plans ``energy`` and ``distill``: rising to
+            ``learning_rate`` over the first 5 % of all steps, 30 % below 50 steps, then falling as a cosine;
+            Smith and Topin, arXiv:1708.07120; a one-cycle run is resumed only with the same ``epochs``).
         scheduler_gamma, scheduler_step_epochs: parameters of the ``exponential`` and ``step`` schedules.
         selection_bins: histogram bins of the separation powers of the selection metric.
         sample_batch_size: conditions per network call when generating validation maps.
@@ -106,20 +121,36 @@ class LoopConfig:
         init_from: a model checkpoint (``best.pt`` of an earlier run, ``${CALOFORGE_CACHE}`` and ``~``
             expanded) whose weights and condition normalisation start the run instead of the fits to
             the training maps: fine-tuning with other losses or rates. Same model type, particles
-            and architecture; null: start afresh.
+            and architecture; null: start afresh. Plan ``energy``: the GAN whose energy model is fitted
+            (required).
+        learning_rate: plans ``energy`` (Adam's rate) and ``distill`` (the peak of ``one-cycle``); null:
+            :data:`PLAN_LEARNING_RATE`. The ``model`` plan takes its rates from the ``model:`` section.
+        teacher: plan ``distill``: the trained GAN checkpoint to distil (required).
+        student_channels: plan ``distill``: the student generator's channels (4x4 convolution, then each
+            3x3 one; :attr:`caloforge.models.GANConfig.generator_channels`).
+        student_hidden: plan ``distill``: hidden widths of a fully connected student generator instead
+            (:attr:`caloforge.models.GANConfig.generator_hidden`; empty: convolutional).
+        steps_per_epoch: plan ``distill``: optimiser steps per epoch; null: the training conditions
+            divided by ``batch_size``.
     """
 
+    plan: Literal["model", "energy", "distill"] = "model"
     epochs: int = 20
     batch_size: int = 256
     seed: int = 1
     device: str = "auto"
-    scheduler: Literal["none", "cosine", "exponential", "step"] = "none"
+    scheduler: Literal["none", "cosine", "exponential", "step", "one-cycle"] = "none"
     scheduler_gamma: float = 0.95
     scheduler_step_epochs: int = 10
     selection_bins: int = 50
     sample_batch_size: int = 8192
     progress: bool = True
     init_from: str | None = None
+    learning_rate: float | None = None
+    teacher: str | None = None
+    student_channels: tuple[int, ...] = (8, 8, 8)
+    student_hidden: tuple[int, ...] = ()
+    steps_per_epoch: int | None = None
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "scheduler_step_epochs", "selection_bins", "sample_batch_size"):
@@ -127,6 +158,28 @@ class LoopConfig:
                 raise ConfigError(f"training.{key}: must be positive, got {getattr(self, key)}")
         if not 0 < self.scheduler_gamma <= 1:
             raise ConfigError(f"training.scheduler_gamma: must be in (0, 1], got {self.scheduler_gamma}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ConfigError(f"training.learning_rate: must be positive, got {self.learning_rate}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch <= 0:
+            raise ConfigError(f"training.steps_per_epoch: must be positive, got {self.steps_per_epoch}")
+        only = {"learning_rate": ("energy", "distill"), "teacher": ("distill",), "steps_per_epoch": ("distill",)}
+        for key, plans in only.items():
+            if getattr(self, key) is not None and self.plan not in plans:
+                raise ConfigError(f"training.{key}: only for training.plan {' or '.join(plans)}, "
+                                  f"not {self.plan!r}: leave it out")
+        if self.scheduler == "one-cycle" and self.plan == "model":
+            raise ConfigError("training.scheduler: one-cycle is for training.plan energy or distill")
+        if self.plan == "distill" and self.init_from is not None:
+            raise ConfigError("training.init_from: the distill plan starts from training.teacher; leave init_from out")
+
+    @property
+    def plan_learning_rate(self) -> float:
+        """``learning_rate``, or :data:`PLAN_LEARNING_RATE` when it is null."""
+        return PLAN_LEARNING_RATE if self.learning_rate is None else self.learning_rate
+
+
+PLAN_LEARNING_RATE = 2e-3
+"""Learning rate of the ``energy`` and ``distill`` plans when ``training.learning_rate`` is null."""
 
 
 @dataclass
@@ -164,11 +217,81 @@ class TrainConfig:
         return dataclasses.replace(self, **sections)
 
 
-def load_config(path: str | os.PathLike) -> TrainConfig:
-    """Read a training configuration from a YAML file.
+PARTICLE_PLACEHOLDER = "${PARTICLE}"
+"""Stands for the particle in a template configuration (``--particle``): ``train_${PARTICLE}.h5``."""
+
+TEMPLATE_KEYS: tuple[str, ...] = ("particles", "per_particle")
+"""Top-level keys of a template configuration, beside the sections of :class:`TrainConfig`."""
+
+
+def is_template(data: Any) -> bool:
+    """Whether a parsed configuration is a particle template (it has a top-level ``particles:`` list)."""
+    return isinstance(data, dict) and "particles" in data
+
+
+def resolve_template(data: dict[str, Any], particle: str | None) -> dict[str, Any]:
+    """The configuration of one particle from a parsed template; a plain configuration comes back as it is.
+
+    A template lists the particles it serves (``particles: [gamma, e-, e+]``), writes ``${PARTICLE}`` where
+    the particle's name goes (``model.particles``, sample and run paths) and may hold, under ``per_particle:``,
+    the settings of one particle that differ from the sections below (merged over them, key by key)::
+
+        particles: [gamma, e-, e+]
+        per_particle:
+          e-: {training: {scheduler: exponential, scheduler_gamma: 0.9}}
+        model: {name: gan, particles: ["${PARTICLE}"], ...}
+        data: {train_files: ["${CALOFORGE_CACHE}/samples/train_${PARTICLE}.h5"]}
 
     Raises:
-        ConfigError: missing file, invalid YAML, unknown keys, wrong types or values.
+        ConfigError: a template without ``particle`` or with one it does not list, ``particle`` for a
+            plain configuration, ``${PARTICLE}`` outside a template, malformed ``particles``/``per_particle``.
+    """
+    if not is_template(data):
+        if particle is not None:
+            raise ConfigError(f"a particle ({particle}) was given, but this configuration is not a template "
+                              "(it has no top-level 'particles:' list): leave the particle out")
+        if PARTICLE_PLACEHOLDER in yaml.safe_dump(data):
+            raise ConfigError(f"{PARTICLE_PLACEHOLDER} is used, but there is no top-level 'particles:' list of the "
+                              "particles it stands for")
+        return data
+    choices = data["particles"]
+    if not isinstance(choices, list) or not choices or not all(c in PARTICLES for c in choices):
+        raise ConfigError(f"particles: a list of particle names from {', '.join(PARTICLES)}, got {choices!r}")
+    if particle is None:
+        raise ConfigError(f"a template for the particles {', '.join(choices)}: give one of them (--particle)")
+    if particle not in choices:
+        raise ConfigError(f"particle {particle!r}: this template is for {', '.join(choices)}")
+    overrides = data.get("per_particle") or {}
+    if not isinstance(overrides, dict) or any(k not in choices for k in overrides):
+        raise ConfigError(f"per_particle: a mapping from particles of {', '.join(choices)} to settings, "
+                          f"got {overrides!r}")
+    merged = _merge({k: v for k, v in data.items() if k not in TEMPLATE_KEYS}, overrides.get(particle) or {})
+    return _substitute(merged, PARTICLE_PLACEHOLDER, particle)
+
+
+def _merge(base: Any, override: Any) -> Any:
+    """``override`` over ``base``: mappings merged key by key, anything else replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {**base, **{k: _merge(base.get(k), v) for k, v in override.items()}}
+    return override
+
+
+def _substitute(value: Any, placeholder: str, text: str) -> Any:
+    """``value`` with ``placeholder`` replaced by ``text`` in every string, keys included."""
+    if isinstance(value, str):
+        return value.replace(placeholder, text)
+    if isinstance(value, dict):
+        return {_substitute(k, placeholder, text): _substitute(v, placeholder, text) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, placeholder, text) for v in value]
+    return value
+
+
+def read_config_dict(path: str | os.PathLike, particle: str | None = None) -> dict[str, Any]:
+    """A YAML configuration file as plain dicts, a template resolved for ``particle`` (:func:`resolve_template`).
+
+    Raises:
+        ConfigError: missing file, invalid YAML, a template problem; the message starts with the path.
     """
     path = Path(path)
     if not path.is_file():
@@ -178,7 +301,21 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     try:
-        return TrainConfig.from_dict(data or {})
+        return resolve_template(data or {}, particle)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def load_config(path: str | os.PathLike, particle: str | None = None) -> TrainConfig:
+    """Read a training configuration from a YAML file; a template (:func:`resolve_template`) needs ``particle``.
+
+    Raises:
+        ConfigError: missing file, invalid YAML, unknown keys, wrong types or values, a template without a
+            particle (the message names the choices).
+    """
+    data = read_config_dict(path, particle)
+    try:
+        return TrainConfig.from_dict(data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
 
