@@ -134,8 +134,11 @@ def samples(
 @app.command()
 @_user_errors
 def train(
-    config: Annotated[Path, typer.Argument(help="Training configuration (YAML), e.g. configs/gan_gamma.yaml.")],
+    config: Annotated[Path, typer.Argument(help="Training configuration (YAML), e.g. configs/nbmmd.yaml.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, metrics.csv, config.yaml.")],
+    particle: Annotated[
+        Optional[str], typer.Option("--particle", "-p", help="The particle of a template configuration: e-, e+ or gamma.")
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option("--resume/--no-resume", help="Continue the run in the folder (default); --no-resume refuses a folder that holds one."),
@@ -144,14 +147,42 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Train a shower model; an interrupted run continues where it stopped when run again."""
-    from caloforge.training import train as run_training
+    from caloforge.training import load_config, train as run_training
 
+    cfg = load_config(config, particle)
     try:
-        best = run_training(config, out_dir, resume=resume, device=device, progress=False if quiet else None)
+        best = run_training(cfg, out_dir, resume=resume, device=device, progress=False if quiet else None)
     except KeyboardInterrupt:
         typer.echo(f"interrupted: run the same command again to resume {out_dir} from its last finished epoch", err=True)
         raise typer.Exit(130) from None
     typer.echo(f"best checkpoint: {best}")
+
+
+@app.command()
+@_user_errors
+def recipe(
+    particle: Annotated[str, typer.Option("--particle", "-p", help="e-, e+ or gamma.")],
+    runs: Annotated[
+        Optional[Path], typer.Option(help="Folder of the run folders (default ~/.cache/caloforge/runs).")
+    ] = None,
+    configs: Annotated[
+        Optional[Path], typer.Option(help="Folder of the stage configurations (default: the repository's configs/).")
+    ] = None,
+    models: Annotated[
+        Optional[Path], typer.Option(help="Where the ship stages put the models (default: the shipped models' folder).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list the stages, their state and commands.")] = False,
+) -> None:
+    """Reproduce a shipped model from the Geant4 samples: train, fit the energy model, fine-tune, ship, distil,
+    ship; stages already done are skipped, an interrupted one continues when the command is run again."""
+    from caloforge.release.recipe import make_recipe, run_recipe
+
+    plan = make_recipe(particle, runs_dir=runs, configs_dir=configs, models_dir=models)
+    try:
+        run_recipe(plan, dry_run=dry_run, echo=typer.echo)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: run the same command again to continue from the stage that stopped", err=True)
+        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -254,7 +285,7 @@ def generate(
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
 ) -> None:
     """Sample a model under the conditions of a Geant4 sample file (the candidate of `caloforge validate`)."""
-    from caloforge.models.generate import generate_like
+    from caloforge.engine.generate import generate_like
 
     if checkpoint.suffix.lower() == ".onnx":
         from caloforge.export import OnnxShowerModel
@@ -300,24 +331,20 @@ def fit_energy(
     seed: Annotated[int, typer.Option(help="Seed of the fit.")] = 0,
 ) -> None:
     """Fit the deposited-energy model (E11x11 / p given the conditions) of a trained GAN: its maps keep the
-    generator's shape, rescaled to a total drawn from the fit (see caloforge.models.energy)."""
-    from caloforge.models import GAN, load_model
-    from caloforge.training.data import read_shower_data
+    generator's shape, rescaled to a total drawn from the fit. A shortcut for `caloforge train` of a
+    configuration with `training.plan: energy` (see caloforge.training.energy_fit)."""
+    import torch
 
-    if output.suffix != ".pt" or output.exists() or not output.parent.is_dir():
-        raise ValueError(f"{output}: give a new .pt file in an existing folder")
+    from caloforge.training.energy_fit import energy_fit_config
+    from caloforge.training.loop import train_to_file
+
     if epochs <= 0:
         raise ValueError(f"--epochs must be positive, got {epochs}")
-    model = load_model(checkpoint, device="cpu")
-    if not isinstance(model, GAN):
-        raise ValueError(f"{checkpoint}: the energy model is for GAN checkpoints")
-    data = read_shower_data(sample, particles=model.particles, max_events=max_events)  # the model's types only
-    history = model.fit_energy(data.maps_gev, data.conditions, data.particle, epochs=epochs, seed=seed, progress=True)
-    model.save(output, energy_fit={"from": str(checkpoint), "samples": [str(p) for p in sample],
-                                   "events": len(data.conditions), "epochs": epochs, "seed": seed,
-                                   "nll_per_epoch": history})
-    typer.echo(f"wrote {output}: energy model fitted on {len(data.conditions)} events, {epochs} epochs, "
-               f"negative log-likelihood {history[0]:.4f} -> {history[-1]:.4f}")
+    config = energy_fit_config(checkpoint, sample, epochs=epochs, max_events=max_events, seed=seed)
+    fit = torch.load(train_to_file(config, output), map_location="cpu", weights_only=True)["energy_fit"]
+    nll = fit["nll_per_epoch"]
+    typer.echo(f"wrote {output}: energy model fitted on {fit['events']} events, {fit['epochs']} epochs, "
+               f"negative log-likelihood {nll[0]:.4f} -> {nll[-1]:.4f}")
 
 
 @app.command()
@@ -339,37 +366,23 @@ def distill(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Distil a GAN's generator into a narrower or fully connected, faster one that gives the same maps for the
-    same noise and conditions (see caloforge.training.distill); the rest of the model is the teacher's."""
-    import numpy as np
-    from tqdm.auto import tqdm
+    same noise and conditions; the rest of the model is the teacher's. A shortcut for `caloforge train` of a
+    configuration with `training.plan: distill` (see caloforge.training.distill)."""
+    import torch
 
-    from caloforge.models import load_model
-    from caloforge.training.data import read_shower_data
-    from caloforge.training.distill import distil_generator
+    from caloforge.training.distill import distill_config
+    from caloforge.training.loop import train_to_file
 
-    if output.suffix != ".pt" or output.exists() or not output.parent.is_dir():
-        raise ValueError(f"{output}: give a new .pt file in an existing folder")
     widths = parse_widths(channels, "--channels", "8,8,8")
     layers = parse_widths(hidden, "--hidden", "256,256") if hidden else ()
-    teacher = load_model(checkpoint, device=device)
-    data = read_shower_data(sample, particles=teacher.particles, max_events=max_events)
-    order = np.random.default_rng(seed).permutation(len(data.conditions))  # held-out rows from all of the samples
-    with tqdm(total=steps, desc="distilling", unit="step", disable=quiet) as bar:
-
-        def report(step: int, loss: float) -> None:
-            bar.update(step - bar.n)
-            bar.set_postfix(loss=f"{loss:.3g}")
-
-        student, result = distil_generator(
-            teacher, data.conditions[order], data.particle[order], channels=widths, hidden=layers, steps=steps,
-            batch_size=batch_size, learning_rate=learning_rate, seed=seed, progress=report,
-        )
-    student.save(output, distilled={"from": str(checkpoint.resolve()), "samples": [str(p) for p in sample],
-                                    "events": len(data.conditions), **result.to_dict()})
+    config = distill_config(checkpoint, sample, channels=widths, hidden=layers, steps=steps, batch_size=batch_size,
+                            learning_rate=learning_rate, max_events=max_events, seed=seed, device=device,
+                            progress=not quiet)
+    result = torch.load(train_to_file(config, output), map_location="cpu", weights_only=True)["distilled"]
     typer.echo(
-        f"wrote {output}: generator {result.teacher_parameters} -> {result.student_parameters} parameters, "
-        f"{steps} steps; held-out mean squared difference {result.mse_start:.3g} -> {result.mse:.3g} "
-        f"({100 * result.reproduced:.1f} % of the teacher's departure from its mean shower reproduced)"
+        f"wrote {output}: generator {result['teacher_parameters']} -> {result['student_parameters']} parameters, "
+        f"{result['steps']} steps; held-out mean squared difference {result['mse_start']:.3g} -> {result['mse']:.3g} "
+        f"({100 * result['reproduced']:.1f} % of the teacher's departure from its mean shower reproduced)"
     )
 
 
@@ -416,6 +429,104 @@ def info(path: Annotated[Path, typer.Argument(help="A caloforge sample file.")])
     from caloforge.data.summary import summarize
 
     typer.echo(summarize(path))
+
+
+@app.command()
+@_user_errors
+def ship(
+    particles: Annotated[
+        str, typer.Option("--particles", "--particle", help="Particle types to ship, comma-separated.")
+    ] = "gamma,e-,e+",
+    runs: Annotated[
+        Optional[Path], typer.Option(help="Folder of the training runs.", show_default="$CALOFORGE_CACHE/runs")
+    ] = None,
+    run_name: Annotated[
+        str, typer.Option(help="Run folder in --runs, {particle} per particle.")
+    ] = "moments_{particle}",
+    checkpoint: Annotated[
+        str, typer.Option(help="Checkpoint in each run folder, e.g. best_energy.pt from caloforge fit-energy.")
+    ] = "best.pt",
+    run: Annotated[
+        Optional[list[str]],
+        typer.Option(metavar="PARTICLE=FOLDER",
+                     help="The run folder of one particle, instead of --run-name (repeatable)."),
+    ] = None,
+    config: Annotated[
+        Optional[str],
+        typer.Option(help="The `caloforge train` arguments the runs were trained with, {particle} per particle "
+                     "(named in the card).", show_default="configs/moments.yaml --particle {particle}"),
+    ] = None,
+    distilled: Annotated[
+        Optional[str],
+        typer.Option(metavar="FILE",
+                     help="Ship the students of `caloforge distill` (a path with {particle}) instead of runs."),
+    ] = None,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Only export the shipped checkpoints with 8-bit hidden layers and validate "
+                           "that export beside the float32 one.")
+    ] = False,
+    reexport: Annotated[
+        bool, typer.Option("--reexport",
+                           help="Only export the shipped checkpoints to ONNX again and measure their speed anew.")
+    ] = False,
+    response: Annotated[
+        bool, typer.Option("--response", help="Only measure the energy response, the spread per momentum slice and the "
+                           "spread of the fixed track of the shipped checkpoints anew.")
+    ] = False,
+    samples: Annotated[
+        Optional[Path], typer.Option(help="Folder of the Geant4 samples.", show_default="$CALOFORGE_CACHE/samples")
+    ] = None,
+    work: Annotated[
+        Optional[Path],
+        typer.Option(help="Folder for generated samples and reports.", show_default="$CALOFORGE_CACHE/validation"),
+    ] = None,
+    events: Annotated[int, typer.Option(help="Events per validation sample.")] = 10_000,
+    out_dir: Annotated[
+        Optional[Path],
+        typer.Option(help="Models folder to read and write instead of the package's models/pretrained/."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Ship trained models as the package defaults: validate them against Geant4, export them to ONNX (float32
+    and 8-bit) and write validation.json and MODEL_CARD.md (see caloforge.release.ship).
+
+    Writes into src/caloforge/models/pretrained/ (the models caloforge simulate runs) unless --out-dir.
+
+    Needs the Geant4 samples of `caloforge samples` ($CALOFORGE_CACHE is ~/.cache/caloforge if not set).
+    """
+    from caloforge.release import ship as release
+
+    names = [p.strip() for p in particles.split(",") if p.strip()]
+    modes = [flag for flag, on in (("--distilled", distilled), ("--int8", int8), ("--reexport", reexport),
+                                   ("--response", response)) if on]
+    if len(modes) > 1:
+        raise ValueError(f"{' and '.join(modes)}: give one mode at a time")
+    runs_dir = (runs or release.DEFAULT_RUNS).expanduser()
+    samples_dir = (samples or release.DEFAULT_SAMPLES).expanduser()
+    work_dir = (work or release.DEFAULT_WORK).expanduser()
+    models_dir = out_dir.expanduser() if out_dir else release.HERE
+    common = {"samples_dir": samples_dir, "out_dir": models_dir, "progress": not quiet}
+    if int8:
+        release.int8_exports(names, work_dir=work_dir, events=events, **common)
+    elif reexport:
+        release.reexport(names, events=events, **common)
+    elif response:
+        release.measure_response(names, **common)
+    elif distilled:
+        students = {name: Path(distilled.format(particle=name)).expanduser() for name in names}
+        release.ship_distilled(students, runs_dir=runs_dir, work_dir=work_dir, events=events, **common)
+    else:
+        folders = {}
+        for item in run or []:
+            name, sep, folder = item.partition("=")
+            if not sep or name not in release.DEFAULT_STEMS:
+                raise ValueError(f"--run {item!r}: expected PARTICLE=FOLDER with PARTICLE one of "
+                                 f"{', '.join(release.DEFAULT_STEMS)}")
+            folders[name] = Path(folder).expanduser()
+        checkpoints = {name: folders.get(name, runs_dir / run_name.format(particle=name)) / checkpoint
+                       for name in names}
+        release.ship(checkpoints, work_dir=work_dir, config=config or release.DEFAULT_CONFIG, events=events, **common)
+    typer.echo(f"wrote {models_dir / 'MODEL_CARD.md'} and validation.json")
 
 
 def main() -> None:  # pragma: no cover

@@ -17,10 +17,10 @@ from tqdm.auto import tqdm
 import caloforge
 from caloforge.data.io import iter_batches, open_sample_writer, read_attrs
 from caloforge.detector.conditions import PARTICLES_BY_PDG
-from caloforge.models.base import ShowerModel
 
 if TYPE_CHECKING:
     from caloforge.export.runtime import OnnxShowerModel
+    from caloforge.models.base import ShowerModel
 
 
 def generate_like(

@@ -1,0 +1,237 @@
+"""The model card (``MODEL_CARD.md``) of the shipped models, rendered from their validation records alone.
+
+``validation.json`` holds one record per particle type (written by :mod:`caloforge.release.ship`); the card is
+a pure function of it, :func:`render_card`, so that the card can be rendered again from the JSON at any time
+and give the same text. :func:`write_cards` writes both files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from caloforge.atomic import write_text_atomic
+from caloforge.release.targets import check_targets
+
+VALIDATION_FILE = "validation.json"
+"""The validation records, beside the shipped models."""
+CARD_FILE = "MODEL_CARD.md"
+"""The model card, beside the shipped models."""
+
+
+def read_cards(models_dir: str | os.PathLike) -> dict[str, dict]:
+    """The validation records (particle -> record) of ``models_dir``; empty when it has none."""
+    path = Path(models_dir) / VALIDATION_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def cards_json(cards: dict[str, dict]) -> str:
+    """The text of ``validation.json`` for ``cards`` (one-space indent, numpy numbers as floats)."""
+    return json.dumps(cards, indent=1, default=float)
+
+
+def write_cards(cards: dict[str, dict], models_dir: str | os.PathLike) -> Path:
+    """Write ``validation.json`` and the ``MODEL_CARD.md`` rendered from it into ``models_dir`` (the card is
+    rendered first, so that a rendering error leaves both files as they were). Returns the card's path."""
+    models_dir = Path(models_dir)
+    card_text = render_card(cards)
+    write_text_atomic(models_dir / VALIDATION_FILE, cards_json(cards))
+    return write_text_atomic(models_dir / CARD_FILE, card_text)
+
+
+def card_date(cards: dict[str, dict]) -> str:
+    """The date the card carries (ISO): the latest date a record was validated or updated on (the records'
+    ``validated_on`` and ``updated_on``, and those of their 8-bit exports)."""
+    dates = [d for c in cards.values()
+             for d in (c.get("validated_on"), c.get("updated_on"), (c.get("int8") or {}).get("validated_on")) if d]
+    return max(dates, default="n/a")
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _events_used(max_events: int | None, in_file: int) -> str:
+    """The card's words for the training events used: all of the file's, or the first ``max_events``."""
+    if max_events is None or max_events >= in_file:
+        return f"all {in_file:,} events"
+    return f"the first {max_events:,} events"
+
+
+def _started_from(training: dict) -> str:
+    """The card's words for ``training.init_from`` (empty when the run started afresh)."""
+    init = training.get("init_from")
+    return f", starting from the weights of `{init}` (fine-tuning)" if init else ""
+
+
+def _energy_line(fit: dict | None) -> list[str]:
+    """The card's words for the energy model of ``caloforge fit-energy`` (none without one)."""
+    if not fit:
+        return []
+    return [f"- Deposited energy: each map rescaled to E11x11 = f p, f drawn from the energy model "
+            f"(`src/caloforge/models/energy.py`) fitted by `caloforge fit-energy` on {fit['events']} events "
+            f"of `{', '.join(Path(p).name for p in fit['samples'])}`, {fit['epochs']} epochs, seed {fit['seed']} "
+            f"(negative log-likelihood {fit['final_nll']:.4f}), to the checkpoint `{Path(fit['from']).parent.name}/"
+            f"{Path(fit['from']).name}`."]
+
+
+def _distill_lines(d: dict | None) -> list[str]:
+    """The card's words for a student of ``caloforge distill``, with its teacher's numbers beside its own."""
+    if not d:
+        return []
+    t = d["teacher"]
+    sp = t["separation_power"]
+    aucs = ", ".join(f"{_fmt(r['candidate']['auc'], 3)} ({kind.replace('_', '-')})"
+                     for kind, r in (t.get("classifier") or {}).items() if isinstance(r, dict) and "candidate" in r)
+    shape = (f"a fully connected generator of hidden widths {tuple(d['hidden'])}" if d.get("hidden")
+             else f"generator channels {tuple(d['channels'])}")
+    return [
+        f"- Distilled (`caloforge distill`, `src/caloforge/training/distill.py`) from the seed-size model "
+        f"`{t['checkpoint']}` (the training run above) into {shape} (generator "
+        f"parameters, the mean-shower table included: {d['teacher_parameters']} -> {d['student_parameters']}): "
+        f"{d['steps']} steps of {d['batch_size']} (noise, condition) pairs, peak learning rate {d['learning_rate']:g}, "
+        f"seed {d['seed']}, on the conditions of {d['events']} events of `{', '.join(d['samples'])}`. On held-out "
+        f"inputs the student reproduces {100 * d['reproduced']:.1f} % of the teacher's departure from its mean shower "
+        f"(mean squared difference {d['mse_start']:.3g} -> {d['mse']:.3g} in output space).",
+        f"- The teacher, validated on {t['validated_on']}: separation power E1x1 {_fmt(sp['e1x1_gev']['model'])}, "
+        f"E5x5 {_fmt(sp['e5x5_gev']['model'])}, second moment {_fmt(sp['second_moment_cm2']['model'])}, LAT "
+        f"{_fmt(sp['lat']['model'])}; classifier AUC {aucs}; {t['onnx_showers_per_s']:,.0f} showers/s.",
+    ]
+
+
+def _int8_lines(q: dict | None) -> list[str]:
+    """The card's section on the 8-bit export, its validation beside the float32 export's."""
+    if not q:
+        return []
+    same, speed, info = q["same_noise"], q["showers_per_s"], q["quantization"]
+    lines = [
+        f"### 8-bit export: `{q['onnx']}`", "",
+        f"The hidden layers ({', '.join(f'`{x}`' for x in info['int8_layers'])}) in 8 bits "
+        "(`src/caloforge/export/quantize.py`: noise and activations in 8 bits with fixed scales, weights in 7 bits "
+        "with a scale per output row, exact 32-bit sums; the conditions, the output layer, the mean shower and the "
+        "energy model stay float32), "
+        f"activation scales from {info['calibration']}. Validated on {q['validated_on']} beside the float32 export, "
+        f"both sampled under the conditions of the same {same['events']} Geant4 test events with the same noise: the "
+        f"two exports' maps differ by {same['centre_share_mean_abs_diff']:.2g} in the centre crystal's share of "
+        f"E11x11 and {100 * same['e5x5_rel_mean_abs_diff']:.2g} % in E5x5 (means of the absolute differences; "
+        f"E11x11, which the energy model sets, at most {same['e11x11_rel_max_abs_diff']:.1g} relative). "
+        f"ONNX Runtime sampling, best of three alternating runs: {speed['int8']:,.0f} showers/s, float32 "
+        f"{speed['float32']:,.0f} (batch 10k, 2 cores).", "",
+        "| observable | separation power, float32 export | 8-bit export | Geant4 floor | verdicts |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for k, v in q["separation_power"].items():
+        lines.append(f"| {k} | {_fmt(v['float32'])} +- {_fmt(v['float32_error'])} | {_fmt(v['int8'])} +- "
+                     f"{_fmt(v['int8_error'])} | {_fmt(v['geant4_floor'])} | "
+                     f"{v['float32_verdict']}, {v['int8_verdict']} |")
+
+    def counts(c: dict) -> str:
+        return ", ".join(f"{n} {verdict}" for verdict, n in c.items() if n)
+
+    lines += ["", f"All verdicts of the reports: float32 export {counts(q['counts']['float32'])}; 8-bit export "
+              f"{counts(q['counts']['int8'])}."]
+    for kind, aucs in q["classifier_auc"].items():
+        lines.append(f"Classifier AUC ({'8-bit' if kind == 'int8' else kind} export): "
+                     + ", ".join(f"{_fmt(v, 3)} ({c.replace('_', '-')} inputs)" for c, v in aucs.items()) + ".")
+    return [*lines, ""]
+
+
+def _header(cards: dict[str, dict]) -> list[str]:
+    return [
+        "# caloforge default models: model card",
+        "",
+        f"Written by `caloforge ship` on {card_date(cards)}; the numbers below are in",
+        "`validation.json` beside this file, each model's validation date with it. One conditional GAN per",
+        "particle type: the seed's generator and discriminator (SPEC section 4; `src/caloforge/models/gan.py`)",
+        "trained as a WGAN-GP with the changes listed in its configuration (below), trained with",
+        "`caloforge train <configuration>`; where a model says it was distilled, its generator is a narrower",
+        "(`generator_channels`) or a fully connected one (`generator_hidden`) trained by `caloforge distill` to",
+        "give the same maps as that seed-size model (`seed_gan_<particle>.pt`, shipped beside it) for the same",
+        "noise and conditions.",
+        "Inputs: the six conditions of `docs/conventions.md` of the undisturbed track at the crystal front face;",
+        "output: the 11x11 crystal energies in GeV. `.pt` is the PyTorch checkpoint, `.onnx` its float32 ONNX export,",
+        "`_int8.onnx` the export with 8-bit hidden layers that `caloforge simulate` runs by default (each model's",
+        "section \"8-bit export\"; `caloforge simulate --no-int8` runs the float32 one).",
+        "",
+    ]
+
+
+def _model_section(name: str, c: dict) -> list[str]:
+    """The card's section on the model of one particle type, from its record ``c``."""
+    ts, run = c["training_sample"], c["run"]
+    data = run["config"]["data"]
+    lines = [
+        f"## {name}: `{c['checkpoint']}`, `{c['onnx']}`",
+        "",
+        f"Targets: {'; '.join(str(check) for check in check_targets(c))}.",
+        "",
+        f"- Parameters: {c['parameters']}",
+        f"- Training sample: {_events_used(data.get('max_events'), ts['events_in_file'])} of `{ts['file']}` (Geant4 "
+        f"{ts['geant4_version']}, {ts['physics_list']}, cut {ts['production_cut_mm']} mm, TOF "
+        f"{'on' if ts['tof'] else 'off'}, gun {ts['gun']}, data sets {ts['geant4_datasets'].get('G4LEDATA')} "
+        f"(reduced offline EM data)), {data.get('val_fraction')} of them held out for checkpoint selection.",
+        f"- Training run `{run['folder']}`: `caloforge train {run['config_file']}`"
+        f"{_started_from(run['config']['training'])}. Settings: "
+        f"{run['config']['model']}; training {run['config']['training']}; "
+        f"{run['epochs_done']} epochs done (regressor pre-training included); the shipped one is epoch "
+        f"{run['best_epoch']}, chosen by the mean separation power of "
+        f"{', '.join(run['selection_features'])} on the held-out events.",
+        *_energy_line(c.get("energy_fit")),
+        *_distill_lines(c.get("distilled")),
+        *([f"- Mean shower: table regularised on the training conditions (`MeanShower.regularise`, ridge "
+           f"1e-4; rms change {c['mean_shower_regularised_rms_change']:.2g} in output space)."]
+          if c.get("mean_shower_regularised_rms_change") else []),
+        f"- Validation against the Geant4 test sample on {c['validated_on']} "
+        f"(`{Path(c['report']).parent.name}/report.html`): "
+        f"overall **{c['summary']['overall']}**, {c['summary']['counts']}.",
+        f"- ONNX Runtime sampling on this machine: {c['onnx_showers_per_s']:,.0f} showers/s (batch 10k, 2 cores).",
+        "",
+        "| observable | separation power (model) | Geant4 floor | verdict |",
+        "| --- | --- | --- | --- |",
+    ]
+    for k, v in c["separation_power"].items():
+        lines.append(f"| {k} | {_fmt(v['model'])} +- {_fmt(v['model_error'])} | {_fmt(v['geant4_floor'])} | "
+                     f"{v['verdict']} |")
+    lines += ["", "| momentum slice (GeV/c) | Geant4 events | Geant4 mean E11x11 (GeV) | model / Geant4 |",
+              "| --- | --- | --- | --- |"]
+    for r in c["energy_response"]:
+        lines.append(f"| {r['slice_gev'][0]}-{r['slice_gev'][1]} | {r['n']} | {r['geant4_mean_gev']:.4f} | "
+                     f"{r['ratio']:.4f} +- {r['ratio_error']:.4f} |")
+    lines += ["", f"Energy response on the conditions of the Geant4 test and floor samples together, "
+              f"{c['energy_response'][0]['draws']} model maps per Geant4 event; errors of the mean per-event "
+              "difference (same conditions)."]
+    if c.get("impact_point"):
+        lines += ["", "| profile against the impact point | Geant4, first and last bin | model | chi2/ndf | z "
+                  "(floor z) | verdict |", "| --- | --- | --- | --- | --- | --- |"]
+        for k, v in c["impact_point"].items():
+            lines.append(f"| {k} | {_fmt(v['geant4_first_last'][0])}, {_fmt(v['geant4_first_last'][1])} | "
+                         f"{_fmt(v['model_first_last'][0])}, {_fmt(v['model_first_last'][1])} | "
+                         f"{v['chi2']:.0f}/{v['ndf']} | {_fmt(v['z'], 1)} ({_fmt(v['floor_z'], 1)}) | {v['verdict']} |")
+    res = c["resolution"]
+    lines += ["", f"Repeated track {tuple(res['track_gev'])} GeV/c, {res['n']} Geant4 events, {res['draws']} model "
+              f"maps per Geant4 event: E5x5 std Geant4 {res['geant4_e5x5_std_gev']:.4f} GeV, model "
+              f"{res['model_e5x5_std_gev']:.4f} GeV (ratio {res['std_ratio']:.3f}); sigma68 ratio "
+              f"{res['sigma68_ratio']:.3f}.", ""]
+    if c.get("resolution_slices"):
+        lines += ["| momentum slice (GeV/c) | Geant4 events | E5x5/p spread, model / Geant4 (std) | (sigma68) |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {r['slice_gev'][0]}-{r['slice_gev'][1]} | {r['n']} | {r['std_ratio']:.3f} | "
+                  f"{r['sigma68_ratio']:.3f} |" for r in c["resolution_slices"]]
+        lines += ["", "The same Geant4 events and model maps as the energy response; the model's spread over all "
+                  "its draws.", ""]
+    for kind, r in (c.get("classifier") or {}).items():
+        if isinstance(r, dict) and "candidate" in r:
+            lines.append(f"Classifier ({kind} inputs): AUC {_fmt(r['candidate'].get('auc'), 3)}; "
+                         f"Geant4 floor {_fmt((r.get('floor') or {}).get('auc'), 3)}.")
+    return [*lines, "", *_int8_lines(c.get("int8"))]
+
+
+def render_card(cards: dict[str, dict]) -> str:
+    """The text of ``MODEL_CARD.md`` for the validation records ``cards`` (particle -> record, the content of
+    ``validation.json``): a header, then per model its targets (:func:`caloforge.release.targets.check_targets`),
+    provenance, validation tables and its 8-bit export's validation."""
+    lines = _header(cards)
+    for name, c in cards.items():
+        lines += _model_section(name, c)
+    return "\n".join(lines)

@@ -1,0 +1,251 @@
+"""Tests of caloforge.release: the card rendered from the shipped validation records, the targets, the studies on
+tiny inputs and the `caloforge ship` command's input checks (a full shipping run needs training runs and the
+Geant4 samples, and is not run here)."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from caloforge.cli.main import app
+from caloforge.models.pretrained import HERE
+from caloforge.release.card import CARD_FILE, VALIDATION_FILE, card_date, cards_json, read_cards, render_card
+from caloforge.release.targets import TargetCheck, check_targets, worst_slice
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def shipped() -> dict:
+    return read_cards(HERE)
+
+
+# ------------------------------------------------------------------------------------------------
+# card
+# ------------------------------------------------------------------------------------------------
+
+
+def test_card_rendered_from_the_shipped_json_is_the_shipped_card(shipped):
+    assert render_card(shipped) == (HERE / CARD_FILE).read_text()
+
+
+def test_validation_json_round_trips_byte_for_byte(shipped):
+    assert cards_json(shipped) == (HERE / VALIDATION_FILE).read_text()
+
+
+def test_card_date_is_the_latest_date_of_the_records(shipped):
+    assert card_date(shipped) == "2026-12-02"  # the 8-bit exports' validation
+    later = copy.deepcopy(shipped)
+    later["e-"]["updated_on"] = "2027-01-05"  # e.g. a --response run
+    assert card_date(later) == "2027-01-05"
+    assert "Written by `caloforge ship` on 2027-01-05;" in render_card(later)
+
+
+def test_card_without_8bit_export_or_student_has_no_such_sections(shipped):
+    record = {k: v for k, v in shipped["gamma"].items() if k not in ("int8", "distilled")}
+    text = render_card({"gamma": record})
+    assert "## gamma:" in text and "8-bit export:" not in text and "Distilled" not in text
+
+
+# ------------------------------------------------------------------------------------------------
+# targets
+# ------------------------------------------------------------------------------------------------
+
+
+def _record(*, sp=0.005, ratio=1.004, track=1.05, slice_std=0.95, auc=0.6, speed=30_000.0) -> dict:
+    """A tiny validation record with the fields the targets read."""
+    return {
+        "separation_power": {"e1x1_gev": {"model": sp}, "lat": {"model": 0.001}, "other": {"model": 0.5}},
+        "energy_response": [
+            {"slice_gev": [0.2, 0.4], "ratio": ratio, "ratio_error": 0.002},
+            {"slice_gev": [0.5, 0.7], "ratio": 1.0, "ratio_error": 0.001},
+            {"slice_gev": [0.0, 3.0], "ratio": 0.9, "ratio_error": 0.001},  # the full range: not a slice
+        ],
+        "resolution": {"std_ratio": track},
+        "resolution_slices": [{"slice_gev": [0.2, 0.4], "std_ratio": slice_std},
+                              {"slice_gev": [0.5, 0.7], "std_ratio": 1.01}],
+        "classifier": {"low_level": {"candidate": {"auc": auc}}, "high_level": {"error": "skipped"}},
+        "onnx_showers_per_s": speed,
+    }
+
+
+def test_targets_met_on_a_good_record():
+    checks = check_targets(_record())
+    assert all(c.met for c in checks) and len(checks) == 6
+    assert [str(c) for c in checks] == [
+        "separation power < 0.02 for 2 of 2 observables (met)",
+        "mean energy per momentum slice within 0.4 +- 0.2 % (met, target 1 %)",
+        "E5x5 spread of one track 1.05 x Geant4's (met, target within 10 %)",
+        "E5x5/p spread per momentum slice, worst 0.95 x Geant4's at 0.2-0.4 GeV/c (met)",
+        "classifier AUC 0.600 (met, target < 0.75)",
+        "30,000 showers/s (met, target 25k)",
+    ]
+
+
+@pytest.mark.parametrize("change, failed", [
+    ({"sp": 0.02}, 0),  # the bound is strict
+    ({"ratio": 0.985}, 1),
+    ({"track": 1.11}, 2),
+    ({"slice_std": 0.89}, 3),
+    ({"auc": 0.75}, 4),
+    ({"speed": 24_999.0}, 5),
+])
+def test_each_target_fails_alone(change, failed):
+    checks = check_targets(_record(**change))
+    assert [not c.met for c in checks] == [k == failed for k in range(6)]
+    assert "NOT met" in str(checks[failed])
+
+
+def test_worst_slice_leaves_out_the_full_range():
+    assert worst_slice(_record(ratio=1.004)["energy_response"])["slice_gev"] == [0.2, 0.4]
+    assert str(TargetCheck("x", False)) == "x (NOT met)"
+
+
+# ------------------------------------------------------------------------------------------------
+# studies
+# ------------------------------------------------------------------------------------------------
+
+
+def _geant4(n: int, seed: int) -> SimpleNamespace:
+    """Tiny stand-in of a Geant4 sample: (n, 6) conditions, p uniform in 0-3 GeV/c, (n, 11, 11) maps."""
+    rng = np.random.default_rng(seed)
+    conditions = np.zeros((n, 6), dtype=np.float32)
+    conditions[:, 0] = rng.uniform(0.0, 3.0, n)
+    maps = rng.exponential(0.01, (n, 11, 11)).astype(np.float32)
+    maps[:, 5, 5] += 0.8 * conditions[:, 0]
+    return SimpleNamespace(conditions=conditions, maps_gev=maps)
+
+
+class _Scaled:
+    """A 'model' that returns the Geant4 maps of the conditions it is given, times ``scale``."""
+
+    def __init__(self, geant4: list, scale: float) -> None:
+        self.maps = np.concatenate([g.maps_gev for g in geant4])
+        self.conditions = np.concatenate([g.conditions for g in geant4])
+        self.scale = scale
+
+    def sample(self, conditions: np.ndarray, seed: int = 0) -> np.ndarray:
+        assert np.array_equal(conditions, self.conditions)
+        return self.scale * self.maps
+
+
+def test_slice_study_of_a_scaled_copy_of_geant4():
+    from caloforge.release.studies import SLICES_GEV, slice_study
+
+    geant4 = [_geant4(400, 1), _geant4(300, 2)]
+    result = slice_study(_Scaled(geant4, 1.02), geant4, draws=2)
+    response, spread = result["energy_response"], result["resolution_slices"]
+    assert [r["slice_gev"] for r in response] == [list(s) for s in SLICES_GEV]
+    assert response[-1]["n"] == 700 and all(r["draws"] == 2 for r in response)
+    assert all(r["ratio"] == pytest.approx(1.02, rel=1e-5) for r in response)
+    same = slice_study(_Scaled(geant4, 1.0), geant4, draws=2)["energy_response"]
+    assert all(r["ratio_error"] == 0.0 for r in same)  # paired: the momentum spread within a slice cancels
+    assert len(spread) == len(SLICES_GEV) - 1
+    assert all(r["std_ratio"] == pytest.approx(1.02, rel=1e-5) for r in spread)
+    one_draw = slice_study(_Scaled(geant4, 1.02), geant4, draws=1)["resolution_slices"]
+    assert all(r["sigma68_ratio"] == pytest.approx(1.02, rel=1e-5) for r in one_draw)
+
+
+def test_track_resolution_and_same_noise_differences():
+    from caloforge.release.studies import TRACK_GEV, same_noise_differences, track_resolution
+
+    track = _geant4(500, 3)
+    result = track_resolution(track, _Scaled([track], 0.9), draws=3)
+    assert result["track_gev"] == list(TRACK_GEV) and result["n"] == 500 and result["draws"] == 3
+    assert result["std_ratio"] == pytest.approx(0.9, rel=1e-5)
+    assert result["model_e5x5_std_gev"] == pytest.approx(0.9 * result["geant4_e5x5_std_gev"], rel=1e-5)
+    same = same_noise_differences(track.maps_gev, track.maps_gev)
+    assert same == {"events": 500, "centre_share_mean_abs_diff": 0.0, "e11x11_rel_max_abs_diff": 0.0,
+                    "e5x5_rel_mean_abs_diff": 0.0}
+
+
+# ------------------------------------------------------------------------------------------------
+# the command
+# ------------------------------------------------------------------------------------------------
+
+
+def test_ship_help_names_the_modes_and_where_it_writes():
+    result = runner.invoke(app, ["ship", "--help"])
+    assert result.exit_code == 0
+    for option in ("--distilled", "--int8", "--reexport", "--response", "--out-dir", "--run"):
+        assert option in result.output
+    assert "src/caloforge/models/pretrained/" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--run", "gamma={tmp}/nowhere", "--particles", "gamma"], "nowhere/best.pt: no such checkpoint"),
+    (["--runs", "{tmp}", "--particles", "e-"], "moments_e-/best.pt: no such checkpoint"),
+    (["--distilled", "{tmp}/{{particle}}.pt", "--particles", "e+"], "e+.pt: no such checkpoint"),
+    (["--run", "mu-={tmp}", "--particles", "gamma"], "expected PARTICLE=FOLDER"),
+    (["--particles", "mu-"], "particles mu-: expected some of"),
+    (["--int8", "--reexport"], "give one mode at a time"),
+    (["--reexport", "--particles", "gamma", "--out-dir", "{tmp}/models"], "no such shipped checkpoint"),
+])
+def test_bad_ship_input_gives_one_line_and_writes_nothing(tmp_path, args, message):
+    args = [a.format(tmp=tmp_path) for a in args]
+    result = runner.invoke(app, ["ship", "--samples", str(tmp_path / "samples"), "--work", str(tmp_path / "work"),
+                                 *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ship_reports_missing_samples_before_any_work(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("best.pt", "config.yaml", "metrics.csv"):
+        (run / name).write_text("")
+    result = runner.invoke(app, ["ship", "--run", f"gamma={run}", "--particles", "gamma", "--samples",
+                                 str(tmp_path / "samples"), "--out-dir", str(tmp_path / "models")])
+    assert result.exit_code == 2
+    assert "train_gamma.h5: no such Geant4 sample" in result.stderr
+    assert not (tmp_path / "models").exists()
+
+
+def test_export_replacing_replaces_the_file_whole(tmp_path):
+    from caloforge.models import load_model
+    from caloforge.release.ship import export_replacing
+
+    model = load_model(HERE / "gan_gamma.pt", device="cpu")
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"old")
+    assert export_replacing(model, path) == path
+    assert path.read_bytes()[:3] != b"old" and path.stat().st_size > 100_000
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]  # no temporary folder left
+
+
+
+def test_the_teacher_is_kept_beside_a_student_once(tmp_path):
+    from caloforge.release.ship import ShipError, _keep_teacher
+
+    (tmp_path / "gan_gamma.pt").write_bytes(b"seed-size model")
+    cards = {"gamma": {"checkpoint": "gan_gamma.pt", "validated_on": "2026-12-01"}}
+    teacher = _keep_teacher("gamma", cards, tmp_path)  # the shipped model is the seed-size teacher
+    assert teacher == {"checkpoint": "seed_gan_gamma.pt", "validated_on": "2026-12-01"}
+    assert (tmp_path / "seed_gan_gamma.pt").read_bytes() == b"seed-size model"
+    (tmp_path / "gan_gamma.pt").write_bytes(b"student")
+    cards = {"gamma": {"checkpoint": "gan_gamma.pt", "distilled": {"teacher": teacher}}}
+    assert _keep_teacher("gamma", cards, tmp_path) == teacher  # shipped again: the kept teacher stays
+    assert (tmp_path / "seed_gan_gamma.pt").read_bytes() == b"seed-size model"
+    (tmp_path / "seed_gan_gamma.pt").unlink()
+    with pytest.raises(ShipError, match="no such seed-size teacher"):
+        _keep_teacher("gamma", cards, tmp_path)
+
+
+def test_ship_distilled_refuses_a_checkpoint_that_is_not_a_student(tmp_path):
+    import torch
+
+    torch.save({"config": {}}, tmp_path / "gamma.pt")
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    for kind in ("train", "test", "floor"):
+        (samples / f"{kind}_gamma.h5").write_bytes(b"")
+    result = runner.invoke(app, ["ship", "--distilled", str(tmp_path / "{particle}.pt"), "--particles", "gamma",
+                                 "--samples", str(samples)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'gamma.pt'}: not a checkpoint of `caloforge distill`"
