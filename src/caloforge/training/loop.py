@@ -88,6 +88,10 @@ def _cosine(epochs: int) -> Callable[[int], float]:
     return lambda k: 0.5 * (1.0 + math.cos(math.pi * k / epochs))
 
 
+class NonFiniteLossError(FloatingPointError, ValueError):
+    """A training step gave a NaN or infinite loss (the message names the epoch, the batch and the step)."""
+
+
 def make_schedulers(
     plan: TrainingPlan, optimizers: dict[str, torch.optim.Optimizer], loop: LoopConfig
 ) -> dict[str, torch.optim.lr_scheduler.LRScheduler]:
@@ -192,14 +196,17 @@ def _run_epoch(
     plan.model.train()
     bar = tqdm(plan.batches(epoch), total=plan.n_batches(), desc=f"epoch {epoch + 1}/{loop.epochs}", unit="batch",
                leave=False, disable=not show)
-    for batch in bar:
+    for index, batch in enumerate(bar):
         for step in steps:
             if (state.global_step + 1) % step.every:
                 continue
             plan.model.zero_grad(set_to_none=True)
             loss, logs = plan.training_step(step.name, batch)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"epoch {epoch + 1}: the {step.name} loss is {loss.item()}")
+                raise NonFiniteLossError(
+                    f"epoch {epoch + 1}, batch {index + 1} of {plan.n_batches()}: the {step.name} loss is "
+                    f"{loss.item()}; training stopped (last.pt holds the last finished epoch)"
+                )
             loss.backward()
             optimizers[step.name].step()
             if per_step:

@@ -1,0 +1,11 @@
+"""The conditional normalizing flow: deposited energy, then the shape, sampled in one pass.
+
+* :mod:`caloforge.models.flow.config`        -- :class:`FlowConfig`
+* :mod:`caloforge.models.flow.preprocessing` -- cell fractions <-> the flow's standardised logit space
+* :mod:`caloforge.models.flow.model`         -- :class:`FlowModel` (energy stage + coupling spline flow, zuko)
+"""
+
+from caloforge.models.flow.config import FlowConfig
+from caloforge.models.flow.model import FlowModel
+
+__all__ = ["FlowConfig", "FlowModel"]

@@ -1,0 +1,138 @@
+"""The two-stage conditional normalizing flow (:class:`FlowModel`): the deposited energy, then the shape.
+
+CaloFlow's factorisation (Krause and Shih, arXiv:2106.05285; at BESIII the same two stages model anti-neutron
+showers): ``p(map | c) = p(E11x11 | c) p(shape | c, E11x11)``.
+
+* **Energy stage**: ``f = E11x11 / p`` given the conditions, the mixture density network of
+  :mod:`caloforge.models.energy` (the GAN's energy model), trained here by maximum likelihood with the shape.
+* **Shape stage**: the 121 cell fractions of E11x11, preprocessed by
+  :class:`~caloforge.models.flow.preprocessing.ShapeTransform` (dequantisation, logit, standardisation),
+  modelled by a conditional neural spline flow (rational-quadratic splines, Durkan et al.,
+  arXiv:1906.04032; zuko's ``NSF``) whose transforms are couplings (``passes=2``): sampling inverts each
+  transform in one network pass, as CaloINN does (arXiv:2312.09290). Its context is the normalised conditions
+  [+ one-hot particle type] and the standardised ``logit(f / F_MAX)`` of the shower's energy: in training
+  Geant4's, in sampling the energy stage's draw.
+
+Sampling takes 2 + 121 standard normal numbers per shower (:attr:`FlowModel.noise_size`): two for the
+energy stage, 121 for the flow's base distribution.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import zuko
+
+from caloforge.models.base import Batch, ShowerModel, TrainingStep
+from caloforge.models.energy import NOISE_DIM as ENERGY_NOISE_DIM
+from caloforge.models.energy import EnergyModel, fraction_to_y
+from caloforge.models.flow.config import FlowConfig
+from caloforge.models.flow.preprocessing import N_CELLS, ShapeTransform
+from caloforge.models.inputs import gaussian_noise
+from caloforge.models.transforms import MIN_MOMENTUM_GEV
+
+__all__ = ["FlowModel"]
+
+EMPTY_GEV = 1e-9
+"""Maps with less than this in all 121 cells (GeV) are empty: they count in the energy stage only."""
+
+
+class FlowModel(ShowerModel):
+    """Conditional normalizing flow for 11 x 11 EMC maps: energy stage and shape flow (see the module)."""
+
+    name = "flow"
+    config_class = FlowConfig
+
+    def __init__(self, config: FlowConfig) -> None:
+        super().__init__(config)
+        self.energy_stage = EnergyModel(self.n_condition_inputs)
+        self.shape = ShapeTransform(config.dequantisation, config.logit_alpha, config.threshold)
+        self.flow = zuko.flows.NSF(
+            features=N_CELLS,
+            context=self.n_condition_inputs + 1,
+            transforms=config.transforms,
+            hidden_features=tuple(config.hidden),
+            bins=config.bins,
+            passes=config.passes if config.passes else None,
+        )
+        self.register_buffer("energy_y_mean", torch.tensor(0.0))
+        self.register_buffer("energy_y_std", torch.tensor(1.0))
+
+    @property
+    def noise_size(self) -> int:
+        """Standard normal numbers per shower: 2 for the energy stage, 121 for the shape flow."""
+        return ENERGY_NOISE_DIM + N_CELLS
+
+    # ---- the fits before training -----------------------------------------------------------------
+
+    def fit_maps(
+        self, maps_gev: np.ndarray, conditions: np.ndarray, particle_index: np.ndarray | None = None
+    ) -> None:
+        """Fit the standardisation of the shape variables and of the energy context on training maps
+        (N, 11, 11) in GeV with their conditions (N, 6) (after :meth:`fit_normalisation`)."""
+        maps = torch.as_tensor(np.asarray(maps_gev, dtype=np.float32)).flatten(1)  # (N, 121)
+        p = torch.as_tensor(np.asarray(conditions, dtype=np.float32)[:, 0])  # (N,)
+        total = maps.sum(dim=1)  # (N,)
+        full = total > EMPTY_GEV
+        generator = torch.Generator().manual_seed(0)
+        self.shape.fit(maps[full] / total[full, None], generator)
+        y = fraction_to_y(total / p.clamp_min(MIN_MOMENTUM_GEV))  # (N,)
+        self.energy_y_mean.copy_(y.mean())
+        self.energy_y_std.copy_(y.std().clamp_min(1e-3))
+
+    # ---- the two stages ---------------------------------------------------------------------------
+
+    def _context(self, x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        """The shape flow's context (B, n_condition_inputs + 1): network conditions ``x`` and the standardised
+        ``logit(f / F_MAX)`` of the deposited fractions ``f`` (B,)."""
+        y = (fraction_to_y(f) - self.energy_y_mean) / self.energy_y_std  # (B,)
+        return torch.cat([x, y[:, None]], dim=1)
+
+    def negative_log_likelihoods(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Mean negative log-likelihoods of a batch of Geant4 events: ``energy`` (of ``logit(f / F_MAX)``) and
+        ``shape`` (per cell, of the preprocessed fractions; maps with a deposit only)."""
+        x = self.condition_input(batch.conditions, batch.particle)  # (B, C)
+        maps = batch.maps_gev.flatten(1)  # (B, 121)
+        total = maps.sum(dim=1)  # (B,)
+        f = total / batch.conditions[:, 0].clamp_min(MIN_MOMENTUM_GEV)  # (B,)
+        nll = {"energy": self.energy_stage.nll(x, f)}
+        full = total > EMPTY_GEV
+        y = self.shape(maps[full] / total[full, None], torch.rand_like(maps[full]))  # (B', 121)
+        nll["shape"] = -self.flow(self._context(x[full], f[full])).log_prob(y).mean() / N_CELLS
+        return nll
+
+    def generate(self, noise: torch.Tensor, conditions: torch.Tensor, particle_index: torch.Tensor) -> torch.Tensor:
+        """Maps (B, 11, 11) in GeV from standard normal noise (B, :attr:`noise_size`), raw conditions (B, 6) and
+        particle indices (B,)."""
+        x = self.condition_input(conditions, particle_index)  # (B, C)
+        f = self.energy_stage.fraction(x, noise[:, :ENERGY_NOISE_DIM])  # (B,)
+        y = self.flow(self._context(x, f)).transform.inv(noise[:, ENERGY_NOISE_DIM:])  # (B, 121)
+        fractions = self.shape.inverse(y)  # (B, 121), each row summing to 1
+        total = torch.nan_to_num(f, nan=0.0) * conditions[:, 0].clamp_min(MIN_MOMENTUM_GEV)  # (B,) GeV
+        return (fractions * total[:, None]).view(-1, 11, 11)
+
+    def _sample_batch(
+        self, conditions: torch.Tensor, particle_index: torch.Tensor, rng: np.random.Generator
+    ) -> torch.Tensor:
+        noise = torch.as_tensor(gaussian_noise(rng, len(conditions), self.noise_size), device=conditions.device)
+        return self.generate(noise, conditions, particle_index)
+
+    # ---- training ---------------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        cfg = self.config
+        return {"flow": torch.optim.AdamW(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)}
+
+    def training_plan(self, epoch: int) -> list[TrainingStep]:
+        return [TrainingStep("flow")]
+
+    def training_step(self, step: str, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        if step != "flow":
+            raise ValueError(f"unknown training step {step!r}")
+        nll = self.negative_log_likelihoods(batch)
+        loss = nll["shape"] + nll["energy"]
+        return loss, {"nll_shape": nll["shape"].item(), "nll_energy": nll["energy"].item(), "loss": loss.item()}
+
+    def validation_step(self, batch: Batch) -> dict[str, float]:
+        """Held-out negative log-likelihoods (the same as in training, without gradients)."""
+        return {f"nll_{k}": v.item() for k, v in self.negative_log_likelihoods(batch).items()}

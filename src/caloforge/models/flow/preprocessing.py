@@ -1,0 +1,65 @@
+"""The shape flow's variables: 121 cell fractions of E11x11, dequantised, logit-transformed, standardised.
+
+The preprocessing the best calorimeter flows share (CaloFlow, arXiv:2106.05285; CaloINN, arXiv:2312.09290;
+CaloDREAM, arXiv:2405.09629): the cells are divided by their sum, a small uniform noise of width
+``dequantisation`` (a fraction of E11x11) is added so that the empty cells -- 77 % of an 11x11 map -- are a
+continuous band instead of a point mass, ``logit(alpha + (1 - 2 alpha) v)`` opens the unit interval, and each
+cell is standardised with the training sample's mean and spread. After sampling, the inverse maps back to
+fractions and every cell inside the dequantisation band (below ``threshold`` of E11x11) is empty again.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["ShapeTransform"]
+
+N_CELLS = 121
+
+
+class ShapeTransform(nn.Module):
+    """Cell fractions <-> standardised logit space, with the per-cell mean and spread as buffers.
+
+    Args:
+        dequantisation: width of the uniform noise added to each cell fraction before the logit (fraction of
+            E11x11); also the largest fraction a cell may have and still come out empty after sampling when
+            ``threshold`` is None.
+        alpha: margin of the logit, ``logit(alpha + (1 - 2 alpha) v)``.
+        threshold: cells below this fraction of E11x11 are set to 0 after sampling (None: ``dequantisation``).
+    """
+
+    def __init__(self, dequantisation: float, alpha: float, threshold: float | None = None) -> None:
+        super().__init__()
+        self.dequantisation = float(dequantisation)
+        self.alpha = float(alpha)
+        self.threshold = float(dequantisation if threshold is None else threshold)
+        self.register_buffer("mean", torch.zeros(N_CELLS))  # (121,)
+        self.register_buffer("std", torch.ones(N_CELLS))  # (121,)
+
+    def logit(self, fractions: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Unstandardised logit space (B, 121) of fractions (B, 121) with uniform noise in [0, 1) (B, 121)."""
+        v = (fractions + self.dequantisation * noise) / (1.0 + self.dequantisation)  # (B, 121) in (0, 1)
+        v = self.alpha + (1.0 - 2.0 * self.alpha) * v.clamp(0.0, 1.0)
+        return torch.log(v) - torch.log1p(-v)
+
+    def fit(self, fractions: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Fit the per-cell mean and spread on training fractions (N, 121)."""
+        noise = torch.rand(fractions.shape, generator=generator, dtype=fractions.dtype)
+        y = self.logit(fractions, noise)
+        self.mean.copy_(y.mean(dim=0))
+        self.std.copy_(y.std(dim=0).clamp_min(1e-3))
+
+    def forward(self, fractions: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The flow's variables (B, 121) of cell fractions (B, 121) with uniform noise (B, 121)."""
+        return (self.logit(fractions, noise) - self.mean) / self.std
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """Cell fractions (B, 121), summing to 1 (or all 0), of flow variables (B, 121): cells below the
+        threshold set to 0 (a non-finite variable gives an empty cell)."""
+        y = torch.nan_to_num(y, nan=-torch.inf)
+        v = torch.sigmoid(y * self.std + self.mean)
+        fractions = ((v - self.alpha) / (1.0 - 2.0 * self.alpha)) * (1.0 + self.dequantisation)  # (B, 121)
+        fractions = torch.where(fractions < self.threshold, torch.zeros_like(fractions), fractions)
+        total = fractions.sum(dim=1, keepdim=True)  # (B, 1)
+        return fractions / total.clamp_min(1e-30)

@@ -1,0 +1,121 @@
+"""The conditional normalizing flow (caloforge.models.flow) on toy showers: fits, training, sampling, checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from model_inputs import toy_conditions
+
+from caloforge.models import CheckpointError, build_model, load_model
+from caloforge.models.base import Batch, ConfigError
+from caloforge.models.flow import FlowModel
+from caloforge.models.flow.preprocessing import ShapeTransform
+
+
+def _toy_showers(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Toy maps (n, 11, 11) in GeV with a hot centre, a sparse halo (70 % of the cells empty) and
+    E11x11 = 0.9 p, and their conditions (n, 6)."""
+    rng = np.random.default_rng(seed)
+    c = toy_conditions(n, seed)
+    maps = (rng.exponential(1.0, (n, 11, 11)) * (rng.random((n, 11, 11)) < 0.3)).astype(np.float32)
+    maps[:, 5, 5] += 5.0
+    maps *= (0.9 * c[:, 0] / maps.sum(axis=(1, 2)))[:, None, None]
+    return maps, c
+
+
+def _small_flow(**changes) -> FlowModel:
+    torch.manual_seed(0)
+    return build_model({"name": "flow", "particles": ["gamma"], "transforms": 2, "hidden": [32], "bins": 4, **changes})
+
+
+@pytest.fixture(scope="module")
+def trained_flow_state() -> dict:
+    """The state of a tiny flow trained for 60 steps on toy showers (trained once for the module)."""
+    maps, c = _toy_showers(2000, 1)
+    model = _small_flow(lr=3e-3)
+    model.fit_normalisation(c)
+    model.fit_maps(maps, c)
+    optimizer = model.configure_optimizers()["flow"]
+    for step in range(60):
+        take = slice(128 * (step % 15), 128 * (step % 15 + 1))
+        batch = Batch(torch.as_tensor(maps[take]), torch.as_tensor(c[take]), torch.zeros(128, dtype=torch.long))
+        optimizer.zero_grad()
+        loss, _ = model.training_step("flow", batch)
+        loss.backward()
+        optimizer.step()
+    return model.state_dict()
+
+
+@pytest.fixture
+def trained_flow(trained_flow_state) -> FlowModel:
+    """A fresh copy of the trained tiny flow (tests may change it)."""
+    model = _small_flow(lr=3e-3)
+    model.load_state_dict(trained_flow_state)
+    return model
+
+
+def test_shape_transform_round_trip_keeps_fractions_and_empties_the_dequantisation_band():
+    transform = ShapeTransform(dequantisation=1e-6, alpha=1e-6)
+    maps, _ = _toy_showers(500, 2)
+    fractions = torch.as_tensor(maps.reshape(500, -1) / maps.sum(axis=(1, 2))[:, None])
+    transform.fit(fractions, torch.Generator().manual_seed(0))
+    y = transform(fractions, torch.rand(fractions.shape, generator=torch.Generator().manual_seed(1)))
+    assert torch.isfinite(y).all() and abs(float(y.mean())) < 0.05
+    back = transform.inverse(y)
+    # empty cells, and the rare ones inside the dequantisation band, come back empty; the others do not
+    assert torch.equal(back == 0, fractions < transform.threshold)
+    assert torch.allclose(back, fractions, atol=3e-6)
+    assert torch.allclose(back.sum(dim=1), torch.ones(500, dtype=back.dtype))
+
+
+def test_training_lowers_both_likelihoods(trained_flow):
+    maps, c = _toy_showers(512, 3)
+    fresh = _small_flow()
+    fresh.load_state_dict({k: v for k, v in trained_flow.state_dict().items() if "flow." not in k and "energy_stage." not in k},
+                          strict=False)
+    batch = Batch(torch.as_tensor(maps), torch.as_tensor(c), torch.zeros(512, dtype=torch.long))
+    with torch.no_grad():
+        before = fresh.validation_step(batch)
+        after = trained_flow.validation_step(batch)
+    assert after["nll_shape"] < before["nll_shape"] - 0.2
+    assert after["nll_energy"] < before["nll_energy"] - 0.5
+
+
+def test_samples_are_finite_non_negative_reproducible_and_batch_independent(trained_flow):
+    c = toy_conditions(300, 4)
+    maps = trained_flow.sample(c, seed=5)
+    assert maps.shape == (300, 11, 11) and maps.dtype == np.float32
+    assert np.isfinite(maps).all() and maps.min() >= 0
+    assert np.array_equal(maps, trained_flow.sample(c, seed=5))
+    assert np.allclose(maps, trained_flow.sample(c, seed=5, batch_size=37), rtol=1e-5, atol=1e-7)
+    assert not np.array_equal(maps, trained_flow.sample(c, seed=6))
+    fraction = maps.sum(axis=(1, 2)) / c[:, 0]
+    assert np.median(fraction) == pytest.approx(0.9, abs=0.05)  # the energy stage learnt E11x11 = 0.9 p
+    assert 0.3 < (maps > 0).mean() < 0.99  # empty cells are exact zeros
+
+
+def test_sampling_never_gives_nan_even_from_a_broken_network(trained_flow):
+    with torch.no_grad():
+        for p in trained_flow.flow.parameters():
+            p.fill_(float("nan"))
+    maps = trained_flow.sample(toy_conditions(20, 7), seed=1)
+    assert np.isfinite(maps).all() and maps.min() >= 0
+
+
+def test_checkpoint_round_trip_and_another_kind_refused(tmp_path, trained_flow):
+    path = trained_flow.save(tmp_path / "flow.pt")
+    again = load_model(path, device="cpu")
+    c = toy_conditions(50, 8)
+    assert isinstance(again, FlowModel)
+    assert np.array_equal(again.sample(c, seed=2), trained_flow.sample(c, seed=2))
+    from caloforge.models import GAN
+
+    with pytest.raises(CheckpointError, match="holds a FlowModel, not a GAN"):
+        GAN.load(path)
+
+
+@pytest.mark.parametrize("key, value", [("passes", 1), ("bins", 1), ("dequantisation", 0.0), ("hidden", [])])
+def test_bad_settings_are_refused_in_one_line(key, value):
+    with pytest.raises(ConfigError, match=f"model.{key}"):
+        build_model({"name": "flow", "particles": ["gamma"], key: value})
