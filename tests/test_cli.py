@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -182,3 +185,199 @@ def test_distill_writes_a_narrower_model_and_refuses_bad_input(tmp_path, photon_
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "give a new .pt file" in again.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp.pt", "student.pt"]
+
+
+# --- damaged input files, outputs that cannot be written, the error wrapper (issue 22: items 3, 4, 10) ---
+
+
+@pytest.fixture(scope="module")
+def sample_files(tmp_path_factory) -> dict:
+    """A good sample file, a configuration that trains on a file named by {path}, the folder they are in."""
+    from test_io import _sample_file
+
+    folder = tmp_path_factory.mktemp("inputs")
+    return {"good": _sample_file(folder / "good.h5"), "folder": folder,
+            "config": "model: {name: gan, particles: [gamma], regressor_epochs: 1}\n"
+                      "data: {train_files: ['{path}'], val_fraction: 0.2}\n"
+                      "training: {epochs: 1, batch_size: 16, seed: 3, device: cpu, progress: false}\n"}
+
+
+def _damage(kind: str, path: Path) -> None:
+    import h5py
+    from test_io import damage_chunk
+
+    if kind == "corrupt chunk":
+        damage_chunk(path, "showers")
+    elif kind == "cut in half":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif kind == "not HDF5":
+        path.write_text("event,pdg,px,py,pz\n0,22,1,0,0\n")
+    else:  # a valid HDF5 file without the sample schema
+        path.unlink()
+        with h5py.File(path, "w") as f:
+            f["showers"] = np.zeros((3, 121))
+
+
+def _config(sample_files, train_file: Path) -> Path:
+    path = sample_files["folder"] / f"train_{train_file.stem}.yaml"
+    path.write_text(sample_files["config"].replace("{path}", str(train_file)))
+    return path
+
+
+@pytest.mark.parametrize("command", ["info", "validate", "generate", "train"])
+@pytest.mark.parametrize("damage", ["corrupt chunk", "cut in half", "not HDF5", "no schema"])
+def test_a_damaged_sample_file_gives_one_line_naming_it(tmp_path, sample_files, untrained_gamma_model, command,
+                                                        damage):
+    import shutil
+
+    bad = sample_files["folder"] / f"{damage.replace(' ', '_')}.h5"
+    if not bad.exists():
+        shutil.copyfile(sample_files["good"], bad)
+        _damage(damage, bad)
+    out = tmp_path / "out"
+    out.mkdir()
+    args = {
+        "info": ["info", str(bad)],
+        "validate": ["validate", str(sample_files["good"]), str(bad), "-o", str(out / "report")],
+        "generate": ["generate", str(untrained_gamma_model), "--like", str(bad), "-o", str(out / "cand.h5")],
+        "train": ["train", str(_config(sample_files, bad)), "-o", str(out / "run"), "--quiet"],
+    }[command]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert str(bad) in result.stderr
+    if damage == "corrupt chunk":
+        assert "dataset 'showers': damaged file" in result.stderr
+    assert list(out.iterdir()) == []  # nothing half-written
+
+
+def _output_commands(model: Path, good: Path, config: Path, base: Path) -> dict[str, tuple[list[str], Path]]:
+    """Each writing command with its output in the folder ``base``: (arguments, output)."""
+    outputs = {"generate": base / "cand.h5", "export": base / "m.onnx", "validate": base / "report",
+               "train": base / "run", "fit-energy": base / "e.pt", "distill": base / "d.pt",
+               "simulate": base / "hits.root", "fullsim": base / "g4.h5"}
+    args = {
+        "generate": ["generate", str(model), "--like", str(good), "-o"],
+        "export": ["export", str(model), "-o"],
+        "validate": ["validate", str(good), str(good), "-o"],
+        "train": ["train", str(config), "--quiet", "-o"],
+        "fit-energy": ["fit-energy", str(model), "--sample", str(good), "--epochs", "1", "-o"],
+        "distill": ["distill", str(model), "--sample", str(good), "--steps", "10", "--quiet", "-o"],
+        "simulate": ["simulate", "--gun", "gamma", "-n", "10", "--model", str(model), "-o"],
+        "fullsim": ["fullsim", "-n", "2"],
+    }
+    return {name: ([*args[name], str(outputs[name])], outputs[name]) for name in args}
+
+
+@pytest.mark.parametrize(
+    "command, where",
+    [(command, where) for command in ("generate", "export", "validate", "train", "fit-energy", "distill", "simulate",
+                                      "fullsim")
+     for where in ("under a regular file", "in a missing folder")
+     if not (where == "in a missing folder" and command in ("validate", "train"))],  # they make their folder
+)
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, monkeypatch, sample_files,
+                                                                     untrained_gamma_model, command, where):
+    import caloforge.validation.report as report
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("validate read its inputs before checking its output folder")
+
+    monkeypatch.setattr(report, "_load", no_work)
+    (tmp_path / "file").write_text("a regular file, not a folder")
+    base = tmp_path / "file" / "sub" if where == "under a regular file" else tmp_path / "none"
+    args, output = _output_commands(untrained_gamma_model, sample_files["good"],
+                                    _config(sample_files, sample_files["good"]), base)[command]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {output}: cannot write there, ") and len(result.stderr.splitlines()) == 1
+    assert ("file" if where == "under a regular file" else "does not exist") in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def _invoke_bound_by_permissions(args: list[str]) -> tuple[int, str]:
+    """Run the command in a forked child that the permission bits bind: as root (whom they do not stop), the
+    child becomes the user nobody first. Returns the exit status and stderr."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        status = 70
+        try:
+            os.close(read)
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            result = runner.invoke(app, args)
+            os.write(write, result.stderr.encode())
+            status = result.exit_code
+        finally:
+            os._exit(status)
+    os.close(write)
+    with os.fdopen(read) as f:
+        stderr = f.read()
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_read_only_output_folder_is_refused_before_any_work(sample_files, untrained_gamma_model):
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="caloforge-read-only-"))  # outside pytest's folder, which only root enters
+    try:
+        base.chmod(0o755)
+        read_only = base / "read-only"
+        read_only.mkdir(mode=0o555)
+        read_only.chmod(0o555)
+        commands = _output_commands(untrained_gamma_model, sample_files["good"], sample_files["good"], read_only)
+        for name in ("validate", "generate", "export"):
+            args, output = commands[name]
+            status, stderr = _invoke_bound_by_permissions(args)
+            assert status == 2, stderr
+            assert stderr == f"error: {output}: cannot write in folder {read_only} (Permission denied)\n"
+        assert list(read_only.iterdir()) == []
+    finally:
+        base.chmod(0o755)
+        (base / "read-only").chmod(0o755)
+        shutil.rmtree(base)
+
+
+def test_generate_onto_an_existing_file_says_what_to_do(tmp_path, sample_files, untrained_gamma_model):
+    out = tmp_path / "cand.h5"
+    out.write_text("keep me")
+    result = runner.invoke(app, ["generate", str(untrained_gamma_model), "--like", str(sample_files["good"]),
+                                 "-o", str(out)])
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {out} exists: remove it or choose another name\n"
+    assert out.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["cand.h5"]
+
+
+def test_the_error_wrapper_gives_one_line_for_the_user_and_a_traceback_for_a_bug(monkeypatch):
+    import errno
+
+    import typer
+
+    from caloforge.cli.main import _user_errors
+
+    demo = typer.Typer()
+
+    @demo.command()
+    @_user_errors
+    def run(kind: str) -> None:
+        if kind == "disk full":
+            raise OSError(errno.ENOSPC, "No space left on device", "/data/hits.root")
+        if kind == "device":
+            raise OSError(errno.EIO, "Input/output error")
+        if kind == "bug":
+            raise AttributeError("'NoneType' object has no attribute 'maps_gev'")
+        raise ValueError("a message\nover two lines")
+
+    full = runner.invoke(demo, ["disk full"])
+    assert full.exit_code == 2 and full.stderr == "error: /data/hits.root: No space left on device\n"
+    value = runner.invoke(demo, ["value"])
+    assert value.exit_code == 2 and value.stderr == "error: a message over two lines\n"
+    for kind, error in (("device", OSError), ("bug", AttributeError)):
+        shown = runner.invoke(demo, [kind])
+        assert shown.exit_code == 1 and type(shown.exception) is error
+    monkeypatch.setenv("CALOFORGE_TRACEBACK", "1")
+    assert type(runner.invoke(demo, ["value"]).exception) is ValueError

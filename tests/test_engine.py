@@ -89,7 +89,8 @@ def test_barrel_ends_cut_the_window_and_misses_and_uncovered_are_reported():
     assert list(res.particle_status) == [SIMULATED, MISSED, NOT_COVERED, MISSED]
     assert np.all(res.hit_theta >= 0) and (0, 3) in set(zip(res.hit_theta, res.hit_phi))
     assert not np.any(res.hit_energy_gev[res.hit_theta < 0])
-    assert res.status_counts() == {"simulated": 1, "missed the barrel": 2, "no model for this particle": 1}
+    assert res.status_counts() == {"simulated": 1, "missed the barrel": 2, "no model for this particle": 1,
+                                   "momentum outside the model's range": 0, "vertex outside the transport's region": 0}
     # corner (row 0) of a ring-0 window lies beyond the barrel: dropped, not moved elsewhere
     assert res.hit_offsets[-1] == 2
 
@@ -287,3 +288,14 @@ def test_chunks_never_split_an_event():
     seen = [set(c.event.tolist()) for c in chunks]
     assert all(not (a & b) for i, a in enumerate(seen) for b in seen[i + 1 :])
     assert [list(c.event) for c in chunks][0] == [0, 1, 1]
+
+
+def test_chunks_hold_whole_blocks_of_events():
+    from caloforge.engine.particles import iter_chunks
+
+    event = np.repeat([7, 2, 9, 4, 5, 1, 3], [1, 2, 1, 3, 1, 1, 2])  # event ranks 0..6 after sorting: 1 2 3 4 5 7 9
+    parts = make_particles(np.full(len(event), 22), np.tile([1.0, 0.0, 0.0], (len(event), 1)), event=event)
+    chunks = [c.event.tolist() for c in iter_chunks(parts, 2, block_events=3)]
+    assert chunks == [[1, 2, 2, 3, 3], [4, 4, 4, 5, 7], [9]]  # cut after ranks 2 and 5 only
+    with pytest.raises(ValueError):
+        list(iter_chunks(parts, 2, block_events=0))

@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -90,4 +93,65 @@ def test_bad_files_give_clear_errors(tmp_path):
         read_sample(tmp_path / "missing.h5")
     with pytest.raises(SampleFileError, match="cannot append"):
         with open_sample_writer(tmp_path / "missing.h5", append=True):
+            pass
+
+
+def damage_chunk(path: Path, dataset: str = "showers") -> None:
+    """Overwrite 64 bytes in the middle of the first stored chunk of ``dataset``: a corrupt data chunk."""
+    with h5py.File(path, "r") as f:
+        chunk = f[dataset].id.get_chunk_info(0)
+    with open(path, "r+b") as fh:
+        fh.seek(chunk.byte_offset + chunk.size // 2)
+        fh.write(b"\xff" * 64)
+
+
+def _sample_file(path: Path, n: int = 300) -> Path:
+    with open_sample_writer(path) as w:
+        w.append(_events(n))
+        w.set_attrs(particle="gamma", gun={"seed": 1})
+    return path
+
+
+def test_a_corrupt_chunk_names_the_file_and_the_dataset(tmp_path):
+    path = _sample_file(tmp_path / "s.h5")
+    damage_chunk(path, "showers")
+    assert read_attrs(path)["n_events"] == 300  # the header is intact: the damage shows when the maps are read
+    for read in (lambda: read_sample(path), lambda: list(iter_batches(path, 100))):
+        with pytest.raises(SampleFileError, match=rf"^{re.escape(str(path))}, dataset 'showers': damaged file, cannot"):
+            read()
+    other = _sample_file(tmp_path / "t.h5")
+    damage_chunk(other, "truth/front_position_cm")
+    with pytest.raises(SampleFileError, match="dataset 'truth/front_position_cm': damaged file"):
+        read_sample(other)
+
+
+def test_a_cut_or_inconsistent_file_is_refused_with_its_name(tmp_path):
+    path = _sample_file(tmp_path / "s.h5")
+    data = path.read_bytes()
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SampleFileError, match=rf"^{re.escape(str(cut))}: not a readable HDF5 file"):
+        read_attrs(cut)
+    for name, change, message in (
+        ("missing.h5", lambda f: f.__delitem__("truth/entry_momentum_gev"), "no dataset 'truth/entry_momentum_gev'"),
+        ("shape.h5", lambda f: (f.__delitem__("conditions"), f.create_dataset("conditions", data=np.zeros((300, 5)))),
+         r"dataset 'conditions' has rows of shape \(5,\), expected \(6,\)"),
+        ("version.h5", lambda f: f.attrs.__setitem__("schema_version", "one"), "sample schema version one"),
+    ):
+        bad = tmp_path / name
+        bad.write_bytes(data)
+        with h5py.File(bad, "a") as f:
+            change(f)
+        with pytest.raises(SampleFileError, match=rf"^{re.escape(str(bad))}: .*{message}"):
+            read_sample(bad)
+    folder = tmp_path / "folder.h5"
+    folder.mkdir()
+    with pytest.raises(SampleFileError, match="is a folder"):
+        read_attrs(folder)
+
+
+def test_an_existing_output_suggests_only_what_works(tmp_path):
+    path = _sample_file(tmp_path / "s.h5")
+    with pytest.raises(SampleFileError, match=r"exists: remove it or choose another name \(caloforge fullsim --append"):
+        with open_sample_writer(path):
             pass

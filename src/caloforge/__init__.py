@@ -3,7 +3,8 @@
 Package map, in the order data flows through the stages; each stage imports only from the stages above
 it (``tests/test_layers.py`` checks it; ``docs/architecture.md`` says where a change goes):
 
-* :mod:`caloforge.atomic`     -- the one atomic-write helper: a file appears whole or not at all
+* :mod:`caloforge.atomic`     -- the one atomic-write helper (a file appears whole or not at all) and the stop
+  signals every writer honours
 * :mod:`caloforge.detector`   -- crystal geometry from pybes3, front-surface lookup, transport, conditions,
   particle-gun kinematics (with :mod:`caloforge._compiled`, the compiled loops of ``_kernels.c``)
 * :mod:`caloforge.fullsim`    -- the Geant4 reference simulation (geant4_pybind), in worker processes

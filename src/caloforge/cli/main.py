@@ -6,14 +6,55 @@ User mistakes (bad options, missing or corrupt files, an output that exists) end
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(
+from caloforge.cli.checks import check_writable
+
+
+class _Program(typer.Typer):
+    """The typer application. Run as the program (``app()``, the ``caloforge`` script), SIGINT, SIGTERM and SIGHUP
+    stop it alike (see :mod:`caloforge.atomic`): the work stops, unfinished files are removed, one line says so,
+    and the exit status is 128 + the signal's number. ``CliRunner`` and ``standalone_mode=False`` leave the
+    caller's signal handlers alone."""
+
+    def __call__(self, *args, **kwargs):
+        if kwargs.get("standalone_mode", True) is False:
+            return super().__call__(*args, **kwargs)
+        from caloforge.atomic import install_signal_handlers, stop_signal
+
+        install_signal_handlers()
+        try:
+            code = super().__call__(*args, **kwargs)
+        except SystemExit as exit_:
+            code = exit_.code
+            stop = getattr(exit_.__context__, "__cause__", None)
+            if isinstance(stop, KeyboardInterrupt):  # typer turns one outside a command into a silent exit 130
+                typer.echo(f"{_stop_words(getattr(stop, 'signum', signal.SIGINT))}: nothing was written", err=True)
+        except KeyboardInterrupt as err:  # one outside typer's handling (reading the command line, at the end)
+            typer.echo(f"{_stop_words(getattr(err, 'signum', signal.SIGINT))}: nothing was written", err=True)
+            code = 130
+        except Exception:  # a library that turned the stop into its own error (geant4_pybind: ImportError)
+            if stop_signal() is None:
+                raise
+            typer.echo(f"{_stop_words(stop_signal())}: nothing was written", err=True)
+            code = 130
+        signum = stop_signal()
+        if signum is not None:
+            if code in (0, None):
+                typer.echo(f"{signal.Signals(signum).name} as the command finished: its output is complete", err=True)
+            code = 128 + signum
+        sys.exit(code)
+
+
+app = _Program(
     name="caloforge",
     help="Fast BESIII EMC barrel simulation with generative models, and its Geant4 reference.",
     no_args_is_help=True,
@@ -22,8 +63,19 @@ app = typer.Typer(
 )
 
 
+# errors of the operating system about a file that the user can fix (a missing, protected or full place)
+_USER_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS,
+                          errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.ENAMETOOLONG})
+
+
 def _user_errors(func):
-    """Turn the errors a user can fix into one clear line and exit code 2."""
+    """Turn the errors a user can fix into one clear line and exit code 2.
+
+    Those are caloforge's own input errors (ValueError and its subclasses: a bad option, a missing, damaged or
+    foreign file, an output that exists or cannot be written; the readers name the file) and the operating
+    system's errors about a file (:data:`_USER_ERRNOS`). Anything else is a bug and shows its traceback, as
+    do all errors when the environment variable ``CALOFORGE_TRACEBACK`` is set.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -32,27 +84,47 @@ def _user_errors(func):
 
         try:
             return func(*args, **kwargs)
-        except (FullsimError, SampleFileError, ValueError) as err:  # model config/checkpoint errors are ValueErrors
-            typer.echo(f"error: {err}", err=True)
+        except (FullsimError, SampleFileError, ValueError, OSError) as err:  # config/checkpoint errors: ValueErrors
+            if os.environ.get("CALOFORGE_TRACEBACK") or (isinstance(err, OSError) and err.errno not in _USER_ERRNOS):
+                raise
+            message = f"{err.filename}: {err.strerror}" if isinstance(err, OSError) and err.filename else str(err)
+            typer.echo(f"error: {' '.join(message.splitlines())}", err=True)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted: nothing was written", err=True)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as err:  # SIGINT, or SIGTERM / SIGHUP when run as the program (_Program)
+            signum = getattr(err, "signum", signal.SIGINT)
+            typer.echo(f"{_stop_words(signum)}: nothing was written", err=True)
+            raise typer.Exit(128 + signum) from None
 
     return wrapper
 
 
+def _stop_words(signum: int) -> str:
+    """``interrupted`` for Ctrl-C (SIGINT), ``stopped by SIGTERM`` for the other stop signals."""
+    return "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+
+
+def _echo_worker_note(workers: Optional[int]) -> None:
+    """Check ``--workers`` (>= 1) and say when it is capped at the cores, before any work."""
+    from caloforge.fullsim.runner import resolve_workers
+
+    note = resolve_workers(workers)[1]
+    if note:
+        typer.echo(note, err=True)
+
+
 def parse_momentum(text: str) -> tuple[float, float]:
-    """``"1.5"`` -> (1.5, 1.5); ``"0:3"`` -> (0.0, 3.0) (GeV/c)."""
+    """``"1.5"`` -> (1.5, 1.5); ``"0:3"`` -> (0.0, 3.0) (GeV/c); the numbers must be finite."""
+    import math
+
     try:
         parts = [float(x) for x in text.split(":")]
     except ValueError:
         raise ValueError(f"momentum {text!r}: expected a number or MIN:MAX in GeV/c") from None
-    if len(parts) == 1:
-        return parts[0], parts[0]
-    if len(parts) == 2:
-        return parts[0], parts[1]
-    raise ValueError(f"momentum {text!r}: expected a number or MIN:MAX in GeV/c")
+    if len(parts) not in (1, 2):
+        raise ValueError(f"momentum {text!r}: expected a number or MIN:MAX in GeV/c")
+    if not all(math.isfinite(x) for x in parts):
+        raise ValueError(f"momentum {text!r}: the numbers must be finite")
+    return parts[0], parts[-1]
 
 
 def parse_track(text: str) -> tuple[float, float, float]:
@@ -85,16 +157,20 @@ def fullsim(
         Optional[str], typer.Option(help="Fixed track PX,PY,PZ in GeV/c from the origin (repeated-track studies).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Master seed: the same seed gives the same events.")] = 1,
-    workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).")] = None,
+    workers: Annotated[
+        Optional[int], typer.Option(help="Worker processes (default and at most: all cores; at most one per event).")
+    ] = None,
     append: Annotated[bool, typer.Option(help="Extend an existing file, continuing its run.")] = False,
     tof: Annotated[bool, typer.Option(help="Put the TOF plastic in front of the EMC.")] = True,
-    cut_mm: Annotated[float, typer.Option(help="Geant4 production cut in mm.")] = 0.7,
+    cut_mm: Annotated[float, typer.Option(help="Geant4 production cut in mm (0 < cut <= 1000).")] = 0.7,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Run the Geant4 reference simulation of the EMC barrel and write a sample file."""
+    check_writable(output)  # before any work
     from caloforge.data.production import make_sample
     from caloforge.fullsim.runner import GunSpec
 
+    _echo_worker_note(workers)
     gun = GunSpec(
         particle=particle,
         momentum_gev=parse_momentum(momentum),
@@ -117,14 +193,21 @@ def samples(
     train: Annotated[int, typer.Option(help="Training events per particle.")] = 200_000,
     test: Annotated[int, typer.Option(help="Test events per particle.")] = 20_000,
     floor: Annotated[int, typer.Option(help="Events per particle of the independent Geant4 floor sample.")] = 10_000,
-    workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes (default and at most: all cores).")] = None,
 ) -> None:
     """Make the Geant4 training, test and floor samples for e-, e+ and gamma (resumes if interrupted)."""
     from caloforge.data.production import DEFAULT_CACHE, make_reference_samples
 
-    made = make_reference_samples(
-        out_dir or DEFAULT_CACHE / "samples", n_train=train, n_test=test, n_floor=floor, workers=workers
-    )
+    _echo_worker_note(workers)
+    try:
+        made = make_reference_samples(
+            out_dir or DEFAULT_CACHE / "samples", n_train=train, n_test=test, n_floor=floor, workers=workers
+        )
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", signal.SIGINT)
+        typer.echo(f"{_stop_words(signum)}: the samples finished so far are kept, the one being made is not; run "
+                   "the same command again to resume", err=True)
+        raise typer.Exit(128 + signum) from None
     for s in made:
         typer.echo(f"{s.path}: +{s.n_new} events ({s.n_total} in all), {s.ms_per_event:.2f} ms per event")
     if not made:
@@ -149,6 +232,7 @@ def train(
     """Train a shower model; an interrupted run continues where it stopped when run again."""
     from caloforge.training import load_config, train as run_training
 
+    check_writable(out_dir, folder=True)
     cfg = load_config(config, particle)
     try:
         best = run_training(cfg, out_dir, resume=resume, device=device, progress=False if quiet else None)
@@ -196,10 +280,18 @@ def simulate(
     events: Annotated[int, typer.Option("--events", "-n", help="Gun: number of single-particle events.")] = 1000,
     momentum: Annotated[str, typer.Option(help="Gun: GeV/c, MIN:MAX or a fixed value.")] = "0:3",
     cos_theta: Annotated[str, typer.Option(help="Gun: cos(theta) range MIN:MAX.")] = "-0.83:0.83",
-    seed: Annotated[int, typer.Option(help="Seed of the gun and of the models.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the gun and of the models (>= 0).")] = 0,
     model: Annotated[
-        Optional[list[Path]], typer.Option(help="Model checkpoint (repeat for several); default: the shipped models.")
+        Optional[list[Path]],
+        typer.Option(help="Model checkpoint or ONNX export (repeat for several, one per particle type); default: the "
+                          "shipped models."),
     ] = None,
+    out_of_range: Annotated[
+        str,
+        typer.Option(help="Particles outside the engine's physics range (a momentum beyond the range the model was "
+                          "trained on, 0-3 GeV/c for the shipped ones; a vertex outside r < 94 cm, |z| < 137.7 cm): "
+                          "error (stop before any work) or skip (no shower; counted, and marked in particle_status)."),
+    ] = "error",
     digitize: Annotated[bool, typer.Option(help="Add electronics noise and apply the readout threshold.")] = False,
     noise_mev: Annotated[float, typer.Option(help="Digitisation: noise per crystal, MeV (BESIII: 0.2).")] = 0.2,
     threshold_mev: Annotated[float, typer.Option(help="Digitisation: readout threshold, MeV.")] = 0.5,
@@ -208,7 +300,9 @@ def simulate(
         bool, typer.Option(help="Shipped models on ONNX Runtime: the 8-bit export (faster; see the model card) "
                                 "or the float32 one.")
     ] = True,
-    chunk: Annotated[int, typer.Option(help="Particles per engine call (events are never split).")] = 100_000,
+    chunk: Annotated[
+        int, typer.Option(help="Particles per engine call (events are never split; the showers do not depend on it).")
+    ] = 100_000,
     compression: Annotated[
         str, typer.Option(help="zlib (readable by any ROOT; written by ISA-L, about as fast as zstd), zstd "
                                "(ROOT >= 6.20, 8 % smaller), lz4 (ROOT >= 6.12) or none; HDF5: zlib or none.")
@@ -216,36 +310,52 @@ def simulate(
     device: Annotated[str, typer.Option(help="PyTorch backend: cpu, cuda or auto.")] = "cpu",
 ) -> None:
     """Fast simulation: particles in, BESIII EMC barrel hits out (uses the shipped models by default)."""
+    check_writable(output)  # before any work
+    import math
     import time
 
     from caloforge.detector.conditions import particle as lookup
-    from caloforge.engine import Digitisation, FastSimulation, particle_gun, read_particles
+    from caloforge.engine import Digitisation, FastSimulation, PhysicsRange, particle_gun, read_particles
     from caloforge.engine.output import HitsWriter
-    from caloforge.engine.particles import iter_chunks
+    from caloforge.engine.particles import OUT_OF_RANGE
     from caloforge.export import load_samplers
 
     t_start = time.perf_counter()
     if (particles is None) == (gun is None):
         raise ValueError("give either a particle file or --gun PARTICLE")
+    if out_of_range not in OUT_OF_RANGE:
+        raise ValueError(f"--out-of-range {out_of_range!r}: choose one of {', '.join(OUT_OF_RANGE)}")
+    if seed < 0:
+        raise ValueError(f"--seed {seed}: the seed must be >= 0")
+    if chunk <= 0:
+        raise ValueError(f"--chunk {chunk}: give a positive number of particles")
+    if not (math.isfinite(noise_mev) and noise_mev >= 0):
+        raise ValueError(f"--noise-mev {noise_mev}: need a finite number >= 0 (MeV)")
+    if not (math.isfinite(threshold_mev) and threshold_mev > 0):
+        raise ValueError(f"--threshold-mev {threshold_mev}: need a finite number > 0 (MeV)")
     # checks the output before any work; the file appears when complete
     writer = HitsWriter(output, compression=compression)
+    samplers, names, recorded = load_samplers(model or [], backend=backend, device=device, int8=int8)
+    physics_range = PhysicsRange.for_models(samplers, recorded)
+    check = physics_range if out_of_range == "error" else None
     if particles is not None:
-        parts = read_particles(particles)
+        parts = read_particles(particles, physics_range=check)
     else:
         pdg = lookup(int(gun) if gun.lstrip("-").isdigit() else gun).pdg
         parts = particle_gun(
             pdg, events, momentum_gev=parse_momentum(momentum), cos_theta=parse_momentum(cos_theta), seed=seed
         )
-    samplers, names = load_samplers(model or [], backend=backend, device=device, int8=int8)
+        if check is not None:
+            check.check(parts, source=f"--gun {gun} --momentum {momentum}")
     digi = Digitisation(noise_mev * 1e-3, threshold_mev * 1e-3) if digitize else None
-    engine = FastSimulation(samplers, digitisation=digi)  # builds the geometry tables: part of the set-up
+    # builds the geometry tables: part of the set-up
+    engine = FastSimulation(samplers, digitisation=digi, physics_range=physics_range, out_of_range=out_of_range)
     t_ready = time.perf_counter()
     counts: dict[str, int] = {}
     stages = {"transport": 0.0, "sampling": 0.0, "placement": 0.0, "writing": 0.0}
     n_hits, energy, showers = 0, 0.0, 0
     with writer:
-        for k, part in enumerate(iter_chunks(parts, chunk)):
-            result = engine.simulate(part, seed=seed * 7919 + k)
+        for result in engine.simulate_chunks(parts, chunk, seed=seed):
             t_write = time.perf_counter()
             writer.append(result)
             stages["writing"] += time.perf_counter() - t_write
@@ -287,6 +397,7 @@ def generate(
     """Sample a model under the conditions of a Geant4 sample file (the candidate of `caloforge validate`)."""
     from caloforge.engine.generate import generate_like
 
+    check_writable(output)
     if checkpoint.suffix.lower() == ".onnx":
         from caloforge.export import OnnxShowerModel
 
@@ -312,6 +423,7 @@ def export_model(
     from caloforge.export import export_onnx
     from caloforge.models import load_model
 
+    check_writable(output)
     model = load_model(checkpoint, device="cpu")
     path = export_onnx(model, output, int8=int8)
     inputs = f"noise (batch, {getattr(model, 'noise_size', model.config.noise_dim)}), cond (batch, 6)"
@@ -338,6 +450,7 @@ def fit_energy(
     from caloforge.training.energy_fit import energy_fit_config
     from caloforge.training.loop import train_to_file
 
+    check_writable(output)
     if epochs <= 0:
         raise ValueError(f"--epochs must be positive, got {epochs}")
     config = energy_fit_config(checkpoint, sample, epochs=epochs, max_events=max_events, seed=seed)
@@ -373,6 +486,7 @@ def distill(
     from caloforge.training.distill import distill_config
     from caloforge.training.loop import train_to_file
 
+    check_writable(output)
     widths = parse_widths(channels, "--channels", "8,8,8")
     layers = parse_widths(hidden, "--hidden", "256,256") if hidden else ()
     config = distill_config(checkpoint, sample, channels=widths, hidden=layers, steps=steps, batch_size=batch_size,
@@ -402,6 +516,7 @@ def validate(
     """Compare a sample with a Geant4 reference: metrics, verdicts and a self-contained HTML report."""
     from caloforge.validation.report import validate as validate_samples
 
+    check_writable(output, folder=True)  # before the work, which takes minutes
     metrics = validate_samples(
         reference, candidate, output, floor=floor, max_events=max_events, seed=seed, overwrite=force
     )
@@ -527,7 +642,3 @@ def ship(
                        for name in names}
         release.ship(checkpoints, work_dir=work_dir, config=config or release.DEFAULT_CONFIG, events=events, **common)
     typer.echo(f"wrote {models_dir / 'MODEL_CARD.md'} and validation.json")
-
-
-def main() -> None:  # pragma: no cover
-    sys.exit(app())

@@ -137,28 +137,68 @@ def _event_records(events: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return records
 
 
+# what h5py raises when the HDF5 library meets a damaged file (a corrupt chunk, header or attribute)
+_DAMAGED = (OSError, KeyError, RuntimeError, TypeError, ValueError)
+
+
+@contextmanager
+def _reading(path: str | os.PathLike, dataset: str | None = None) -> Iterator[None]:
+    """Turn an error of h5py inside the block into a :class:`SampleFileError` naming the file (and dataset).
+
+    Only h5py calls go inside such a block, so that an error of caloforge's own code is not mistaken
+    for a damaged file."""
+    try:
+        yield
+    except SampleFileError:
+        raise
+    except _DAMAGED as err:
+        where = f"{path}" if dataset is None else f"{path}, dataset {dataset!r}"
+        detail = " ".join(str(err).split())  # one line
+        raise SampleFileError(f"{where}: damaged file, cannot read it ({err.__class__.__name__}: {detail})") from err
+
+
+def _read(f: h5py.File, name: str, rows: slice) -> np.ndarray:
+    """Rows ``rows`` of dataset ``name``; a damaged dataset raises :class:`SampleFileError`."""
+    with _reading(f.filename, name):
+        return f[name][rows]
+
+
 def _open_checked(path: Path, mode: str = "r") -> h5py.File:
+    """Open a sample file after checking its schema, its datasets and their shapes."""
     if not path.exists():
         raise SampleFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise SampleFileError(f"{path}: is a folder, not a sample file")
     try:
         f = h5py.File(path, mode)
-    except OSError as err:
-        raise SampleFileError(f"{path}: not a readable HDF5 file ({err.__class__.__name__}: {err})") from None
-    if f.attrs.get("schema") != SCHEMA:
-        f.close()
-        raise SampleFileError(f"{path}: not a caloforge sample file (no '{SCHEMA}' schema attribute)")
-    if int(f.attrs.get("schema_version", -1)) != SCHEMA_VERSION:
-        version = f.attrs.get("schema_version")
-        f.close()
-        raise SampleFileError(f"{path}: sample schema version {version}, this caloforge reads {SCHEMA_VERSION}")
+    except _DAMAGED as err:
+        detail = " ".join(str(err).split())
+        raise SampleFileError(f"{path}: not a readable HDF5 file ({err.__class__.__name__}: {detail})") from None
     try:
-        lengths = {name: f[name].shape[0] for name in _EVENT_DATASETS}
-    except (KeyError, OSError) as err:
+        with _reading(path):
+            schema, version = f.attrs.get("schema"), f.attrs.get("schema_version")
+        if schema != SCHEMA:
+            raise SampleFileError(f"{path}: not a caloforge sample file (no '{SCHEMA}' schema attribute)")
+        if not isinstance(version, (int, np.integer)) or int(version) != SCHEMA_VERSION:
+            raise SampleFileError(f"{path}: sample schema version {version}, this caloforge reads {SCHEMA_VERSION}")
+        shapes = {}
+        for name in _EVENT_DATASETS:
+            with _reading(path, name):
+                shapes[name] = f[name].shape if name in f else None
+            if shapes[name] is None:
+                raise SampleFileError(f"{path}: corrupt sample file (no dataset {name!r})")
+        for name, (row_shape, _) in _EVENT_DATASETS.items():
+            if shapes[name][1:] != row_shape:
+                raise SampleFileError(
+                    f"{path}: corrupt sample file (dataset {name!r} has rows of shape {shapes[name][1:]}, "
+                    f"expected {row_shape})"
+                )
+        lengths = {name: shape[0] for name, shape in shapes.items()}
+        if len(set(lengths.values())) != 1:
+            raise SampleFileError(f"{path}: corrupt sample file (datasets of different lengths: {lengths})")
+    except BaseException:
         f.close()
-        raise SampleFileError(f"{path}: corrupt sample file ({err})") from None
-    if len(set(lengths.values())) != 1:
-        f.close()
-        raise SampleFileError(f"{path}: corrupt sample file (datasets of different lengths: {lengths})")
+        raise
     return f
 
 
@@ -170,15 +210,16 @@ def read_attrs(path: str | os.PathLike) -> dict:
 
 def _decode_attrs(f: h5py.File) -> dict:
     out = {}
-    for key, value in f.attrs.items():
-        if isinstance(value, bytes):
-            value = value.decode()
-        if isinstance(value, str) and key.endswith("_json"):
-            key, value = key[: -len("_json")], json.loads(value)
-        elif isinstance(value, np.generic):
-            value = value.item()
-        out[key] = value
-    out["n_events"] = f["pdg"].shape[0]
+    with _reading(f.filename):
+        for key, value in f.attrs.items():
+            if isinstance(value, bytes):
+                value = value.decode()
+            if isinstance(value, str) and key.endswith("_json"):
+                key, value = key[: -len("_json")], json.loads(value)
+            elif isinstance(value, np.generic):
+                value = value.item()
+            out[key] = value
+        out["n_events"] = f["pdg"].shape[0]
     return out
 
 
@@ -186,17 +227,17 @@ def read_sample(path: str | os.PathLike, start: int = 0, stop: int | None = None
     """Read events ``[start, stop)`` of a sample file; maps come back in GeV as (N, 11, 11)."""
     with _open_checked(Path(path)) as f:
         sl = slice(start, stop)
-        n = len(f["pdg"][sl])
+        pdg = _read(f, "pdg", sl)
         return Sample(
-            maps_gev=(f["showers"][sl] / MEV_PER_GEV).reshape(n, WINDOW, WINDOW),
-            conditions=f["conditions"][sl],
-            conditions_entry=f["conditions_entry"][sl],
-            pdg=f["pdg"][sl],
-            theta_index=f["theta_index"][sl],
-            phi_index=f["phi_index"][sl],
-            edep_barrel_gev=f["edep_barrel_gev"][sl],
-            truth={k: f["truth"][k][sl] for k in _TRUTH},
-            seed=f["seed"][sl],
+            maps_gev=(_read(f, "showers", sl) / MEV_PER_GEV).reshape(len(pdg), WINDOW, WINDOW),
+            conditions=_read(f, "conditions", sl),
+            conditions_entry=_read(f, "conditions_entry", sl),
+            pdg=pdg,
+            theta_index=_read(f, "theta_index", sl),
+            phi_index=_read(f, "phi_index", sl),
+            edep_barrel_gev=_read(f, "edep_barrel_gev", sl),
+            truth={k: _read(f, f"truth/{k}", sl) for k in _TRUTH},
+            seed=_read(f, "seed", sl),
             attrs=_decode_attrs(f),
         )
 
@@ -276,7 +317,9 @@ def open_sample_writer(path: str | os.PathLike, *, append: bool = False) -> Iter
     """
     path = Path(path)
     if path.exists() and not append:
-        raise SampleFileError(f"{path} exists: pass --append to extend it, or choose another name")
+        raise SampleFileError(
+            f"{path} exists: remove it or choose another name (caloforge fullsim --append extends a sample file)"
+        )
     if append and not path.exists():
         raise SampleFileError(f"{path}: cannot append, no such file")
     if path.parent and not path.parent.exists():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,16 @@ from tqdm.auto import tqdm
 
 import caloforge
 from caloforge.data.io import SampleFileError, open_sample_writer, read_attrs
-from caloforge.fullsim.runner import ACCEPTED, MISSED, FullsimError, GunSpec, run_events
+from caloforge.fullsim.runner import (
+    ACCEPTED,
+    MISSED,
+    FullsimError,
+    GunSpec,
+    check_geant4_data,
+    check_production_cut,
+    resolve_workers,
+    run_events,
+)
 
 STATUS_NAMES = {ACCEPTED: "accepted", MISSED: "missed_barrel"}
 
@@ -73,12 +83,17 @@ def make_sample(
     is identical to one made in one go.
 
     Raises:
-        FullsimError: invalid gun settings or a crashed Geant4 worker.
+        FullsimError: invalid gun settings, production cut or worker count, Geant4's data sets not set up,
+            or a crashed Geant4 worker.
         SampleFileError: output exists (without append), is corrupt, or was made with other settings.
+        caloforge.atomic.Interrupted: a stop signal; the file is left as it was.
     """
     gun.validate()
     if n_events <= 0:
         raise FullsimError(f"the number of events must be positive, got {n_events}")
+    check_production_cut(production_cut_mm)
+    resolve_workers(workers)
+    check_geant4_data()  # before the first import of Geant4, which would ask on the terminal
     settings = {"tof": tof, "production_cut_mm": production_cut_mm, "b_field_t": 1.0}
     provenance = _geant4_provenance()
     run_key = {"gun": gun.describe(), "settings": settings, **{k: provenance[k] for k in ("geant4_version", "geant4_datasets", "physics_list")}}
@@ -101,17 +116,20 @@ def make_sample(
     attempts = 0
     with open_sample_writer(output, append=append) as writer:
         n_before = writer.n_events
-        bar = tqdm(total=n_events, unit="evt", disable=not progress, desc=f"Geant4 {gun.particle}")
         next_attempt = start_attempt
-        for batch in run_events(gun, settings, n_events, start_attempt=start_attempt, workers=workers):
-            writer.append(batch.events)
-            for code, name in STATUS_NAMES.items():
-                counts[name] += int((batch.status == code).sum())
-            next_attempt = int(batch.attempts[-1]) + 1
-            attempts += len(batch.attempts)
-            n_new += len(batch)
-            bar.update(len(batch))
-        bar.close()
+        # on an exception the workers are killed, then the bar closed, then the partial file removed
+        with (
+            tqdm(total=n_events, unit="evt", disable=not progress, desc=f"Geant4 {gun.particle}") as bar,
+            closing(run_events(gun, settings, n_events, start_attempt=start_attempt, workers=workers)) as batches,
+        ):
+            for batch in batches:
+                writer.append(batch.events)
+                for code, name in STATUS_NAMES.items():
+                    counts[name] += int((batch.status == code).sum())
+                next_attempt = int(batch.attempts[-1]) + 1
+                attempts += len(batch.attempts)
+                n_new += len(batch)
+                bar.update(len(batch))
         writer.set_attrs(
             caloforge_version=caloforge.__version__,
             **run_key,

@@ -30,6 +30,12 @@ GUESS_RADIUS_CM = 95.0
 """Cylinder used to find the first candidate crystals (the front faces lie at r = 94.0-96.2 cm)."""
 BARREL_INNER_RADIUS_CM = 94.0
 """Smallest radius of any barrel crystal corner."""
+VERTEX_MAX_RADIUS_CM = BARREL_INNER_RADIUS_CM
+"""Start points of the transport lie inside this radius (:func:`inside_transport_region`)."""
+VERTEX_MAX_ABS_Z_CM = 137.7
+"""... and within this ``|z|``: the z range of the barrel front faces (their corners reach ``|z|`` = 137.73 cm).
+From there every track meets the barrel from inside, as the transport assumes; from beyond, it would cross
+crystals (or the endcaps) that the transport does not see."""
 GAP_TOLERANCE_CM = 0.05
 """A crossing this close outside a face edge (in the 0.6 mm wrapping gap) still counts as a hit."""
 SIDE_TOLERANCE_CM = 1.0
@@ -48,6 +54,18 @@ tracks can meet a plane twice or not at all) is not crossed."""
 CLEAR_HIT_SLACK_CM = 0.2
 """Slack of the test that lets most tracks skip the search over :data:`TRANSPORT_OFFSETS` (see
 :func:`propagate_to_front`): covers the tilt between neighbouring faces across a face width."""
+
+def inside_transport_region(
+    position_cm: np.ndarray,
+    *,
+    max_radius_cm: float = VERTEX_MAX_RADIUS_CM,
+    max_abs_z_cm: float = VERTEX_MAX_ABS_Z_CM,
+) -> np.ndarray:
+    """(N,) whether start points (N, 3) lie where :func:`propagate_to_front` may start tracks: ``r < max_radius_cm``
+    and ``|z| < max_abs_z_cm`` (:data:`VERTEX_MAX_RADIUS_CM`, :data:`VERTEX_MAX_ABS_Z_CM`); False for NaN."""
+    x = np.asarray(position_cm, dtype=np.float64).reshape(-1, 3)
+    return (np.hypot(x[:, 0], x[:, 1]) < max_radius_cm) & (np.abs(x[:, 2]) < max_abs_z_cm)
+
 
 def helix_at(
     position_cm: np.ndarray, direction: np.ndarray, omega_per_cm: np.ndarray, path_cm: np.ndarray
@@ -181,7 +199,8 @@ def propagate_to_front(
     :data:`GAP_TOLERANCE_CM` of its edges) wins; if none, the nearest face within the side tolerance.
 
     Args:
-        position_cm: (N, 3) start points inside the barrel's inner radius (e.g. the origin).
+        position_cm: (N, 3) start points inside the barrel (:func:`inside_transport_region`, e.g. the origin);
+            the caller checks them.
         momentum_gev: (N, 3) momenta at the start points, GeV/c.
         charge: (N,) charges in units of e (0 for photons).
         b_field_t: solenoid field along +z in T.

@@ -3,23 +3,37 @@
 from caloforge.engine.fastsim import (
     MISSED,
     NOT_COVERED,
+    OUTSIDE_MOMENTUM,
+    OUTSIDE_VERTEX,
     SIMULATED,
+    STATUS_NAMES,
     Digitisation,
     FastSimulation,
     ShowerSampler,
     SimulationResult,
 )
 from caloforge.engine.output import write_result
-from caloforge.engine.particles import ParticleInputError, Particles, make_particles, particle_gun, read_particles
+from caloforge.engine.particles import (
+    ParticleInputError,
+    Particles,
+    PhysicsRange,
+    make_particles,
+    particle_gun,
+    read_particles,
+)
 
 __all__ = [
     "MISSED",
     "NOT_COVERED",
+    "OUTSIDE_MOMENTUM",
+    "OUTSIDE_VERTEX",
     "SIMULATED",
+    "STATUS_NAMES",
     "Digitisation",
     "FastSimulation",
     "ParticleInputError",
     "Particles",
+    "PhysicsRange",
     "ShowerSampler",
     "SimulationResult",
     "make_particles",

@@ -8,6 +8,15 @@ barrel ends are dropped). Showers of the same event add up crystal by crystal.
 
 Particles that miss the barrel (endcap directions, curling tracks) are reported as ``MISSED``;
 particle types without a model (muons, hadrons, neutrinos) as ``NOT_COVERED``; neither deposits energy.
+Particles outside the engine's :class:`~caloforge.engine.particles.PhysicsRange` (a momentum beyond the range
+their model was trained on, a vertex outside the region the transport assumes) are an error, or, with
+``out_of_range="skip"``, skipped and reported as ``OUTSIDE_MOMENTUM`` or ``OUTSIDE_VERTEX`` (a particle outside
+both: ``OUTSIDE_MOMENTUM``).
+
+Random numbers: the events are taken in blocks of :data:`EVENT_BLOCK` consecutive events (by the rank of the
+event number in the whole run); each block draws its model noise and its digitisation from streams of its own,
+seeded by (seed, block, particle type or digitisation). The same seed thus gives the same showers however a run
+is cut into chunks (:meth:`FastSimulation.simulate_chunks` cuts only between blocks).
 
 Optional digitisation (off by default), after the showers of an event are summed: Gaussian electronics
 noise of ``noise_gev`` (BESIII EmcSim: 0.2 MeV, incoherent) on every crystal with a deposit, then a
@@ -20,7 +29,7 @@ modelled.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,10 +39,30 @@ from caloforge import _compiled
 from caloforge.detector.conditions import PARTICLES_BY_PDG, compute_conditions
 from caloforge.detector.geometry import BARREL_GID_OFFSET, N_BARREL, N_PHI
 from caloforge.detector.transport import prepare_transport, propagate_to_front
-from caloforge.engine.particles import Particles
+from caloforge.engine.particles import OUT_OF_RANGE, Particles, PhysicsRange, iter_chunks
 
-SIMULATED, MISSED, NOT_COVERED = 0, 1, 2
-STATUS_NAMES = {SIMULATED: "simulated", MISSED: "missed the barrel", NOT_COVERED: "no model for this particle"}
+SIMULATED, MISSED, NOT_COVERED, OUTSIDE_MOMENTUM, OUTSIDE_VERTEX = 0, 1, 2, 3, 4
+STATUS_NAMES = {
+    SIMULATED: "simulated",
+    MISSED: "missed the barrel",
+    NOT_COVERED: "no model for this particle",
+    OUTSIDE_MOMENTUM: "momentum outside the model's range",
+    OUTSIDE_VERTEX: "vertex outside the transport's region",
+}
+"""The ``particle_status`` codes of the output files (their legend is written into each file)."""
+EVENT_BLOCK = 4096
+"""Consecutive events whose random numbers come from streams of their own (see the module docstring)."""
+DIGITISATION_STREAM = 1
+"""Stream number of the digitisation; a particle type's stream is ``2 |pdg| + (pdg < 0)`` (never 1)."""
+
+
+def _stream_seed(seed: int, block: int, stream: int) -> int:
+    """The seed of one block's stream: 64 bits of numpy's SeedSequence of (seed, block, stream)."""
+    return int(np.random.SeedSequence([seed, block, stream]).generate_state(1, np.uint64)[0])
+
+
+def _particle_stream(pdg: int) -> int:
+    return 2 * abs(int(pdg)) + (pdg < 0)
 
 
 class ShowerSampler(Protocol):
@@ -50,6 +79,10 @@ class Digitisation:
     threshold_gev: float = 0.5e-3
 
     def __post_init__(self) -> None:
+        if not (np.isfinite(self.noise_gev) and np.isfinite(self.threshold_gev)):
+            raise ValueError(
+                f"digitisation needs finite noise and threshold, got {self.noise_gev}, {self.threshold_gev} GeV"
+            )
         if self.noise_gev < 0 or self.threshold_gev <= 0:
             raise ValueError("digitisation needs noise >= 0 and a positive threshold (GeV)")
 
@@ -68,7 +101,7 @@ class SimulationResult:
     hit_phi: np.ndarray  # (M,)
     hit_energy_gev: np.ndarray  # (M,)
     particles: Particles
-    particle_status: np.ndarray  # (N,) SIMULATED / MISSED / NOT_COVERED
+    particle_status: np.ndarray  # (N,) a code of STATUS_NAMES
     particle_theta: np.ndarray  # (N,) centre crystal, -1 if not simulated
     particle_phi: np.ndarray
     particle_conditions: np.ndarray  # (N, 6), NaN if not simulated
@@ -184,6 +217,25 @@ def _digitise(
     return ev, c, e
 
 
+def _digitise_blocks(
+    ev: np.ndarray, cell: np.ndarray, energy: np.ndarray, n_events: int, first_event: int, digi: Digitisation,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_digitise` of the hits (sorted by event) block by block of :data:`EVENT_BLOCK` events, each block with
+    its own random stream; ``first_event``: the rank of event 0 in the whole run."""
+    parts = []
+    for block in range(first_event // EVENT_BLOCK, (first_event + n_events - 1) // EVENT_BLOCK + 1):
+        lo = max(0, block * EVENT_BLOCK - first_event)
+        hi = min(n_events, (block + 1) * EVENT_BLOCK - first_event)
+        a, b = np.searchsorted(ev, [lo, hi])
+        rng = np.random.default_rng(_stream_seed(seed, block, DIGITISATION_STREAM))
+        e, c, x = _digitise(ev[a:b] - lo, cell[a:b], energy[a:b], hi - lo, digi, rng)
+        parts.append((e + lo, c, x))
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(np.concatenate(z) for z in zip(*parts))  # type: ignore[return-value]
+
+
 class FastSimulation:
     """Turns particles into EMC barrel hits with one shower model per particle type.
 
@@ -191,6 +243,10 @@ class FastSimulation:
         models: PDG id -> model (anything with ``sample(conditions, seed=...)`` giving GeV maps).
         digitisation: noise and threshold, or None (the default) for the bare deposited energies.
         b_field_t: solenoid field along +z.
+        physics_range: where the models are valid (default: :meth:`PhysicsRange.for_models` of ``models``).
+        out_of_range: ``"error"`` (the default): particles outside ``physics_range`` raise
+            :class:`~caloforge.engine.particles.ParticleInputError`; ``"skip"``: they get no shower and the status
+            ``OUTSIDE_MOMENTUM`` or ``OUTSIDE_VERTEX``.
     """
 
     def __init__(
@@ -199,16 +255,33 @@ class FastSimulation:
         *,
         digitisation: Digitisation | None = None,
         b_field_t: float = 1.0,
+        physics_range: PhysicsRange | None = None,
+        out_of_range: str = "error",
     ) -> None:
         if not models:
             raise ValueError("the fast simulation needs at least one model")
+        if out_of_range not in OUT_OF_RANGE:
+            raise ValueError(f"out_of_range {out_of_range!r}: choose one of {', '.join(OUT_OF_RANGE)}")
         self.models = dict(models)
         self.digitisation = digitisation
         self.b_field_t = b_field_t
+        self.physics_range = PhysicsRange.for_models(self.models) if physics_range is None else physics_range
+        missing = sorted(set(self.models) - set(self.physics_range.momentum_gev))
+        if missing:
+            raise ValueError(f"the physics range gives no momentum range for the models of PDG {missing}")
+        self.out_of_range = out_of_range
         prepare_transport()  # the crystal table and the tables of its front faces, built once, here
 
-    def simulate(self, particles: Particles, *, seed: int = 0) -> SimulationResult:
-        """Simulate every event of ``particles``; reproducible for a given ``seed``."""
+    def simulate(self, particles: Particles, *, seed: int = 0, first_event: int = 0) -> SimulationResult:
+        """Simulate every event of ``particles``; reproducible for a given ``seed``. Raises
+        :class:`~caloforge.engine.particles.ParticleInputError` for particles outside the physics range unless
+        ``out_of_range="skip"``.
+
+        ``first_event``: the rank, in the whole run, of the first event of ``particles`` (the number of events
+        before it when a run is simulated in chunks; :meth:`simulate_chunks` passes it): the random numbers of an
+        event depend on the seed and that rank only (see the module docstring)."""
+        if seed < 0 or first_event < 0:
+            raise ValueError(f"seed and first_event must be >= 0, got {seed} and {first_event}")
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         n = len(particles)
@@ -220,6 +293,13 @@ class FastSimulation:
         for pdg in self.models:  # a few types: cheaper than np.isin on the small batches of event-by-event use
             covered |= particles.pdg == pdg
         status = np.where(covered, SIMULATED, NOT_COVERED).astype(np.int8)
+        if self.out_of_range == "error":
+            self.physics_range.check(particles)  # raises ParticleInputError, naming the first particle outside
+        else:
+            outside_momentum, outside_vertex = self.physics_range.outside(particles)
+            status[outside_vertex] = OUTSIDE_VERTEX
+            status[outside_momentum] = OUTSIDE_MOMENTUM
+            covered &= ~(outside_momentum | outside_vertex)
         theta = np.full(n, -1, dtype=np.int64)
         phi = np.full(n, -1, dtype=np.int64)
         conditions = np.full((n, 6), np.nan, dtype=np.float32)
@@ -237,21 +317,14 @@ class FastSimulation:
         timings["transport"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        maps = np.zeros((len(hit), 11, 11), dtype=np.float32)
-        hit_pdg, hit_conditions = particles.pdg[hit], conditions[hit]
-        for k, pdg in enumerate(sorted(self.models)):
-            sel = hit_pdg == pdg
-            if len(sel) and sel.all():  # one particle type: the model's maps as they come (a copy less)
-                maps = self.models[pdg].sample(hit_conditions, seed=seed * 1009 + k)
-            elif sel.any():
-                maps[sel] = self.models[pdg].sample(hit_conditions[sel], seed=seed * 1009 + k)
+        maps = self._sample(particles.pdg[hit], conditions[hit], event_index[hit], seed, first_event)
         timings["sampling"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         ev, cell, energy = _place_showers(maps, theta[hit], phi[hit], event_index[hit])
         if self.digitisation is not None:
-            rng = np.random.default_rng([seed, 7])
-            ev, cell, energy = _digitise(ev, cell, energy, len(event_number), self.digitisation, rng)
+            ev, cell, energy = _digitise_blocks(ev, cell, energy, len(event_number), first_event, self.digitisation,
+                                                seed)
         offsets = np.zeros(len(event_number) + 1, dtype=np.int64)
         np.cumsum(np.bincount(ev, minlength=len(event_number)), out=offsets[1:])
         timings["placement"] = time.perf_counter() - t0
@@ -269,3 +342,43 @@ class FastSimulation:
             particle_conditions=conditions,
             timings_s=timings,
         )
+
+    def _sample(
+        self, pdg: np.ndarray, conditions: np.ndarray, event_index: np.ndarray, seed: int, first_event: int
+    ) -> np.ndarray:
+        """Maps (M, 11, 11) in GeV of the showers with types ``pdg`` (M,) and ``conditions`` (M, 6): one model call
+        per type and block of :data:`EVENT_BLOCK` events, the rows of a call in event order (then input order),
+        its noise from the block's own stream."""
+        maps = None
+        block = (first_event + event_index) // EVENT_BLOCK  # (M,)
+        for p in sorted(self.models):
+            rows = np.flatnonzero(pdg == p)
+            if not len(rows):
+                continue
+            if np.any(np.diff(event_index[rows]) < 0):
+                rows = rows[np.argsort(event_index[rows], kind="stable")]
+            cuts = np.flatnonzero(np.diff(block[rows])) + 1
+            for group in np.split(rows, cuts):
+                out = self.models[p].sample(
+                    conditions[group], seed=_stream_seed(seed, int(block[group[0]]), _particle_stream(p))
+                )
+                contiguous = bool(np.all(np.diff(group) == 1))
+                if maps is None and len(group) == len(pdg) and contiguous:
+                    return out  # one type, one block, in order: the model's maps as they come (a copy less)
+                if maps is None:
+                    maps = np.zeros((len(pdg), 11, 11), dtype=np.float32)
+                if contiguous:
+                    maps[group[0] : group[-1] + 1] = out
+                else:
+                    maps[group] = out
+        return np.zeros((len(pdg), 11, 11), dtype=np.float32) if maps is None else maps
+
+    def simulate_chunks(self, particles: Particles, chunk: int, *, seed: int = 0) -> Iterator[SimulationResult]:
+        """Simulate ``particles`` chunk by chunk (about ``chunk`` particles each, whole blocks of
+        :data:`EVENT_BLOCK` events, in event order): the results of :meth:`simulate` of the whole list, with the
+        same hits, whatever ``chunk``."""
+        first_event = 0
+        for part in iter_chunks(particles, chunk, block_events=EVENT_BLOCK):
+            result = self.simulate(part, seed=seed, first_event=first_event)
+            first_event += result.n_events
+            yield result

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import caloforge
-from caloforge.data.io import iter_batches, open_sample_writer, read_attrs
+from caloforge.data.io import SampleFileError, iter_batches, open_sample_writer, read_attrs
 from caloforge.detector.conditions import PARTICLES_BY_PDG
 
 if TYPE_CHECKING:
@@ -39,38 +39,44 @@ def generate_like(
 
     The barrel deposit of a generated event is the sum of its map (the model knows nothing outside
     the 11 x 11 window). Provenance attributes name the model and the reference.
+
+    Raises:
+        SampleFileError: ``output`` exists; ``reference`` is missing, not a sample file or damaged (the
+            output is then not written).
     """
+    if Path(output).exists():  # before any work
+        raise SampleFileError(f"{output} exists: remove it or choose another name")
     ref_attrs = read_attrs(reference)
     n_total = ref_attrs["n_events"] if max_events is None else min(max_events, ref_attrs["n_events"])
     if n_total <= 0:
         raise ValueError(f"{reference}: no events to generate from")
     done = 0
     with open_sample_writer(output) as writer:
-        bar = tqdm(total=n_total, unit="evt", disable=not progress, desc="generate")
-        for k, batch in enumerate(iter_batches(reference, batch_size)):
-            take = min(len(batch), n_total - done)
-            if take <= 0:
-                break
-            pdg = batch.pdg[:take]
-            maps = np.empty((take, 11, 11), dtype=np.float32)
-            for p in np.unique(pdg):
-                sel = pdg == p
-                maps[sel] = model.sample(batch.conditions[:take][sel], particle=int(p), seed=seed * 100_003 + k)
-            writer.append({
-                "attempt": np.arange(done, done + take),
-                "seed": np.full(take, seed),
-                "pdg": pdg,
-                "maps_gev": maps,
-                "edep_barrel_gev": maps.sum(axis=(1, 2)).astype(np.float64),
-                "theta_index": batch.theta_index[:take],
-                "phi_index": batch.phi_index[:take],
-                "conditions": batch.conditions[:take],
-                "conditions_entry": batch.conditions_entry[:take],
-                **{name: batch.truth[name][:take] for name in batch.truth},
-            })
-            done += take
-            bar.update(take)
-        bar.close()
+        # shown after a second, so that a run that fails at once prints only its error
+        with tqdm(total=n_total, unit="evt", disable=not progress, desc="generate", delay=1.0) as bar:
+            for k, batch in enumerate(iter_batches(reference, batch_size)):
+                take = min(len(batch), n_total - done)
+                if take <= 0:
+                    break
+                pdg = batch.pdg[:take]
+                maps = np.empty((take, 11, 11), dtype=np.float32)
+                for p in np.unique(pdg):
+                    sel = pdg == p
+                    maps[sel] = model.sample(batch.conditions[:take][sel], particle=int(p), seed=seed * 100_003 + k)
+                writer.append({
+                    "attempt": np.arange(done, done + take),
+                    "seed": np.full(take, seed),
+                    "pdg": pdg,
+                    "maps_gev": maps,
+                    "edep_barrel_gev": maps.sum(axis=(1, 2)).astype(np.float64),
+                    "theta_index": batch.theta_index[:take],
+                    "phi_index": batch.phi_index[:take],
+                    "conditions": batch.conditions[:take],
+                    "conditions_entry": batch.conditions_entry[:take],
+                    **{name: batch.truth[name][:take] for name in batch.truth},
+                })
+                done += take
+                bar.update(take)
         writer.set_attrs(
             caloforge_version=caloforge.__version__,
             generator="model",

@@ -1,14 +1,17 @@
 """Write fast-simulation results: ROOT (uproot TTree, jagged branches) or HDF5 (h5py, offsets).
 
-ROOT: one TTree ``events`` (and a TObjString ``caloforge_version``), one entry per event, with the
-branches ``event``; ``nhit`` and the jagged ``hit_gid``, ``hit_part``, ``hit_theta``, ``hit_phi``,
-``hit_energy_gev``; ``nparticle`` and the jagged ``particle_pdg``, ``particle_px``, ``particle_py``,
-``particle_pz`` (GeV/c), ``particle_vx``, ``particle_vy``, ``particle_vz`` (cm), ``particle_status``,
-``particle_theta``, ``particle_phi``, ``particle_gid`` (centre crystal, -1 if not simulated) and the six
-conditions ``particle_<name>``.
+ROOT: one TTree ``events`` (and the TObjStrings ``caloforge_version``, ``status_names_json``: the legend of
+``particle_status`` as JSON ``{code: meaning}``, and ``units_json``: the unit of each branch with one, as JSON
+``{branch: unit}``), one entry per event, with the branches ``event``; ``nhit`` and the jagged ``hit_gid``,
+``hit_part``, ``hit_theta``, ``hit_phi``, ``hit_energy_gev``; ``nparticle`` and the jagged ``particle_pdg``,
+``particle_px``, ``particle_py``, ``particle_pz`` (GeV/c), ``particle_vx``, ``particle_vy``, ``particle_vz`` (cm),
+``particle_status`` (:data:`caloforge.engine.fastsim.STATUS_NAMES`), ``particle_theta``, ``particle_phi``,
+``particle_gid`` (centre crystal, -1 if not simulated) and the six conditions ``particle_<name>``.
 
 HDF5: datasets ``event_number`` (E,), ``hits/offsets`` (E+1,) with ``hits/{gid,part,theta,phi,energy_gev}``,
-and ``particles/{event,pdg,momentum_gev,vertex_cm,status,theta,phi,gid,conditions}``.
+and ``particles/{event,pdg,momentum_gev,vertex_cm,status,theta,phi,gid,conditions}``; the file attributes
+``status_names_json`` and ``condition_names_json`` give the legend of ``particles/status`` and the order of the
+conditions (the dataset names carry the units).
 
 :class:`HitsWriter` appends results chunk by chunk (the engine streams large inputs through it). It
 pools small chunks and writes them together once ``flush_events`` events are waiting: every write
@@ -61,6 +64,19 @@ def _root_codec(compression: str):
         codec.library = "isal"  # this writer's codec only: uproot's class default stays Python's zlib
         return codec
     return {"zstd": uproot.ZSTD(1), "lz4": uproot.LZ4(1), "none": None}[compression]
+
+
+ROOT_UNITS: dict[str, str] = {
+    "hit_energy_gev": "GeV",
+    **{f"particle_p{c}": "GeV/c" for c in "xyz"},
+    **{f"particle_v{c}": "cm" for c in "xyz"},
+    **{f"particle_{name}": unit for name, unit in zip(CONDITION_NAMES, ("GeV/c", "rad", "rad", "cm", "rad", "cm"))},
+}
+"""The unit of each ROOT branch that has one (the conditions' as in :mod:`caloforge.detector.conditions`), written
+into the file as the TObjString ``units_json``."""
+
+
+ROOT_TREE_TITLE = "caloforge fast simulation: one entry per event; units in the TObjString units_json"
 
 
 class OutputExistsError(ValueError):
@@ -164,6 +180,8 @@ class HitsWriter:
 
             self._file = uproot.recreate(self.tmp, compression=_root_codec(self.compression))
             self._file["caloforge_version"] = caloforge.__version__  # a TObjString
+            self._file["status_names_json"] = json.dumps({int(k): v for k, v in STATUS_NAMES.items()})
+            self._file["units_json"] = json.dumps(ROOT_UNITS)
         else:
             import h5py
 
@@ -222,7 +240,7 @@ class HitsWriter:
         }
         if self._tree is None:
             types = {k: (v.dtype if isinstance(v, np.ndarray) else v.type) for k, v in data.items()}
-            self._tree = self._file.mktree("events", types)
+            self._tree = self._file.mktree("events", types, title=ROOT_TREE_TITLE)
         self._tree.extend(data)
 
     def _append_hdf5(self, result: SimulationResult) -> None:

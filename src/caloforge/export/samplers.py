@@ -2,23 +2,72 @@
 
 ``.onnx`` files run in ONNX Runtime; ``.pt`` checkpoints run in PyTorch with ``backend="torch"``, or
 are exported to a temporary ONNX file first with ``backend="onnx"`` (the faster one on a CPU).
+
+The momentum range a model was trained on is taken from the ``validation.json`` that ``caloforge ship`` writes
+beside the models it ships (the Geant4 gun of their training sample); other model files record none.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 from caloforge.export.runtime import OnnxShowerModel
 
 BACKENDS = ("onnx", "torch")
 
 
+class LoadedModels(NamedTuple):
+    """What :func:`load_samplers` returns.
+
+    Attributes:
+        samplers: PDG id -> sampler (the ``models`` of the fast simulation).
+        names: one line per file: its name, particles and backend.
+        momentum_gev: PDG id -> (min, max) momentum range in GeV/c of the training sample, for the models that
+            record it (the engine takes its default range for the others).
+    """
+
+    samplers: dict
+    names: list[str]
+    momentum_gev: dict[int, tuple[float, float]]
+
+
+@cache
+def _shipped_records(folder: Path) -> dict:
+    """The ``validation.json`` of a models folder (``caloforge ship``); {} where there is none or it is unreadable."""
+    try:
+        return json.loads((folder / "validation.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def recorded_momentum_range_gev(path: Path, particle: str) -> tuple[float, float] | None:
+    """The momentum range (GeV/c) of the training sample of the shipped model ``path`` of ``particle``, from the
+    ``validation.json`` beside it (the file must be that record's checkpoint or one of its exports); else None."""
+    from caloforge.models.pretrained import INT8_SUFFIX
+
+    entry = _shipped_records(path.resolve().parent).get(particle)
+    if not isinstance(entry, dict):
+        return None
+    stem = path.name[: -len(INT8_SUFFIX)] if path.name.endswith(INT8_SUFFIX) else path.stem
+    if stem != Path(str(entry.get("checkpoint", ""))).stem:
+        return None
+    try:
+        lo, hi = entry["training_sample"]["gun"]["momentum_gev"]
+        return float(lo), float(hi)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def load_samplers(
     paths: list[str | os.PathLike], *, backend: str = "onnx", device: str = "cpu", int8: bool = True
-) -> tuple[dict, list[str]]:
-    """PDG id -> sampler for every particle the models cover, and a one-line description per file.
+) -> LoadedModels:
+    """The samplers for every particle the models cover, a one-line description per file, and the momentum
+    ranges the models record.
 
     Args:
         paths: model files (``.pt`` checkpoints or ``.onnx`` exports); empty: the shipped defaults.
@@ -28,8 +77,10 @@ def load_samplers(
             float32 ones.
 
     Raises:
-        ValueError: unknown backend, no model at all, or a file that is not a model.
+        ValueError: unknown backend, no model at all, a file that is not a model, or two files with a model of
+            the same particle.
     """
+    from caloforge.detector.conditions import particle as lookup
     from caloforge.models.pretrained import default_model_paths
 
     if backend not in BACKENDS:
@@ -37,7 +88,7 @@ def load_samplers(
     paths = list(paths) or list(default_model_paths(backend, int8=int8).values())
     if not paths:
         raise ValueError("no shipped models in this installation: pass --model CHECKPOINT (from caloforge train)")
-    samplers, names = {}, []
+    samplers, names, ranges, sources = {}, [], {}, {}
     for path in map(Path, paths):
         if path.suffix.lower() == ".onnx":
             model = OnnxShowerModel(path)
@@ -49,6 +100,14 @@ def load_samplers(
             if backend == "onnx":
                 with tempfile.TemporaryDirectory() as tmp:  # the session keeps the graph in memory
                     model = OnnxShowerModel(export_onnx(model, Path(tmp) / "model.onnx"))
+        for name in model.particles:
+            if name in sources:
+                raise ValueError(f"{path}: a second model for {name} (the first: {sources[name]}); "
+                                 "give one model file per particle type")
+            sources[name] = path
+            recorded = recorded_momentum_range_gev(path, name)
+            if recorded is not None:
+                ranges[lookup(name).pdg] = recorded
         samplers.update(model.samplers())
         names.append(f"{path.name} ({', '.join(model.particles)}; {backend})")
-    return samplers, names
+    return LoadedModels(samplers, names, ranges)

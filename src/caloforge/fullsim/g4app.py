@@ -2,7 +2,8 @@
 
 Imported only inside worker processes (see :mod:`caloforge.fullsim.runner`): Geant4 state is global
 and a fatal Geant4 error aborts the whole process. Source ``../shared/geant4-data/env.sh`` (or let
-geant4_pybind download the official data sets) before the first import.
+geant4_pybind download the official data sets) before the first import; :mod:`caloforge.fullsim.g4data`
+checks that without importing this module.
 
 Geometry (all cylinders centred on the beam line, lengths in cm):
 
@@ -43,6 +44,7 @@ import geant4_pybind as g4
 
 from caloforge.detector.geometry import N_BARREL
 from caloforge.fullsim.crystals import build_crystal_solids
+from caloforge.fullsim.g4data import G4_DATA_VARIABLES
 
 DBL_MAX = sys.float_info.max
 ENTRY_SHELL_INNER_CM = 93.0
@@ -56,22 +58,6 @@ CSI_DENSITY_G_CM3 = 4.53
 MAX_TRACK_LENGTH_CM = 1000.0
 PHYSICS_LIST = "G4EmStandardPhysics"
 TRACK_LIMIT = f"G4StepLimiterPhysics: tracks longer than {MAX_TRACK_LENGTH_CM / 100:g} m are killed (loopers)"
-G4_DATA_VARIABLES = (
-    "G4LEDATA",
-    "G4ENSDFSTATEDATA",
-    "G4LEVELGAMMADATA",
-    "G4PARTICLEXSDATA",
-    "G4NEUTRONHPDATA",
-    "G4RADIOACTIVEDATA",
-    "G4REALSURFACEDATA",
-    "G4SAIDXSDATA",
-    "G4ABLADATA",
-    "G4INCLDATA",
-    "G4PIIDATA",
-    "G4CHANNELINGDATA",
-)
-
-
 @dataclass(frozen=True)
 class SimSettings:
     """Settings of the Geant4 application (stored in every sample file)."""

@@ -19,26 +19,42 @@ Two descriptions of each particle's arrival at the EMC are recorded:
 An attempt is accepted when its undisturbed track reaches a barrel crystal face; kinematics that miss
 the barrel (charged particles curling inside r = 94 cm, tracks leaving through the ends) are skipped
 before Geant4 runs (``status = MISSED``).
+
+Resources and signals: a run starts at most one worker process per core and per event asked for, and
+sizes its chunks of attempts by the events asked for. Workers ignore SIGINT (the parent stops the run and
+kills them: a Geant4 event interrupted in a Python callback leaves Geant4 unusable) and die with their
+parent, also when it is killed by SIGKILL (Linux: ``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
+import math
 import multiprocessing
+import multiprocessing.resource_tracker
 import os
+import signal
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from caloforge.atomic import STOP_SIGNALS, raise_if_stopped
 from caloforge.detector.conditions import compute_conditions, particle
 from caloforge.detector.geometry import N_PHI, N_THETA, WINDOW, extract_window
 from caloforge.detector.transport import B_FIELD_T, K_GEV_PER_T_CM, propagate_to_front
+from caloforge.fullsim.g4data import geant4_data_problem
 
 ACCEPTED, MISSED = 0, 1
 BARREL_COS_THETA_MAX = 0.83
 MAX_MOMENTUM_GEV = 5.0
 REACH_RADIUS_CM = 94.0
+MAX_PRODUCTION_CUT_MM = 1000.0
+"""Upper bound of the Geant4 production cut (a range in the material): 1 m, 3.5 times the crystals' 28 cm."""
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class FullsimError(RuntimeError):
@@ -104,6 +120,26 @@ class GunSpec:
         return d
 
 
+def check_production_cut(cut_mm: float) -> None:
+    """Raise :class:`FullsimError` unless ``cut_mm`` is a Geant4 production cut (range) in (0, 1000] mm."""
+    try:
+        ok = math.isfinite(cut_mm) and 0 < cut_mm <= MAX_PRODUCTION_CUT_MM
+    except TypeError:
+        ok = False
+    if not ok:
+        raise FullsimError(
+            f"production cut {cut_mm!r} mm is not valid: need a length 0 < cut <= {MAX_PRODUCTION_CUT_MM:g} mm "
+            "(Geant4's default is 0.7 mm)"
+        )
+
+
+def check_geant4_data() -> None:
+    """Raise :class:`FullsimError` if Geant4 would not find its data sets, or would ask to download them."""
+    problem = geant4_data_problem()
+    if problem is not None:
+        raise FullsimError(problem)
+
+
 def attempt_kinematics(gun: GunSpec, attempts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Momentum vectors (n, 3) in GeV/c and Geant4 seeds (n,) of the given attempt indices."""
     mom = np.empty((len(attempts), 3))
@@ -150,9 +186,24 @@ class Batch:
 _APP = None
 
 
-def _init_worker(settings_dict: dict) -> None:
-    """Build the Geant4 application once per worker process."""
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this process when its parent dies, even by SIGKILL (Linux; elsewhere a no-op)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl in this libc
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _init_worker(settings_dict: dict, parent_pid: int) -> None:
+    """Set up a worker process: signals (see the module's docstring), then the Geant4 application."""
     global _APP
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _stop_signals())  # held by the parent while it started us
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # Geant4's banner and tables; errors still reach stderr
     from caloforge.fullsim import g4app
@@ -222,6 +273,62 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def resolve_workers(requested: int | None) -> tuple[int, str | None]:
+    """Worker processes for ``requested`` (None: all cores): at most the cores, and a note when capped.
+
+    More processes than cores only cost memory (a Geant4 worker holds about 250 MB) and start-up time.
+
+    Raises:
+        FullsimError: ``requested`` below 1.
+    """
+    cores = default_workers()
+    if requested is None:
+        return cores, None
+    if requested < 1:
+        raise FullsimError(f"the number of worker processes must be at least 1, got {requested}")
+    if requested > cores:
+        return cores, f"note: {requested} worker processes asked for, {cores} cores to run on: using {cores}"
+    return requested, None
+
+
+def _stop_signals() -> set[int]:
+    return {getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)}
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold the stop signals (blocked, delivered afterwards) while worker processes are started: they inherit
+    the mask, so that a Ctrl-C cannot hit them before :func:`_init_worker` has them ignore SIGINT."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - non-POSIX
+        yield
+        return
+    multiprocessing.resource_tracker.ensure_running()  # starting it would unblock SIGINT and SIGTERM
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _stop_signals())
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _kill_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """Kill the worker processes now: a stopped run drops their chunks, and shutdown() would wait for them."""
+    kill = getattr(pool, "kill_workers", None)  # Python >= 3.14
+    if kill is not None:
+        kill()
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.kill()
+
+
+def _result(future: cf.Future) -> Batch:
+    """The future's result, waited for in short steps so that a lost stop request is raised meanwhile."""
+    while True:
+        try:
+            return future.result(timeout=0.25)
+        except cf.TimeoutError:
+            raise_if_stopped()
+
+
 def run_events(
     gun: GunSpec,
     settings: dict,
@@ -238,29 +345,41 @@ def run_events(
         settings: keyword arguments of :class:`caloforge.fullsim.g4app.SimSettings`.
         n_events: accepted events wanted (> 0).
         start_attempt: first attempt index (to extend an earlier run with the same seed).
-        workers: worker processes (default: all cores).
-        chunk_size: attempts per task.
+        workers: worker processes (default: all cores; at most the cores and ``n_events``).
+        chunk_size: attempts per task at most (fewer when few events are asked for).
 
     Raises:
-        FullsimError: bad settings, or a worker process died (a fatal Geant4 error).
+        FullsimError: bad settings, Geant4's data sets not set up, or a worker process died (a fatal
+            Geant4 error).
+        caloforge.atomic.Interrupted: a stop signal (the worker processes are killed first).
     """
     gun.validate()
+    check_production_cut(settings.get("production_cut_mm", 0.7))
     if n_events <= 0:
         raise FullsimError(f"the number of events must be positive, got {n_events}")
-    workers = workers or default_workers()
+    workers = min(resolve_workers(workers)[0], n_events)
+    chunk = max(1, min(chunk_size, -(-n_events // workers)))
+    check_geant4_data()
+    raise_if_stopped()
     ctx = multiprocessing.get_context("spawn")
-    pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(settings,))
+    pool = cf.ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(settings, os.getpid())
+    )
     pending: list[cf.Future] = []
     next_first = start_attempt
     done = 0
+    finished = False
     try:
         while done < n_events:
-            while len(pending) < 2 * workers:
-                pending.append(pool.submit(_run_chunk, gun, next_first, chunk_size))
-                next_first += chunk_size
+            with _signals_held():
+                # no more attempts in flight than events still wanted (more are sent when some miss)
+                while len(pending) < 2 * workers and len(pending) * chunk < n_events - done:
+                    pending.append(pool.submit(_run_chunk, gun, next_first, chunk))
+                    next_first += chunk
             try:
-                batch = pending.pop(0).result()
+                batch = _result(pending.pop(0))
             except cf.process.BrokenProcessPool:
+                raise_if_stopped()  # killed along with us
                 raise FullsimError(
                     "a Geant4 worker process died (a fatal Geant4 error, see the messages above, "
                     "or the machine ran out of memory); nothing was written"
@@ -268,5 +387,8 @@ def run_events(
             batch = batch.truncate(n_events - done)
             done += len(batch)
             yield batch
+        finished = True
     finally:
+        if not finished:
+            _kill_workers(pool)
         pool.shutdown(wait=True, cancel_futures=True)

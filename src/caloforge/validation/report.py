@@ -302,7 +302,7 @@ def validate(
 
     Raises:
         ValidationInputError: missing or unreadable files, empty samples, different particle types or
-            sample layouts, bad options, outputs that exist.
+            sample layouts, bad options, outputs that exist, an output folder that cannot be written.
     """
     if isinstance(max_events, bool) or not isinstance(max_events, (int, np.integer)) or max_events < 1:
         raise ValidationInputError(f"max_events must be a positive integer, got {max_events!r}")
@@ -324,6 +324,10 @@ def validate(
     if floor is not None:
         loaded["floor"] = _load(floor, "floor", int(max_events))
     _check_compatible(loaded)
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # before the work, which may take minutes
+    except OSError as err:
+        raise ValidationInputError(f"{out}: cannot make the output folder ({err.strerror})") from None
     samples = {role: s for role, (s, _) in loaded.items()}
     obs = {role: sample_observables(s) for role, s in samples.items()}
 
@@ -388,7 +392,6 @@ def validate(
         figures = report_figures(samples, obs, slices["all"], curves, resolution, impact, occupancy,
                                  resolution_values)
     page = render_page(metrics, figures)
-    out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(metrics_path, json.dumps(metrics, indent=1))
     write_text_atomic(report_path, page)
     return metrics
