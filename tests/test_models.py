@@ -139,7 +139,9 @@ def test_one_registry_of_model_families_imported_on_first_use():
     import subprocess
     import sys
 
-    assert model_registry() == {"gan": GAN} and list(FAMILIES) == ["gan"]
+    from caloforge.models.flow import FlowModel
+
+    assert model_registry() == {"gan": GAN, "flow": FlowModel} and list(FAMILIES) == ["gan", "flow"]
     code = "import sys, caloforge.models as m; m.model_config_from_dict; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"  # importing the package does not import PyTorch

@@ -3,6 +3,8 @@ import warnings
 import numpy as np
 import pytest
 
+from shape_inputs import P, T, front, one_map
+
 import caloforge.showers.shapes as shapes
 import caloforge.validation.observables as observables
 from caloforge.detector import barrel_geometry
@@ -19,20 +21,6 @@ from caloforge.validation import (
     zernike_moments,
 )
 
-T, P = 20, 60  # a centre crystal far from the barrel ends
-
-
-def one_map(cells: dict[tuple[int, int], float]) -> np.ndarray:
-    """A (1, 11, 11) map with the given (row, column) -> GeV cells."""
-    m = np.zeros((1, 11, 11))
-    for (i, j), e in cells.items():
-        m[0, i, j] = e
-    return m
-
-
-def front(offset_theta: int, offset_phi: int) -> np.ndarray:
-    """Front-face centre of the crystal at a window offset from (T, P), cm."""
-    return barrel_geometry().front_center_cm[T + offset_theta, (P + offset_phi) % 120]
 
 
 def test_shower_shapes_are_re_exported_from_showers_shapes():

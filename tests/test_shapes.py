@@ -3,6 +3,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from shape_inputs import P, T, front, one_map
 
 from caloforge.detector import barrel_geometry
 from caloforge.showers.shapes import (
@@ -29,20 +30,6 @@ from caloforge.showers.shapes import (
     zernike_moments,
 )
 
-T, P = 20, 60  # a centre crystal far from the barrel ends
-
-
-def one_map(cells: dict[tuple[int, int], float]) -> np.ndarray:
-    """A (1, 11, 11) map with the given (row, column) -> GeV cells."""
-    m = np.zeros((1, 11, 11))
-    for (i, j), e in cells.items():
-        m[0, i, j] = e
-    return m
-
-
-def front(offset_theta: int, offset_phi: int) -> np.ndarray:
-    """Front-face centre of the crystal at a window offset from (T, P), cm."""
-    return barrel_geometry().front_center_cm[T + offset_theta, (P + offset_phi) % 120]
 
 
 def perp_distance(x: np.ndarray, axis_point: np.ndarray) -> float:
