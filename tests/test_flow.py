@@ -119,3 +119,25 @@ def test_checkpoint_round_trip_and_another_kind_refused(tmp_path, trained_flow):
 def test_bad_settings_are_refused_in_one_line(key, value):
     with pytest.raises(ConfigError, match=f"model.{key}"):
         build_model({"name": "flow", "particles": ["gamma"], key: value})
+
+
+def test_calibrated_thresholds_give_geant4_hit_fractions_per_crystal(trained_flow):
+    maps, c = _toy_showers(3000, 9)
+    before = (trained_flow.sample(c, seed=2) > 0).mean(axis=0)
+    trained_flow.calibrate(maps, c, seed=1)
+    after = (trained_flow.sample(c, seed=2) > 0).mean(axis=0)  # other noise than the calibration's
+    geant4 = (maps > 0).mean(axis=0)
+    # a threshold can only empty cells: where the model hit a crystal too often it now matches Geant4 (within
+    # the sampling error of 3000 showers), where too rarely it is left as it was
+    over = before > geant4 + 0.05
+    assert over.sum() > 50 and np.abs(after - geant4)[over].max() < 0.05
+    assert np.array_equal(after[before < geant4], before[before < geant4])
+    assert (trained_flow.shape.cell_threshold >= trained_flow.shape.threshold).all()
+
+
+def test_weights_of_another_version_give_one_clear_error(tmp_path, trained_flow):
+    ckpt = trained_flow.checkpoint()
+    del ckpt["state_dict"]["shape.cell_threshold"]
+    torch.save(ckpt, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match="flow weights do not fit this caloforge's FlowModel"):
+        load_model(tmp_path / "old.pt")

@@ -343,6 +343,20 @@ class ShowerModel(nn.Module, ABC):
         and the indices of their particle types in ``particles`` (N,; None: all of the first), once before
         training, after :meth:`fit_normalisation`; the default does nothing."""
 
+    def calibrate(
+        self,
+        maps_gev: np.ndarray,
+        conditions: np.ndarray,
+        particle_index: np.ndarray | None = None,
+        *,
+        seed: int = 0,
+        batch_size: int = 8192,
+    ) -> None:
+        """Fit what the model sets from its own samples against Geant4's after training (for example the
+        flow's per-cell thresholds), on training maps (N, 11, 11) in GeV with their conditions (N, 6) and
+        particle indices (N,; None: all of the first); the training loop calls it after every epoch, before
+        the validation. The default does nothing."""
+
     def normalisation(self) -> dict[str, dict[str, float]]:
         """The condition normalisation as ``{name: {"mean": ..., "std": ...}}`` (units of each condition)."""
         return {
@@ -520,7 +534,15 @@ class ShowerModel(nn.Module, ABC):
         except ConfigError as err:
             raise CheckpointError(str(err)) from None
         model = model_cls(config)
-        model.load_state_dict(ckpt["state_dict"])
+        try:
+            model.load_state_dict(ckpt["state_dict"])
+        except (RuntimeError, KeyError) as err:  # weights of another architecture or version of the family
+            first = str(err).strip().splitlines()
+            detail = first[1].strip() if len(first) > 1 else first[0] if first else type(err).__name__
+            raise CheckpointError(
+                f"the {ckpt['model']} weights do not fit this caloforge's {model_cls.__name__} ({detail}); "
+                f"the checkpoint was written by caloforge {ckpt.get('caloforge_version', '?')}"
+            ) from None
         return model.to(resolve_device(device))
 
     @classmethod

@@ -47,6 +47,8 @@ from caloforge.training.data import (
 )
 from caloforge.training.selection import selection_metric
 
+CALIBRATION_EVENTS = 20_000
+"""Training events on which a model calibrates itself after each epoch (:meth:`ShowerModel.calibrate`)."""
 PAIR_SEED_OFFSET = 7919
 """Seed offset of the maps generated for the neighbours' conditions in :func:`validate` (independent noise)."""
 
@@ -246,6 +248,7 @@ class ModelPlan(TrainingPlan):
     def __init__(self, model: ShowerModel, loop: LoopConfig, train_data: ShowerData, val_data: ShowerData) -> None:
         super().__init__(model, loop)
         self.val_data = val_data
+        self.calibration_data = train_data.subset(slice(0, CALIBRATION_EVENTS))
         if model.uses_neighbours:
             train_data = train_data.with_neighbours()
         self.train_tensors = train_data.to_tensors(model.device)
@@ -287,7 +290,12 @@ class ModelPlan(TrainingPlan):
         return self.model.training_step(step, batch)
 
     def validate(self, epoch: int) -> dict[str, float]:
-        return validate(self.model, self.val_data, self.loop) if self.selectable(epoch) else {}
+        if not self.selectable(epoch):
+            return {}
+        cal = self.calibration_data
+        self.model.calibrate(cal.maps_gev, cal.conditions, cal.particle, seed=self.loop.seed,
+                             batch_size=self.loop.sample_batch_size)
+        return validate(self.model, self.val_data, self.loop)
 
     def phase(self, epoch: int) -> str:
         return "pretrain" if epoch < self.model.n_pretrain_epochs else "train"

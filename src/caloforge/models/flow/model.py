@@ -101,15 +101,51 @@ class FlowModel(ShowerModel):
         nll["shape"] = -self.flow(self._context(x[full], f[full])).log_prob(y).mean() / N_CELLS
         return nll
 
-    def generate(self, noise: torch.Tensor, conditions: torch.Tensor, particle_index: torch.Tensor) -> torch.Tensor:
-        """Maps (B, 11, 11) in GeV from standard normal noise (B, :attr:`noise_size`), raw conditions (B, 6) and
-        particle indices (B,)."""
+    def _draw(
+        self, noise: torch.Tensor, conditions: torch.Tensor, particle_index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw cell fractions (B, 121), before cells are emptied, and E11x11 (B,) in GeV from standard normal
+        noise (B, :attr:`noise_size`), raw conditions (B, 6) and particle indices (B,)."""
         x = self.condition_input(conditions, particle_index)  # (B, C)
         f = self.energy_stage.fraction(x, noise[:, :ENERGY_NOISE_DIM])  # (B,)
         y = self.flow(self._context(x, f)).transform.inv(noise[:, ENERGY_NOISE_DIM:])  # (B, 121)
-        fractions = self.shape.inverse(y)  # (B, 121), each row summing to 1
         total = torch.nan_to_num(f, nan=0.0) * conditions[:, 0].clamp_min(MIN_MOMENTUM_GEV)  # (B,) GeV
+        return self.shape.raw_fractions(y), total
+
+    def generate(self, noise: torch.Tensor, conditions: torch.Tensor, particle_index: torch.Tensor) -> torch.Tensor:
+        """Maps (B, 11, 11) in GeV from standard normal noise (B, :attr:`noise_size`), raw conditions (B, 6) and
+        particle indices (B,)."""
+        raw, total = self._draw(noise, conditions, particle_index)
+        fractions = self.shape.empty_and_normalise(raw)  # (B, 121), each row summing to 1
         return (fractions * total[:, None]).view(-1, 11, 11)
+
+    def calibrate(
+        self,
+        maps_gev: np.ndarray,
+        conditions: np.ndarray,
+        particle_index: np.ndarray | None = None,
+        *,
+        seed: int = 0,
+        batch_size: int = 8192,
+    ) -> None:
+        """Set the shape's per-cell thresholds (:meth:`ShapeTransform.calibrate_thresholds`) so that, under the
+        conditions (N, 6) of Geant4 maps (N, 11, 11) in GeV (training events, never the test sample), each
+        crystal has a deposit in as many sampled showers as in Geant4's. One set of thresholds for all the
+        model's particle types."""
+        c = torch.as_tensor(np.asarray(conditions, dtype=np.float32))
+        index = torch.zeros(len(c), dtype=torch.long) if particle_index is None else torch.as_tensor(particle_index)
+        hit_probability = torch.as_tensor((np.asarray(maps_gev).reshape(len(c), -1) > 0).mean(axis=0))  # (121,)
+        rng = np.random.default_rng(seed)
+        raw = []
+        was_training = self.training
+        self.eval()
+        with torch.inference_mode():
+            for start in range(0, len(c), batch_size):
+                cb, ib = c[start : start + batch_size].to(self.device), index[start : start + batch_size].to(self.device)
+                noise = torch.as_tensor(gaussian_noise(rng, len(cb), self.noise_size), device=self.device)
+                raw.append(self._draw(noise, cb, ib)[0].cpu())
+        self.train(was_training)
+        self.shape.calibrate_thresholds(torch.cat(raw), hit_probability)
 
     def _sample_batch(
         self, conditions: torch.Tensor, particle_index: torch.Tensor, rng: np.random.Generator

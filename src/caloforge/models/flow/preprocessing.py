@@ -26,7 +26,8 @@ class ShapeTransform(nn.Module):
             E11x11); also the largest fraction a cell may have and still come out empty after sampling when
             ``threshold`` is None.
         alpha: margin of the logit, ``logit(alpha + (1 - 2 alpha) v)``.
-        threshold: cells below this fraction of E11x11 are set to 0 after sampling (None: ``dequantisation``).
+        threshold: cells below this fraction of E11x11 are set to 0 after sampling (None: ``dequantisation``);
+            the lower bound of the per-cell thresholds of :meth:`calibrate_thresholds`.
     """
 
     def __init__(self, dequantisation: float, alpha: float, threshold: float | None = None) -> None:
@@ -36,6 +37,7 @@ class ShapeTransform(nn.Module):
         self.threshold = float(dequantisation if threshold is None else threshold)
         self.register_buffer("mean", torch.zeros(N_CELLS))  # (121,)
         self.register_buffer("std", torch.ones(N_CELLS))  # (121,)
+        self.register_buffer("cell_threshold", torch.full((N_CELLS,), self.threshold))  # (121,) fraction of E11x11
 
     def logit(self, fractions: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Unstandardised logit space (B, 121) of fractions (B, 121) with uniform noise in [0, 1) (B, 121)."""
@@ -54,12 +56,31 @@ class ShapeTransform(nn.Module):
         """The flow's variables (B, 121) of cell fractions (B, 121) with uniform noise (B, 121)."""
         return (self.logit(fractions, noise) - self.mean) / self.std
 
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        """Cell fractions (B, 121), summing to 1 (or all 0), of flow variables (B, 121): cells below the
-        threshold set to 0 (a non-finite variable gives an empty cell)."""
+    def raw_fractions(self, y: torch.Tensor) -> torch.Tensor:
+        """Cell fractions (B, 121) of flow variables (B, 121) before any cell is emptied (a non-finite variable
+        gives a negative fraction, an empty cell after :meth:`inverse`)."""
         y = torch.nan_to_num(y, nan=-torch.inf)
         v = torch.sigmoid(y * self.std + self.mean)
-        fractions = ((v - self.alpha) / (1.0 - 2.0 * self.alpha)) * (1.0 + self.dequantisation)  # (B, 121)
-        fractions = torch.where(fractions < self.threshold, torch.zeros_like(fractions), fractions)
+        return ((v - self.alpha) / (1.0 - 2.0 * self.alpha)) * (1.0 + self.dequantisation)  # (B, 121)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """Cell fractions (B, 121), summing to 1 (or all 0), of flow variables (B, 121): each cell below its
+        threshold (:attr:`cell_threshold`, fraction of E11x11) set to 0."""
+        return self.empty_and_normalise(self.raw_fractions(y))
+
+    def empty_and_normalise(self, raw_fractions: torch.Tensor) -> torch.Tensor:
+        """Raw fractions (B, 121) with each cell below its threshold set to 0, the rest scaled to sum to 1."""
+        fractions = torch.where(raw_fractions < self.cell_threshold, torch.zeros_like(raw_fractions), raw_fractions)
         total = fractions.sum(dim=1, keepdim=True)  # (B, 1)
         return fractions / total.clamp_min(1e-30)
+
+    def calibrate_thresholds(self, raw_fractions: torch.Tensor, hit_probability: torch.Tensor) -> None:
+        """Set each cell's threshold so that the share of sampled showers with a deposit there is Geant4's:
+        the ``1 - hit_probability`` quantile of the cell's sampled raw fractions (N, 121), never below the
+        dequantisation width. ``hit_probability`` (121,): Geant4's fraction of showers with a deposit in each
+        cell, for the same conditions."""
+        ordered = raw_fractions.sort(dim=0).values  # (N, 121), each cell's fractions ascending
+        n = len(ordered)
+        rank = ((1.0 - hit_probability.clamp(0, 1)) * n).round().long().clamp(0, n - 1)  # (121,)
+        thresholds = ordered.gather(0, rank[None, :])[0]  # (121,): n * (1 - p) cells lie below
+        self.cell_threshold.copy_(thresholds.float().clamp_min(self.threshold))
