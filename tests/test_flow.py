@@ -141,3 +141,18 @@ def test_weights_of_another_version_give_one_clear_error(tmp_path, trained_flow)
     torch.save(ckpt, tmp_path / "old.pt")
     with pytest.raises(CheckpointError, match="flow weights do not fit this caloforge's FlowModel"):
         load_model(tmp_path / "old.pt")
+
+
+def test_onnx_export_samples_the_same_maps_as_pytorch(tmp_path, trained_flow):
+    from caloforge.export import OnnxShowerModel, export_onnx
+
+    maps, c = _toy_showers(2000, 10)
+    trained_flow.calibrate(maps, c, seed=1)  # the per-crystal thresholds go into the graph too
+    onnx_model = OnnxShowerModel(export_onnx(trained_flow, tmp_path / "flow.onnx"))
+    assert onnx_model.noise_dim == trained_flow.noise_size == 123
+    c = toy_conditions(500, 11)
+    a, b = trained_flow.sample(c, seed=4), onnx_model.sample(c, seed=4)
+    flips = np.mean((a > 0) != (b > 0))
+    close = np.isclose(a, b, rtol=1e-3, atol=1e-6).all(axis=(1, 2))  # (500,) maps that agree cell by cell
+    assert flips < 1e-3 and close.mean() > 0.95  # float rounding: a cell at its threshold may flip in a few maps
+    assert np.allclose(a.sum(axis=(1, 2)), b.sum(axis=(1, 2)), rtol=1e-4)  # the same energies

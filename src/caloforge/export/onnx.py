@@ -51,7 +51,10 @@ class _Graph(nn.Module):
         self.model = model
 
     def forward(self, noise: torch.Tensor, cond: torch.Tensor, particle_index: torch.Tensor) -> torch.Tensor:
-        return self.model.generate(noise, cond, particle_index).squeeze(1).clamp_min(0.0)  # (B, 11, 11)
+        maps = self.model.generate(noise, cond, particle_index)  # (B, 1, 11, 11) or (B, 11, 11)
+        if maps.dim() == 4:  # decided while tracing: no dynamic If in the graph
+            maps = maps.squeeze(1)
+        return maps.clamp_min(0.0)  # (B, 11, 11)
 
 
 def export_onnx(model, path: str | os.PathLike, *, int8: bool = False) -> Path:
@@ -69,7 +72,7 @@ def export_onnx(model, path: str | os.PathLike, *, int8: bool = False) -> Path:
         raise ValueError(f"{path} exists: choose another name or remove it first")
     if not path.parent.exists():
         raise ValueError(f"{path.parent}: no such directory")
-    noise_dim = int(getattr(model, "noise_size", model.config.noise_dim))  # generator noise (+ energy model)
+    noise_dim = int(model.noise_size)  # standard normal numbers per shower (a GAN's generator + energy model)
     graph = _Graph(model.for_inference()).eval().cpu()
     example = (torch.zeros(2, noise_dim), torch.ones(2, len(CONDITION_NAMES)), torch.zeros(2, dtype=torch.long))
     with atomic_path(path) as tmp:
