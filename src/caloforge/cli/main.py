@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import math
 import os
 import signal
 import sys
@@ -114,7 +115,6 @@ def _echo_worker_note(workers: Optional[int]) -> None:
 
 def parse_momentum(text: str) -> tuple[float, float]:
     """``"1.5"`` -> (1.5, 1.5); ``"0:3"`` -> (0.0, 3.0) (GeV/c); the numbers must be finite."""
-    import math
 
     try:
         parts = [float(x) for x in text.split(":")]
@@ -311,7 +311,6 @@ def simulate(
 ) -> None:
     """Fast simulation: particles in, BESIII EMC barrel hits out (uses the shipped models by default)."""
     check_writable(output)  # before any work
-    import math
     import time
 
     from caloforge.detector.conditions import particle as lookup

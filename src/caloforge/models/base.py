@@ -24,6 +24,7 @@ import os
 import types
 import typing
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -429,22 +430,30 @@ class ShowerModel(nn.Module, ABC):
             columns phi_index, centre crystal at [5, 5].
         """
         c = condition_array(conditions, n, batch_size)
-        k = self.particle_index(particle)
+        index = np.full(len(c), self.particle_index(particle), dtype=np.int64)
         rng = np.random.default_rng(seed)
-        device = self.device
         out = np.empty((len(c), WINDOW, WINDOW), dtype=np.float32)
+        for start, cb, pb in self.inference_batches(c, index, batch_size):
+            maps = self._sample_batch(cb, pb, rng)  # (B, 11, 11) GeV
+            out[start : start + len(cb)] = maps.clamp_min(0).float().cpu().numpy()
+        return out
+
+    def inference_batches(
+        self, conditions: np.ndarray, particle_index: np.ndarray, batch_size: int
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """(first row, conditions (B, 6), particle indices (B,)) on the model's device, ``batch_size`` rows at a
+        time, of conditions (N, 6) and indices (N,), with the model in evaluation and inference mode meanwhile."""
+        device = self.device
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
-                for start in range(0, len(c), batch_size):
-                    cb = torch.as_tensor(np.ascontiguousarray(c[start : start + batch_size]), device=device)
-                    pb = torch.full((len(cb),), k, dtype=torch.long, device=device)
-                    maps = self._sample_batch(cb, pb, rng)  # (B, 11, 11) GeV
-                    out[start : start + len(cb)] = maps.clamp_min(0).float().cpu().numpy()
+                for start in range(0, len(conditions), batch_size):
+                    cb = torch.as_tensor(np.ascontiguousarray(conditions[start : start + batch_size]), device=device)
+                    pb = torch.as_tensor(particle_index[start : start + batch_size], dtype=torch.long, device=device)
+                    yield start, cb, pb
         finally:
             self.train(was_training)
-        return out
 
     def for_particle(self, particle_: str | int) -> ParticleSampler:
         """A sampler bound to one particle type, with the ``sample(conditions, seed=...)`` the engine calls."""

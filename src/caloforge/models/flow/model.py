@@ -132,19 +132,14 @@ class FlowModel(ShowerModel):
         conditions (N, 6) of Geant4 maps (N, 11, 11) in GeV (training events, never the test sample), each
         crystal has a deposit in as many sampled showers as in Geant4's. One set of thresholds for all the
         model's particle types."""
-        c = torch.as_tensor(np.asarray(conditions, dtype=np.float32))
-        index = torch.zeros(len(c), dtype=torch.long) if particle_index is None else torch.as_tensor(particle_index)
+        c = np.asarray(conditions, dtype=np.float32)
+        index = np.zeros(len(c), dtype=np.int64) if particle_index is None else np.asarray(particle_index)
         hit_probability = torch.as_tensor((np.asarray(maps_gev).reshape(len(c), -1) > 0).mean(axis=0))  # (121,)
         rng = np.random.default_rng(seed)
         raw = []
-        was_training = self.training
-        self.eval()
-        with torch.inference_mode():
-            for start in range(0, len(c), batch_size):
-                cb, ib = c[start : start + batch_size].to(self.device), index[start : start + batch_size].to(self.device)
-                noise = torch.as_tensor(gaussian_noise(rng, len(cb), self.noise_size), device=self.device)
-                raw.append(self._draw(noise, cb, ib)[0].cpu())
-        self.train(was_training)
+        for _, cb, pb in self.inference_batches(c, index, batch_size):
+            noise = torch.as_tensor(gaussian_noise(rng, len(cb), self.noise_size), device=cb.device)
+            raw.append(self._draw(noise, cb, pb)[0].cpu())  # (B, 121)
         self.shape.calibrate_thresholds(torch.cat(raw), hit_probability)
 
     def _sample_batch(
