@@ -69,6 +69,17 @@ def test_shape_transform_round_trip_keeps_fractions_and_empties_the_dequantisati
     assert torch.allclose(back.sum(dim=1), torch.ones(500, dtype=back.dtype))
 
 
+def test_coupling_transforms_invert_exactly_and_have_fixed_halves():
+    one, two = _small_flow(), _small_flow(hidden=[64])
+    for a, b in zip(one.flow.transform.transforms, two.flow.transform.transforms):
+        assert torch.equal(a.mask, b.mask) and 55 <= int(a.mask.sum()) <= 66  # the same random halves
+    assert not torch.equal(*(t.mask for t in one.flow.transform.transforms))  # a new half per transform
+    context, z = torch.randn(64, one.n_condition_inputs + 1), torch.randn(64, 121)
+    with torch.no_grad():
+        transform = one.flow(context).transform
+        assert torch.allclose(transform(transform.inv(z)), z, atol=1e-4)
+
+
 def test_training_lowers_both_likelihoods(trained_flow):
     maps, c = _toy_showers(512, 3)
     fresh = _small_flow()
@@ -115,7 +126,7 @@ def test_checkpoint_round_trip_and_another_kind_refused(tmp_path, trained_flow):
         GAN.load(path)
 
 
-@pytest.mark.parametrize("key, value", [("passes", 1), ("bins", 1), ("dequantisation", 0.0), ("hidden", [])])
+@pytest.mark.parametrize("key, value", [("transforms", 0), ("bins", 1), ("dequantisation", 0.0), ("hidden", [])])
 def test_bad_settings_are_refused_in_one_line(key, value):
     with pytest.raises(ConfigError, match=f"model.{key}"):
         build_model({"name": "flow", "particles": ["gamma"], key: value})

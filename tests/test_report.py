@@ -12,6 +12,7 @@ import pytest
 
 from caloforge.data.io import Sample, open_sample_writer, read_sample
 from caloforge.detector.geometry import barrel_geometry
+from caloforge.showers.compare import occupancy_pulls
 from caloforge.validation.comparisons import (
     OBSERVABLES,
     compare_distributions,
@@ -24,7 +25,6 @@ from caloforge.validation.comparisons import (
 from caloforge.validation.report import MOMENTUM_SLICES_GEV, ValidationInputError, validate
 from caloforge.validation.studies import (
     impact_point_study,
-    occupancy_pulls,
     occupancy_study,
     profile,
     resolution_study,

@@ -210,6 +210,14 @@ def test_selection_metric():
     assert separation_power(np.zeros(100), np.ones(100)) == pytest.approx(1.0)
     far = selection_metric(a, a + 1.0, p)
     assert far["sp_E11x11/p"] > 0.98 and far["sp_N>1MeV"] > 0.98 and 0 < far["sp_mean"] <= 1  # outliers: last bin
+    # the occupancy: same shapes per event, but one crystal never hit -> only the occupancy terms see it
+    holed = a.copy()
+    holed[:, 0, 0], holed[:, 0, 1] = 0.0, holed[:, 0, 1] + a[:, 0, 0]
+    same, hole = selection_metric(a, a, p), selection_metric(a, holed, p)
+    assert same["occupancy_chi2"] == 0.0 and same["sp_occupancy"] == 0.0
+    assert hole["occupancy_chi2"] > 400 and hole["occupancy_chi2_1MeV"] > 100  # 500 events, one crystal
+    assert hole["sp_occupancy"] == pytest.approx(
+        hole["sp_mean"] * (hole["occupancy_chi2"] + hole["occupancy_chi2_1MeV"]) / (2 * 121))
     feats = selection_features(np.ones((2, 11, 11)), np.array([1.0, 2.0]))
     assert feats["E1x1/p"].tolist() == [1, 0.5] and feats["E11x11/p"].tolist() == [121, 60.5]
     assert feats["E3x3/E5x5"] == pytest.approx(9 / 25) and feats["E9x9/E11x11"] == pytest.approx(81 / 121)

@@ -490,6 +490,12 @@ class ShowerModel(nn.Module, ABC):
         return 0
 
     @property
+    def selection_metric(self) -> str:
+        """The held-out number (a key of :func:`caloforge.training.selection.selection_metric`) whose lowest
+        value chooses ``best.pt``: the mean separation power of the selection shapes, ``sp_mean``."""
+        return "sp_mean"
+
+    @property
     def uses_neighbours(self) -> bool:
         """Whether training batches must carry each event's nearest neighbour in condition space
         (:attr:`Batch.neighbour_maps_gev`)."""

@@ -4,7 +4,9 @@ metrics, the report and the training's model selection share.
 * :func:`separation_power_counts` -- separation power (triangular discrimination) of two histograms
   (CaloChallenge 2022, arXiv:2410.21611, eq. 5.1);
 * :func:`chi2_ndf_counts` -- chi^2 per degree of freedom of two histograms with Poisson errors;
-* :func:`sigma68` -- half the width of the central 68 % interval of a sample.
+* :func:`sigma68` -- half the width of the central 68 % interval of a sample;
+* :func:`crystal_occupancy`, :func:`occupancy_pulls`, :func:`occupancy_chi2` -- how often each crystal of the
+  window holds a deposit, and how far two samples' occupancies lie apart.
 
 The binned functions take counts on common bins, as arrays ``(..., n_bins)``: the last axis is the
 bins, the leading axes (bootstrap resamples, slices) are vectorised over.
@@ -118,3 +120,30 @@ def sigma68(
     q_lo, q_hi = np.quantile(x, list(quantiles), axis=axis)
     width = 0.5 * (q_hi - q_lo)
     return float(width) if axis is None else width
+
+
+def crystal_occupancy(maps_gev: np.ndarray, threshold_gev: float = 0.0) -> np.ndarray:
+    """Fraction of the events (11, 11) in which each crystal of the window holds more than ``threshold_gev``."""
+    return (np.asarray(maps_gev) > threshold_gev).mean(axis=0)
+
+
+def occupancy_pulls(reference_gev: np.ndarray, other_gev: np.ndarray, threshold_gev: float = 0.0) -> np.ndarray:
+    """Crystal by crystal, how many standard deviations the occupancy (:func:`crystal_occupancy`) of
+    ``other_gev`` (M, 11, 11) lies from that of ``reference_gev`` (N, 11, 11): the difference of the two
+    fractions over its binomial error under the pooled fraction. NaN where neither sample has a hit."""
+    n1, n2 = len(reference_gev), len(other_gev)
+    k1 = (np.asarray(reference_gev) > threshold_gev).sum(axis=0)
+    k2 = (np.asarray(other_gev) > threshold_gev).sum(axis=0)
+    pooled = (k1 + k2) / (n1 + n2)
+    var = pooled * (1 - pooled) * (1 / n1 + 1 / n2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(var > 0, (k2 / n2 - k1 / n1) / np.sqrt(var), np.nan)
+
+
+def occupancy_chi2(reference_gev: np.ndarray, other_gev: np.ndarray, threshold_gev: float = 0.0) -> float:
+    """chi^2 of the :func:`occupancy_pulls` of maps ``other_gev`` against ``reference_gev``: about the number of
+    crystals (up to 121) for two samples of one distribution; crystals hit in no event or in every event of
+    both samples add nothing."""
+    pulls = occupancy_pulls(reference_gev, other_gev, threshold_gev)
+    return float(np.nansum(pulls**2))
+

@@ -236,8 +236,9 @@ def _initial_weights(path: str, model: ShowerModel) -> dict[str, torch.Tensor]:
 
 class ModelPlan(TrainingPlan):
     """The model of the ``model:`` section trained on Geant4 events with its own steps and losses
-    (:meth:`~caloforge.models.ShowerModel.training_plan`); ``best.pt`` is the epoch with the lowest mean
-    separation power of shower shapes on held-out events (``val_sp_mean``). A fresh model starts from
+    (:meth:`~caloforge.models.ShowerModel.training_plan`); ``best.pt`` is the epoch with the lowest
+    :attr:`~caloforge.models.ShowerModel.selection_metric` on held-out events (``val_sp_mean``: the mean
+    separation power of shower shapes, unless the model names another). A fresh model starts from
     ``training.init_from`` or from its fits to the training events (condition normalisation,
     :meth:`~caloforge.models.ShowerModel.fit_maps`, and a GAN's energy model by
     :func:`~caloforge.training.energy_fit.fit_energy_model` with its defaults)."""
@@ -247,6 +248,7 @@ class ModelPlan(TrainingPlan):
 
     def __init__(self, model: ShowerModel, loop: LoopConfig, train_data: ShowerData, val_data: ShowerData) -> None:
         super().__init__(model, loop)
+        self.selection_key = f"val_{model.selection_metric}"
         self.val_data = val_data
         self.calibration_data = train_data.subset(slice(0, CALIBRATION_EVENTS))
         if model.uses_neighbours:

@@ -18,6 +18,11 @@ count: the differences of E1x1/p and of E5x5/p within a pair (:data:`PAIR_FEATUR
 almost the same conditions, so these differences show the fluctuation of the shower at fixed conditions,
 which single events cannot.
 
+Which crystals are hit is a classifier's first clue, and the shapes do not see it: the metric also gives the
+chi^2 of the crystal occupancy (:func:`caloforge.showers.compare.occupancy_chi2`, any deposit and above 1 MeV)
+and ``sp_occupancy``, the mean separation power times the mean of the two chi^2 per crystal (scale-free: a
+10 % gain in either counts the same).
+
 This is a small, self-contained metric for choosing ``best.pt``; the full validation of the models
 lives in its own package.
 """
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from caloforge.showers.compare import separation_power_counts
+from caloforge.showers.compare import occupancy_chi2, separation_power_counts
 from caloforge.showers.shapes import (
     divide_where_positive,
     e_nxn,
@@ -50,6 +55,8 @@ PAIR_FEATURES: tuple[str, ...] = ("pair_dE1x1/p", "pair_dE5x5/p")
 """Features of pairs of neighbours: the difference of E1x1/p, E5x5/p between an event and its neighbour."""
 BIN_RANGE_PERCENTILES = (0.5, 99.5)
 """Percentiles of the Geant4 sample that the histogram bins of :func:`separation_power` span."""
+N_CRYSTALS = 121
+"""Crystals of the 11 x 11 window."""
 HIT_THRESHOLD_GEV = 1e-3
 """Energy above which a crystal counts in ``N>1MeV``."""
 
@@ -122,7 +129,8 @@ def selection_metric(
 ) -> dict[str, float]:
     """Separation power per feature (keys ``sp_<feature>``) and their mean (``sp_mean``, lower is better)
     between Geant4 maps and maps generated for the same conditions (both (N, 11, 11), GeV; momenta (N,)
-    in GeV/c). With ``neighbours`` = (Geant4 maps of each event's neighbour, maps generated for the
+    in GeV/c); the crystal occupancy's chi^2 (``occupancy_chi2``: any deposit, ``occupancy_chi2_1MeV``: above
+    1 MeV) and ``sp_occupancy`` (see the module). With ``neighbours`` = (Geant4 maps of each event's neighbour, maps generated for the
     neighbours' conditions with other noise, the neighbours' momenta), the :data:`PAIR_FEATURES` count
     too."""
     if len(reference_maps) == 0 or len(generated_maps) == 0:
@@ -137,4 +145,8 @@ def selection_metric(
         names = SELECTION_FEATURES + PAIR_FEATURES
     out = {f"sp_{k}": separation_power(ref[k], gen[k], bins=bins) for k in names}
     out["sp_mean"] = float(np.mean([out[f"sp_{k}"] for k in names]))
+    out["occupancy_chi2"] = occupancy_chi2(reference_maps, generated_maps)
+    out["occupancy_chi2_1MeV"] = occupancy_chi2(reference_maps, generated_maps, HIT_THRESHOLD_GEV)
+    per_crystal = 0.5 * (out["occupancy_chi2"] + out["occupancy_chi2_1MeV"]) / N_CRYSTALS
+    out["sp_occupancy"] = out["sp_mean"] * per_crystal
     return out

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from caloforge.data.io import Sample
-from caloforge.showers.compare import GAUSSIAN_SIGMA68_QUANTILES, sigma68
+from caloforge.showers.compare import GAUSSIAN_SIGMA68_QUANTILES, crystal_occupancy, occupancy_pulls, sigma68
 from caloforge.showers.shapes import centre_offsets_cm
 from caloforge.validation.comparisons import all_finite, metric_bin_edges, pull_verdict, sample_observables, worst_verdict
 from caloforge.validation.metrics import bootstrap_error, bootstrap_values
@@ -256,24 +256,6 @@ def impact_point_study(
 # ----------------------------------------------------------------------------------------------
 # crystal occupancy
 # ----------------------------------------------------------------------------------------------
-
-
-def crystal_occupancy(maps_gev: np.ndarray, threshold_gev: float = 0.0) -> np.ndarray:
-    """Fraction of the events (11, 11) in which each crystal of the window holds more than ``threshold_gev``."""
-    return (np.asarray(maps_gev) > threshold_gev).mean(axis=0)
-
-
-def occupancy_pulls(reference_gev: np.ndarray, other_gev: np.ndarray, threshold_gev: float = 0.0) -> np.ndarray:
-    """Crystal by crystal, how many standard deviations the occupancy (:func:`crystal_occupancy`) of
-    ``other_gev`` (M, 11, 11) lies from that of ``reference_gev`` (N, 11, 11): the difference of the two
-    fractions over its binomial error under the pooled fraction. NaN where neither sample has a hit."""
-    n1, n2 = len(reference_gev), len(other_gev)
-    k1 = (np.asarray(reference_gev) > threshold_gev).sum(axis=0)
-    k2 = (np.asarray(other_gev) > threshold_gev).sum(axis=0)
-    pooled = (k1 + k2) / (n1 + n2)
-    var = pooled * (1 - pooled) * (1 / n1 + 1 / n2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(var > 0, (k2 / n2 - k1 / n1) / np.sqrt(var), np.nan)
 
 
 def occupancy_study(samples: Mapping[str, Sample], thresholds_gev=OCCUPANCY_THRESHOLDS_GEV) -> dict:

@@ -2,7 +2,8 @@
 
 * :mod:`caloforge.models.flow.config`        -- :class:`FlowConfig`
 * :mod:`caloforge.models.flow.preprocessing` -- cell fractions <-> the flow's standardised logit space
-* :mod:`caloforge.models.flow.model`         -- :class:`FlowModel` (energy stage + coupling spline flow, zuko)
+* :mod:`caloforge.models.flow.coupling`      -- the coupling spline flow (zuko's parts)
+* :mod:`caloforge.models.flow.model`         -- :class:`FlowModel` (energy stage + shape flow)
 """
 
 from caloforge.models.flow.config import FlowConfig

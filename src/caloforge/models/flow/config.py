@@ -14,11 +14,9 @@ class FlowConfig(ModelConfig):
     """Configuration of the two-stage conditional flow (:class:`caloforge.models.flow.FlowModel`).
 
     Attributes:
-        transforms: spline transforms of the shape flow. Default 6.
+        transforms: coupling spline transforms of the shape flow, each over a random half of the cells. Default 6.
         hidden: hidden layer widths of each transform's conditioner network. Default (256, 256).
         bins: bins of each rational-quadratic spline. Default 8.
-        passes: 2 (the default): coupling transforms, one network pass to sample (half the cells transformed
-            given the other half, alternating); 0: fully autoregressive (121 passes to sample: a teacher only).
         dequantisation: width of the uniform noise added to each cell fraction of E11x11 before the logit, and
             the fraction below which a sampled cell is empty (:class:`~caloforge.models.flow.preprocessing.
             ShapeTransform`). Default 1e-6.
@@ -33,7 +31,6 @@ class FlowConfig(ModelConfig):
     transforms: int = 6
     hidden: tuple[int, ...] = (256, 256)
     bins: int = 8
-    passes: int = 2
     dequantisation: float = 1e-6
     threshold: float | None = None
     logit_alpha: float = 1e-6
@@ -48,7 +45,6 @@ class FlowConfig(ModelConfig):
             "transforms": self.transforms >= 1,
             "hidden": len(self.hidden) >= 1 and min(self.hidden) >= 1,
             "bins": self.bins >= 2,
-            "passes": self.passes == 0 or self.passes >= 2,
             "dequantisation": 0 < self.dequantisation < 1e-2,
             "threshold": self.threshold is None or 0 <= self.threshold < 1,
             "logit_alpha": 0 < self.logit_alpha < 0.1,

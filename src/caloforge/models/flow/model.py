@@ -7,9 +7,10 @@ showers): ``p(map | c) = p(E11x11 | c) p(shape | c, E11x11)``.
   :mod:`caloforge.models.energy` (the GAN's energy model), trained here by maximum likelihood with the shape.
 * **Shape stage**: the 121 cell fractions of E11x11, preprocessed by
   :class:`~caloforge.models.flow.preprocessing.ShapeTransform` (dequantisation, logit, standardisation),
-  modelled by a conditional neural spline flow (rational-quadratic splines, Durkan et al.,
-  arXiv:1906.04032; zuko's ``NSF``) whose transforms are couplings (``passes=2``): sampling inverts each
-  transform in one network pass, as CaloINN does (arXiv:2312.09290). Its context is the normalised conditions
+  modelled by a conditional coupling flow with rational-quadratic splines
+  (:mod:`caloforge.models.flow.coupling`): each transform splines a random half of the cells given the other
+  half and the context, so that sampling inverts it in one network pass over half the cells, as CaloINN does
+  (arXiv:2312.09290). Its context is the normalised conditions
   [+ one-hot particle type] and the standardised ``logit(f / F_MAX)`` of the shower's energy: in training
   Geant4's, in sampling the energy stage's draw.
 
@@ -21,12 +22,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import zuko
 
 from caloforge.models.base import Batch, ShowerModel, TrainingStep
 from caloforge.models.energy import NOISE_DIM as ENERGY_NOISE_DIM
 from caloforge.models.energy import EnergyModel, fraction_to_y
 from caloforge.models.flow.config import FlowConfig
+from caloforge.models.flow.coupling import spline_coupling_flow
 from caloforge.models.flow.preprocessing import N_CELLS, ShapeTransform
 from caloforge.models.inputs import gaussian_noise
 from caloforge.models.transforms import MIN_MOMENTUM_GEV
@@ -47,13 +48,8 @@ class FlowModel(ShowerModel):
         super().__init__(config)
         self.energy_stage = EnergyModel(self.n_condition_inputs)
         self.shape = ShapeTransform(config.dequantisation, config.logit_alpha, config.threshold)
-        self.flow = zuko.flows.NSF(
-            features=N_CELLS,
-            context=self.n_condition_inputs + 1,
-            transforms=config.transforms,
-            hidden_features=tuple(config.hidden),
-            bins=config.bins,
-            passes=config.passes if config.passes else None,
+        self.flow = spline_coupling_flow(
+            N_CELLS, self.n_condition_inputs + 1, config.transforms, tuple(config.hidden), config.bins
         )
         self.register_buffer("energy_y_mean", torch.tensor(0.0))
         self.register_buffer("energy_y_std", torch.tensor(1.0))
@@ -149,6 +145,12 @@ class FlowModel(ShowerModel):
         return self.generate(noise, conditions, particle_index)
 
     # ---- training ---------------------------------------------------------------------------------
+
+    @property
+    def selection_metric(self) -> str:
+        """``sp_occupancy``: the shapes' mean separation power times the crystal occupancy's chi^2 per crystal
+        (which crystals are hit is a classifier's first clue, and the shapes alone do not see it)."""
+        return "sp_occupancy"
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         cfg = self.config
