@@ -96,6 +96,27 @@ def test_simulate_input_errors(tmp_path, untrained_gamma_model):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv"]
 
 
+def test_simulate_and_validate_take_a_readout(tmp_path, untrained_gamma_model):
+    out = {}
+    for name in ("none", "boss"):
+        out[name] = tmp_path / f"{name}.h5"
+        result = runner.invoke(app, ["simulate", "--gun", "gamma", "-n", "100", "--readout", name, "-o",
+                                     str(out[name]), "--model", str(untrained_gamma_model)])
+        assert result.exit_code == 0, result.output
+    assert "read-out boss" in result.stdout
+    import h5py
+
+    with h5py.File(out["boss"]) as f, h5py.File(out["none"]) as g:
+        assert f["hits/energy_gev"].shape != g["hits/energy_gev"].shape or not np.array_equal(
+            f["hits/energy_gev"][:], g["hits/energy_gev"][:])
+        assert f["hits/energy_gev"][:].min() >= 0.0005
+    for command in (["simulate", "--gun", "gamma", "-o", str(tmp_path / "x.h5")],
+                    ["validate", str(out["none"]), str(out["none"]), "-o", str(tmp_path / "r")]):
+        result = runner.invoke(app, [*command, "--readout", "bes2"])
+        assert result.exit_code == 2 and result.stderr.startswith("error: --readout 'bes2'"), result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["boss.h5", "none.h5"]
+
+
 @pytest.mark.geant4
 def test_generate_writes_a_candidate_like_the_reference(tmp_path, photon_sample, untrained_gamma_model):
     from caloforge.data.io import read_sample

@@ -8,7 +8,6 @@ from caloforge.engine import (
     MISSED,
     NOT_COVERED,
     SIMULATED,
-    Digitisation,
     FastSimulation,
     ParticleInputError,
     make_particles,
@@ -95,14 +94,27 @@ def test_barrel_ends_cut_the_window_and_misses_and_uncovered_are_reported():
     assert res.hit_offsets[-1] == 2
 
 
-def test_digitisation_adds_noise_and_applies_the_threshold():
+def test_readout_reads_out_the_summed_deposits_and_drops_those_below_threshold():
+    from caloforge.detector.readout import BOSS_READOUT, ReadoutParams, digitise
+
     parts = particle_gun(22, 200, momentum_gev=(1.0, 1.0), seed=3)
     bare = FastSimulation({22: CrossSampler()}).simulate(parts, seed=1)
-    digi = FastSimulation({22: CrossSampler()}, digitisation=Digitisation(0.2e-3, 1.5e-3)).simulate(parts, seed=1)
-    assert np.all(digi.hit_energy_gev > 1.5e-3)
-    assert not np.any(np.isclose(bare.hit_energy_gev, 1e-3) & (digi.hit_offsets[-1] == bare.hit_offsets[-1]))
-    with pytest.raises(ValueError):
-        Digitisation(0.2e-3, 0.0)
+    params = ReadoutParams(threshold_gev=3e-3)
+    read = FastSimulation({22: CrossSampler()}, readout=params).simulate(parts, seed=1)
+    assert np.all(read.hit_energy_gev >= 3e-3)  # the 1 MeV corners are gone, the rest read out
+    assert read.hit_offsets[-1] == bare.hit_offsets[-1] - np.count_nonzero(np.isclose(bare.hit_energy_gev, 1e-3))
+    big = bare.hit_energy_gev > 0.05
+    kept = read.hit_energy_gev > 0.05
+    assert np.allclose(read.hit_energy_gev[kept], bare.hit_energy_gev[big], rtol=0, atol=3e-3)
+    assert not np.array_equal(read.hit_energy_gev[kept], bare.hit_energy_gev[big])
+    # the engine reads out with the pure function: the same as digitise of the bare hits with the block's seed
+    from caloforge.engine.fastsim import READOUT_STREAM, _stream_seed
+
+    again = digitise(bare.hit_energy_gev, bare.hit_gid, _stream_seed(1, 0, READOUT_STREAM), params)
+    assert np.array_equal(again[again > 0].astype(np.float32), read.hit_energy_gev)
+    same = FastSimulation({22: CrossSampler()}, readout=BOSS_READOUT).simulate(parts, seed=1)
+    assert np.array_equal(same.hit_energy_gev,
+                          FastSimulation({22: CrossSampler()}, readout=BOSS_READOUT).simulate(parts, seed=1).hit_energy_gev)
 
 
 @pytest.mark.parametrize("suffix", [".root", ".h5"])

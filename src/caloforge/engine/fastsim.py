@@ -14,16 +14,14 @@ their model was trained on, a vertex outside the region the transport assumes) a
 both: ``OUTSIDE_MOMENTUM``).
 
 Random numbers: the events are taken in blocks of :data:`EVENT_BLOCK` consecutive events (by the rank of the
-event number in the whole run); each block draws its model noise and its digitisation from streams of its own,
-seeded by (seed, block, particle type or digitisation). The same seed thus gives the same showers however a run
+event number in the whole run); each block draws its model noise and its read-out from streams of its own,
+seeded by (seed, block, particle type or read-out). The same seed thus gives the same showers however a run
 is cut into chunks (:meth:`FastSimulation.simulate_chunks` cuts only between blocks).
 
-Optional digitisation (off by default), after the showers of an event are summed: Gaussian electronics
-noise of ``noise_gev`` (BESIII EmcSim: 0.2 MeV, incoherent) on every crystal with a deposit, then a
-readout threshold. Crystals without any deposit only enter through noise above the threshold; their
-number per event is drawn from the binomial law of the Gaussian tail over the remaining crystals, and
-their energies from that tail. Pedestals and the three gain ranges of the real electronics are not
-modelled.
+Optional read-out (off by default), after the showers of an event are summed crystal by crystal: the
+digitisation of :func:`caloforge.detector.readout.digitise` (BOSS's: photo-statistics, electronics noise on the
+sampled pulse, pedestal, calibration, threshold), the same that is applied to the Geant4 samples. Crystals
+without a deposit stay empty, as in BOSS; crystals read out below the threshold are dropped from the hits.
 """
 
 from __future__ import annotations
@@ -37,7 +35,8 @@ import numpy as np
 
 from caloforge import _compiled
 from caloforge.detector.conditions import PARTICLES_BY_PDG, compute_conditions
-from caloforge.detector.geometry import BARREL_GID_OFFSET, N_BARREL, N_PHI
+from caloforge.detector.geometry import BARREL_GID_OFFSET, N_PHI
+from caloforge.detector.readout import ReadoutParams, digitise
 from caloforge.detector.transport import prepare_transport, propagate_to_front
 from caloforge.engine.particles import OUT_OF_RANGE, Particles, PhysicsRange, iter_chunks
 
@@ -52,8 +51,8 @@ STATUS_NAMES = {
 """The ``particle_status`` codes of the output files (their legend is written into each file)."""
 EVENT_BLOCK = 4096
 """Consecutive events whose random numbers come from streams of their own (see the module docstring)."""
-DIGITISATION_STREAM = 1
-"""Stream number of the digitisation; a particle type's stream is ``2 |pdg| + (pdg < 0)`` (never 1)."""
+READOUT_STREAM = 1
+"""Stream number of the read-out; a particle type's stream is ``2 |pdg| + (pdg < 0)`` (never 1)."""
 
 
 def _stream_seed(seed: int, block: int, stream: int) -> int:
@@ -69,22 +68,6 @@ class ShowerSampler(Protocol):
     """What the engine needs from a model: maps (N, 11, 11) in GeV for conditions (N, 6)."""
 
     def sample(self, conditions: np.ndarray, *, seed: int | None = None) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class Digitisation:
-    """Electronics noise and readout threshold (both in GeV)."""
-
-    noise_gev: float = 0.2e-3
-    threshold_gev: float = 0.5e-3
-
-    def __post_init__(self) -> None:
-        if not (np.isfinite(self.noise_gev) and np.isfinite(self.threshold_gev)):
-            raise ValueError(
-                f"digitisation needs finite noise and threshold, got {self.noise_gev}, {self.threshold_gev} GeV"
-            )
-        if self.noise_gev < 0 or self.threshold_gev <= 0:
-            raise ValueError("digitisation needs noise >= 0 and a positive threshold (GeV)")
 
 
 @dataclass
@@ -161,20 +144,6 @@ def concatenate_results(results: Sequence[SimulationResult]) -> SimulationResult
     )
 
 
-def _sum_cells(event_index: np.ndarray, cell: np.ndarray, energy: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Sum energies of identical (event, crystal) pairs; return them sorted by event then crystal (the
-    digitisation adds its noise crystals to the placed deposits with it)."""
-    key = event_index.astype(np.int64) * N_BARREL + cell
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    first = np.ones(len(key), dtype=bool)
-    np.not_equal(key[1:], key[:-1], out=first[1:])
-    starts = np.flatnonzero(first)
-    unique = key[starts]
-    summed = np.add.reduceat(energy[order], starts) if len(key) else np.zeros(0)
-    return unique // N_BARREL, unique % N_BARREL, summed
-
-
 def _place_showers(
     maps: np.ndarray, theta: np.ndarray, phi: np.ndarray, event_index: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -191,49 +160,22 @@ def _place_showers(
     return _compiled.place_showers(maps, theta, phi, event_index)
 
 
-def _digitise(
-    event_index: np.ndarray, cell: np.ndarray, energy: np.ndarray, n_events: int, digi: Digitisation, rng
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from scipy.special import ndtri
-    from scipy.stats import norm
-
-    energy = energy + rng.normal(0.0, digi.noise_gev, len(energy)) if digi.noise_gev > 0 else energy
-    keep = energy > digi.threshold_gev
-    event_index, cell, energy = event_index[keep], cell[keep], energy[keep]
-    if digi.noise_gev <= 0:
-        return event_index, cell, energy
-    tail = float(norm.sf(digi.threshold_gev / digi.noise_gev))
-    n_hit = np.bincount(event_index, minlength=n_events)
-    n_noise = rng.binomial(N_BARREL - n_hit, tail)
-    total = int(n_noise.sum())
-    if total == 0:
-        return event_index, cell, energy
-    ev_noise = np.repeat(np.arange(n_events), n_noise)
-    cell_noise = rng.integers(0, N_BARREL, total)
-    u = rng.uniform(0.0, tail, total)
-    e_noise = digi.noise_gev * -ndtri(u)  # energies above the threshold from the Gaussian tail
-    ev, c, e = _sum_cells(np.concatenate([event_index, ev_noise]), np.concatenate([cell, cell_noise]),
-                          np.concatenate([energy, e_noise]))
-    return ev, c, e
-
-
-def _digitise_blocks(
-    ev: np.ndarray, cell: np.ndarray, energy: np.ndarray, n_events: int, first_event: int, digi: Digitisation,
+def _readout_blocks(
+    ev: np.ndarray, cell: np.ndarray, energy: np.ndarray, n_events: int, first_event: int, readout: ReadoutParams,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_digitise` of the hits (sorted by event) block by block of :data:`EVENT_BLOCK` events, each block with
-    its own random stream; ``first_event``: the rank of event 0 in the whole run."""
-    parts = []
+    """The read-out (:func:`caloforge.detector.readout.digitise`) of the hits (sorted by event) block by block of
+    :data:`EVENT_BLOCK` events, each block with its own random stream; hits read out as 0 dropped.
+    ``first_event``: the rank of event 0 in the whole run."""
+    read = np.empty(len(energy), dtype=np.float32)
+    gid = BARREL_GID_OFFSET + cell
     for block in range(first_event // EVENT_BLOCK, (first_event + n_events - 1) // EVENT_BLOCK + 1):
         lo = max(0, block * EVENT_BLOCK - first_event)
         hi = min(n_events, (block + 1) * EVENT_BLOCK - first_event)
         a, b = np.searchsorted(ev, [lo, hi])
-        rng = np.random.default_rng(_stream_seed(seed, block, DIGITISATION_STREAM))
-        e, c, x = _digitise(ev[a:b] - lo, cell[a:b], energy[a:b], hi - lo, digi, rng)
-        parts.append((e + lo, c, x))
-    if len(parts) == 1:
-        return parts[0]
-    return tuple(np.concatenate(z) for z in zip(*parts))  # type: ignore[return-value]
+        read[a:b] = digitise(energy[a:b], gid[a:b], _stream_seed(seed, block, READOUT_STREAM), readout)
+    keep = read > 0
+    return ev[keep], cell[keep], read[keep]
 
 
 class FastSimulation:
@@ -241,7 +183,8 @@ class FastSimulation:
 
     Args:
         models: PDG id -> model (anything with ``sample(conditions, seed=...)`` giving GeV maps).
-        digitisation: noise and threshold, or None (the default) for the bare deposited energies.
+        readout: the read-out (:data:`caloforge.detector.readout.BOSS_READOUT`), or None (the default) for the
+            bare deposited energies.
         b_field_t: solenoid field along +z.
         physics_range: where the models are valid (default: :meth:`PhysicsRange.for_models` of ``models``).
         out_of_range: ``"error"`` (the default): particles outside ``physics_range`` raise
@@ -253,7 +196,7 @@ class FastSimulation:
         self,
         models: Mapping[int, ShowerSampler],
         *,
-        digitisation: Digitisation | None = None,
+        readout: ReadoutParams | None = None,
         b_field_t: float = 1.0,
         physics_range: PhysicsRange | None = None,
         out_of_range: str = "error",
@@ -263,7 +206,7 @@ class FastSimulation:
         if out_of_range not in OUT_OF_RANGE:
             raise ValueError(f"out_of_range {out_of_range!r}: choose one of {', '.join(OUT_OF_RANGE)}")
         self.models = dict(models)
-        self.digitisation = digitisation
+        self.readout = readout
         self.b_field_t = b_field_t
         self.physics_range = PhysicsRange.for_models(self.models) if physics_range is None else physics_range
         missing = sorted(set(self.models) - set(self.physics_range.momentum_gev))
@@ -322,9 +265,8 @@ class FastSimulation:
 
         t0 = time.perf_counter()
         ev, cell, energy = _place_showers(maps, theta[hit], phi[hit], event_index[hit])
-        if self.digitisation is not None:
-            ev, cell, energy = _digitise_blocks(ev, cell, energy, len(event_number), first_event, self.digitisation,
-                                                seed)
+        if self.readout is not None:
+            ev, cell, energy = _readout_blocks(ev, cell, energy, len(event_number), first_event, self.readout, seed)
         offsets = np.zeros(len(event_number) + 1, dtype=np.int64)
         np.cumsum(np.bincount(ev, minlength=len(event_number)), out=offsets[1:])
         timings["placement"] = time.perf_counter() - t0

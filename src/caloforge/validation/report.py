@@ -19,6 +19,7 @@ figures of :mod:`caloforge.validation.figures` (matplotlib imported only when th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -31,6 +32,7 @@ import numpy as np
 from caloforge.atomic import write_text_atomic
 from caloforge.data.io import Sample, SampleFileError, read_attrs, read_sample
 from caloforge.detector.conditions import PARTICLES_BY_PDG
+from caloforge.detector.readout import ReadoutParams, digitise_maps
 from caloforge.validation.comparisons import (
     AUC_COMPATIBLE,
     AUC_INCOMPATIBLE,
@@ -106,6 +108,12 @@ def _load(source: str | os.PathLike | Sample, role: str, max_events: int) -> tup
         pdgs = sorted(set(sample.pdg.tolist()))
         raise ValidationInputError(f"{role} sample {origin} mixes particle types (PDG {pdgs})")
     return sample, origin
+
+
+def _read_out(sample: Sample, readout: ReadoutParams, seed: int) -> Sample:
+    """The sample with its maps read out (the energy in the whole barrel stays the deposit)."""
+    maps = digitise_maps(sample.maps_gev, sample.theta_index, sample.phi_index, seed, readout)  # (N, 11, 11)
+    return dataclasses.replace(sample, maps_gev=maps)
 
 
 def _particle_name(pdg: int) -> str:
@@ -279,6 +287,7 @@ def validate(
     classifier: bool = True,
     plots: bool = True,
     overwrite: bool = False,
+    readout: ReadoutParams | None = None,
 ) -> dict:
     """Compare a candidate sample with a Geant4 reference and write ``report.html`` and ``metrics.json``.
 
@@ -296,6 +305,8 @@ def validate(
         classifier: run the classifier tests (the slowest part).
         plots: draw the figures (otherwise the report holds the tables only).
         overwrite: replace an existing ``report.html`` / ``metrics.json`` in ``out_dir``.
+        readout: compare after this read-out (:func:`caloforge.detector.readout.digitise_maps`, applied alike to
+            the reference, the floor and the candidate, each with its own noise seed); None: the deposits.
 
     Returns:
         The content of ``metrics.json`` as a dict (``summary`` holds the verdicts).
@@ -329,6 +340,8 @@ def validate(
     except OSError as err:
         raise ValidationInputError(f"{out}: cannot make the output folder ({err.strerror})") from None
     samples = {role: s for role, (s, _) in loaded.items()}
+    if readout is not None:
+        samples = {role: _read_out(s, readout, seed + k) for k, (role, s) in enumerate(samples.items())}
     obs = {role: sample_observables(s) for role, s in samples.items()}
 
     slices = {
@@ -365,6 +378,7 @@ def validate(
         "settings": {
             "seed": seed, "max_events": int(max_events), "n_boot": n_boot, "min_slice_events": MIN_SLICE_EVENTS,
             "judged_against": "floor" if floor is not None else "thresholds",
+            "readout": None if readout is None else dataclasses.asdict(readout),
             "thresholds": {"excess_separation_power": [S_COMPATIBLE, S_INCOMPATIBLE],
                            "auc": [AUC_COMPATIBLE, AUC_INCOMPATIBLE], "sigmas": THRESHOLD_SIGMAS},
             "floor_sigmas": [FLOOR_SIGMA_COMPATIBLE, FLOOR_SIGMA_INCOMPATIBLE],
