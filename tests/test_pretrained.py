@@ -203,3 +203,17 @@ def test_onnx_sampling_is_the_same_in_one_call_or_several_and_takes_no_condition
     assert whole.shape == parts.shape == (300, 11, 11) and whole.dtype == np.float32
     assert np.allclose(whole, parts, rtol=1e-5, atol=1e-6)
     assert model.sample(c[:0], seed=3).shape == (0, 11, 11)
+
+
+def test_model_sets_are_named_by_family_and_an_unshipped_set_says_so(monkeypatch, tmp_path):
+    from caloforge.export import load_samplers
+    from caloforge.models import pretrained
+
+    by_name = load_samplers(["gan"]).names
+    assert by_name == load_samplers([]).names and all("_int8.onnx" in n for n in by_name)
+    with pytest.raises(ValueError, match="model set 'vae': the shipped sets are gan, flow"):
+        default_model_paths(family="vae")
+    monkeypatch.setattr(pretrained, "HERE", tmp_path)  # an installation without shipped flows
+    assert default_model_paths(family="flow") == {}
+    with pytest.raises(ValueError, match="no shipped flow models in this installation"):
+        load_samplers(["flow"])

@@ -51,12 +51,34 @@ def test_card_without_8bit_export_or_student_has_no_such_sections(shipped):
     assert "## gamma:" in text and "8-bit export:" not in text and "Distilled" not in text
 
 
+def test_card_with_flows_puts_the_two_sets_side_by_side(shipped):
+    gamma = {k: v for k, v in copy.deepcopy(shipped["gamma"]).items() if k not in ("int8", "distilled")}
+    gamma.update(family="flow", checkpoint="flow_gamma.pt", onnx=None, onnx_showers_per_s=4321.0,
+                 occupancy={"above_0_mev": {"chi2": 250.0, "ndf": 121, "floor_chi2": 120.0},
+                            "above_1_mev": {"chi2": 900.0, "ndf": 121, "floor_chi2": 110.0}})
+    gamma["classifier"]["low_level"]["candidate"]["auc"] = 0.7
+    text = render_card(shipped, {"gamma": gamma})
+    assert render_card(shipped) in text.replace(text[text.index("## The two sets"):text.index("## gamma:")], "")
+    table = text[text.index("## The two sets"):text.index("## gamma:")]
+    assert "| measure (target) | gamma | Geant4 floor |" in table  # only the particle with both sets
+    low = shipped["gamma"]["classifier"]["low_level"]
+    assert f"| classifier AUC, low-level (target < 0.75) | {low['candidate']['auc']:.3f} / 0.700 | " \
+           f"{low['floor']['auc']:.3f} |" in table
+    assert "| occupancy chi2/121, above 1 MeV (target 3 x floor) | n/a / 900 | 110 |" in table
+    assert "| verdicts: compatible, tension, incompatible | 14, 6, 13 / 14, 6, 13 | - |" in table
+    assert "| 143,419 / 4,321 | - |" in table
+    flow = text[text.index("## gamma, flow: `flow_gamma.pt`"):]
+    assert "crystal occupancy, above 1 MeV: chi2 8.2 x the floor's (NOT met, target 3 x)" in flow
+    assert "the export made when the checkpoint is loaded" in flow and "8-bit export:" not in flow
+
+
 # ------------------------------------------------------------------------------------------------
 # targets
 # ------------------------------------------------------------------------------------------------
 
 
-def _record(*, sp=0.005, ratio=1.004, track=1.05, slice_std=0.95, auc=0.6, speed=30_000.0) -> dict:
+def _record(*, sp=0.005, ratio=1.004, track=1.05, slice_std=0.95, auc=0.6, auc_high=0.6, occupancy=250.0,
+            speed=30_000.0) -> dict:
     """A tiny validation record with the fields the targets read."""
     return {
         "separation_power": {"e1x1_gev": {"model": sp}, "lat": {"model": 0.001}, "other": {"model": 0.5}},
@@ -68,20 +90,24 @@ def _record(*, sp=0.005, ratio=1.004, track=1.05, slice_std=0.95, auc=0.6, speed
         "resolution": {"std_ratio": track},
         "resolution_slices": [{"slice_gev": [0.2, 0.4], "std_ratio": slice_std},
                               {"slice_gev": [0.5, 0.7], "std_ratio": 1.01}],
-        "classifier": {"low_level": {"candidate": {"auc": auc}}, "high_level": {"error": "skipped"}},
+        "classifier": {"low_level": {"candidate": {"auc": auc}}, "high_level": {"candidate": {"auc": auc_high}},
+                       "other": {"error": "skipped"}},
+        "occupancy": {"above_0_mev": {"chi2": occupancy, "floor_chi2": 100.0}, "above_1_mev": {"chi2": 90.0}},
         "onnx_showers_per_s": speed,
     }
 
 
 def test_targets_met_on_a_good_record():
     checks = check_targets(_record())
-    assert all(c.met for c in checks) and len(checks) == 6
+    assert all(c.met for c in checks) and len(checks) == 8
     assert [str(c) for c in checks] == [
         "separation power < 0.02 for 2 of 2 observables (met)",
         "mean energy per momentum slice within 0.4 +- 0.2 % (met, target 1 %)",
         "E5x5 spread of one track 1.05 x Geant4's (met, target within 10 %)",
         "E5x5/p spread per momentum slice, worst 0.95 x Geant4's at 0.2-0.4 GeV/c (met)",
-        "classifier AUC 0.600 (met, target < 0.75)",
+        "classifier AUC 0.600 (low-level) (met, target < 0.75)",
+        "classifier AUC 0.600 (high-level) (met, target < 0.65)",
+        "crystal occupancy, any deposit: chi2 2.5 x the floor's (met, target 3 x)",  # no floor above 1 MeV: no check
         "30,000 showers/s (met, target 25k)",
     ]
 
@@ -92,11 +118,13 @@ def test_targets_met_on_a_good_record():
     ({"track": 1.11}, 2),
     ({"slice_std": 0.89}, 3),
     ({"auc": 0.75}, 4),
-    ({"speed": 24_999.0}, 5),
+    ({"auc_high": 0.65}, 5),
+    ({"occupancy": 301.0}, 6),
+    ({"speed": 24_999.0}, 7),
 ])
 def test_each_target_fails_alone(change, failed):
     checks = check_targets(_record(**change))
-    assert [not c.met for c in checks] == [k == failed for k in range(6)]
+    assert [not c.met for c in checks] == [k == failed for k in range(8)]
     assert "NOT met" in str(checks[failed])
 
 
@@ -183,6 +211,9 @@ def test_ship_help_names_the_modes_and_where_it_writes():
     (["--run", "mu-={tmp}", "--particles", "gamma"], "expected PARTICLE=FOLDER"),
     (["--particles", "mu-"], "particles mu-: expected some of"),
     (["--int8", "--reexport"], "give one mode at a time"),
+    (["--family", "vae"], "--family 'vae': choose one of gan, flow"),
+    (["--family", "flow", "--int8"], "--int8: only for the GANs"),
+    (["--family", "flow", "--runs", "{tmp}", "--particles", "e-"], "flow_e-/best.pt: no such checkpoint"),
     (["--reexport", "--particles", "gamma", "--out-dir", "{tmp}/models"], "no such shipped checkpoint"),
 ])
 def test_bad_ship_input_gives_one_line_and_writes_nothing(tmp_path, args, message):

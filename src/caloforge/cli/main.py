@@ -283,8 +283,8 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Seed of the gun and of the models (>= 0).")] = 0,
     model: Annotated[
         Optional[list[Path]],
-        typer.Option(help="Model checkpoint or ONNX export (repeat for several, one per particle type); default: the "
-                          "shipped models."),
+        typer.Option(help="Model checkpoint or ONNX export (repeat for several, one per particle type), or a shipped "
+                          "set: gan (the default, fastest) or flow (closer to Geant4, slower; see the model card)."),
     ] = None,
     out_of_range: Annotated[
         str,
@@ -292,9 +292,10 @@ def simulate(
                           "trained on, 0-3 GeV/c for the shipped ones; a vertex outside r < 94 cm, |z| < 137.7 cm): "
                           "error (stop before any work) or skip (no shower; counted, and marked in particle_status)."),
     ] = "error",
-    digitize: Annotated[bool, typer.Option(help="Add electronics noise and apply the readout threshold.")] = False,
-    noise_mev: Annotated[float, typer.Option(help="Digitisation: noise per crystal, MeV (BESIII: 0.2).")] = 0.2,
-    threshold_mev: Annotated[float, typer.Option(help="Digitisation: readout threshold, MeV.")] = 0.5,
+    readout: Annotated[
+        str, typer.Option(help="none (the deposited energies) or boss (BOSS's digitisation: noise, photo-statistics, "
+                               "pedestal, threshold; docs/readout.md).")
+    ] = "none",
     backend: Annotated[str, typer.Option(help="onnx (ONNX Runtime, fastest on CPU) or torch.")] = "onnx",
     int8: Annotated[
         bool, typer.Option(help="Shipped models on ONNX Runtime: the 8-bit export (faster; see the model card) "
@@ -314,7 +315,8 @@ def simulate(
     import time
 
     from caloforge.detector.conditions import particle as lookup
-    from caloforge.engine import Digitisation, FastSimulation, PhysicsRange, particle_gun, read_particles
+    from caloforge.detector.readout import readout_from_name
+    from caloforge.engine import FastSimulation, PhysicsRange, particle_gun, read_particles
     from caloforge.engine.output import HitsWriter
     from caloforge.engine.particles import OUT_OF_RANGE
     from caloforge.export import load_samplers
@@ -328,10 +330,10 @@ def simulate(
         raise ValueError(f"--seed {seed}: the seed must be >= 0")
     if chunk <= 0:
         raise ValueError(f"--chunk {chunk}: give a positive number of particles")
-    if not (math.isfinite(noise_mev) and noise_mev >= 0):
-        raise ValueError(f"--noise-mev {noise_mev}: need a finite number >= 0 (MeV)")
-    if not (math.isfinite(threshold_mev) and threshold_mev > 0):
-        raise ValueError(f"--threshold-mev {threshold_mev}: need a finite number > 0 (MeV)")
+    try:
+        readout_params = readout_from_name(readout)
+    except ValueError:
+        raise ValueError(f"--readout {readout!r}: choose none or boss") from None
     # checks the output before any work; the file appears when complete
     writer = HitsWriter(output, compression=compression)
     samplers, names, recorded = load_samplers(model or [], backend=backend, device=device, int8=int8)
@@ -346,9 +348,8 @@ def simulate(
         )
         if check is not None:
             check.check(parts, source=f"--gun {gun} --momentum {momentum}")
-    digi = Digitisation(noise_mev * 1e-3, threshold_mev * 1e-3) if digitize else None
     # builds the geometry tables: part of the set-up
-    engine = FastSimulation(samplers, digitisation=digi, physics_range=physics_range, out_of_range=out_of_range)
+    engine = FastSimulation(samplers, readout=readout_params, physics_range=physics_range, out_of_range=out_of_range)
     t_ready = time.perf_counter()
     counts: dict[str, int] = {}
     stages = {"transport": 0.0, "sampling": 0.0, "placement": 0.0, "writing": 0.0}
@@ -374,7 +375,7 @@ def simulate(
     typer.echo(f"events      {n_events} ({len(parts)} particles)")
     typer.echo("particles   " + ", ".join(f"{n} {name}" for name, n in counts.items()))
     typer.echo(f"hits        {n_hits} crystals, {energy:.4g} GeV in all"
-               + (f" (noise {noise_mev} MeV, threshold {threshold_mev} MeV)" if digi else ""))
+               + (f" (read-out {readout})" if readout_params is not None else ""))
     typer.echo(f"time        {t_end - t_start:.2f} s: set-up (input, models, geometry) {t_ready - t_start:.2f}, "
                + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()) + " (writing: waited for, the rest overlaps)")
     typer.echo(f"speed       {showers / max(t_end - t_ready, 1e-9):,.0f} showers/s (after loading)")
@@ -511,13 +512,23 @@ def validate(
     max_events: Annotated[int, typer.Option(help="Events read from each file (the first ones).")] = 50_000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap, the classifiers and FPD/KPD.")] = 0,
     force: Annotated[bool, typer.Option(help="Replace report.html and metrics.json in the folder.")] = False,
+    readout: Annotated[
+        str, typer.Option(help="Compare the deposits (none) or the energies after BOSS's read-out (boss), applied alike "
+                               "to reference, floor and candidate (docs/readout.md).")
+    ] = "none",
 ) -> None:
     """Compare a sample with a Geant4 reference: metrics, verdicts and a self-contained HTML report."""
+    from caloforge.detector.readout import readout_from_name
     from caloforge.validation.report import validate as validate_samples
 
+    try:
+        readout_params = readout_from_name(readout)
+    except ValueError:
+        raise ValueError(f"--readout {readout!r}: choose none or boss") from None
     check_writable(output, folder=True)  # before the work, which takes minutes
     metrics = validate_samples(
-        reference, candidate, output, floor=floor, max_events=max_events, seed=seed, overwrite=force
+        reference, candidate, output, floor=floor, max_events=max_events, seed=seed, overwrite=force,
+        readout=readout_params,
     )
     summary = metrics["summary"]
     counts = ", ".join(f"{n} {verdict}" for verdict, n in summary["counts"].items() if n)
@@ -554,9 +565,13 @@ def ship(
     runs: Annotated[
         Optional[Path], typer.Option(help="Folder of the training runs.", show_default="$CALOFORGE_CACHE/runs")
     ] = None,
+    family: Annotated[
+        str, typer.Option(help="The model set to ship: gan (the default set of caloforge simulate) or flow.")
+    ] = "gan",
     run_name: Annotated[
-        str, typer.Option(help="Run folder in --runs, {particle} per particle.")
-    ] = "moments_{particle}",
+        Optional[str], typer.Option(help="Run folder in --runs, {particle} per particle.",
+                                    show_default="moments_{particle}; flow_{particle} for --family flow")
+    ] = None,
     checkpoint: Annotated[
         str, typer.Option(help="Checkpoint in each run folder, e.g. best_energy.pt from caloforge fit-energy.")
     ] = "best.pt",
@@ -568,7 +583,8 @@ def ship(
     config: Annotated[
         Optional[str],
         typer.Option(help="The `caloforge train` arguments the runs were trained with, {particle} per particle "
-                     "(named in the card).", show_default="configs/moments.yaml --particle {particle}"),
+                     "(named in the card).", show_default="configs/moments.yaml --particle {particle}; "
+                     "configs/flow.yaml for --family flow"),
     ] = None,
     distilled: Annotated[
         Optional[str],
@@ -615,6 +631,10 @@ def ship(
                                    ("--response", response)) if on]
     if len(modes) > 1:
         raise ValueError(f"{' and '.join(modes)}: give one mode at a time")
+    if family not in release.FAMILY_STEMS:
+        raise ValueError(f"--family {family!r}: choose one of {', '.join(release.FAMILY_STEMS)}")
+    if family != "gan" and modes:
+        raise ValueError(f"{modes[0]}: only for the GANs (--family gan)")
     runs_dir = (runs or release.DEFAULT_RUNS).expanduser()
     samples_dir = (samples or release.DEFAULT_SAMPLES).expanduser()
     work_dir = (work or release.DEFAULT_WORK).expanduser()
@@ -637,7 +657,10 @@ def ship(
                 raise ValueError(f"--run {item!r}: expected PARTICLE=FOLDER with PARTICLE one of "
                                  f"{', '.join(release.DEFAULT_STEMS)}")
             folders[name] = Path(folder).expanduser()
+        run_name = run_name or ("moments_{particle}" if family == "gan" else f"{family}_{{particle}}")
         checkpoints = {name: folders.get(name, runs_dir / run_name.format(particle=name)) / checkpoint
                        for name in names}
-        release.ship(checkpoints, work_dir=work_dir, config=config or release.DEFAULT_CONFIG, events=events, **common)
-    typer.echo(f"wrote {models_dir / 'MODEL_CARD.md'} and validation.json")
+        default_config = release.DEFAULT_CONFIG if family == "gan" else f"configs/{family}.yaml --particle {{particle}}"
+        release.ship(checkpoints, work_dir=work_dir, config=config or default_config, events=events, family=family,
+                     **common)
+    typer.echo(f"wrote {models_dir / 'MODEL_CARD.md'} and {release.RECORD_FILES[family]}")

@@ -37,24 +37,25 @@ class LoadedModels(NamedTuple):
 
 
 @cache
-def _shipped_records(folder: Path) -> dict:
-    """The ``validation.json`` of a models folder (``caloforge ship``); {} where there is none or it is unreadable."""
+def _shipped_records(path: Path) -> dict:
+    """The validation records file ``path`` of a models folder (``caloforge ship``); {} where there is none or it
+    is unreadable."""
     try:
-        return json.loads((folder / "validation.json").read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
 
 
 def recorded_momentum_range_gev(path: Path, particle: str) -> tuple[float, float] | None:
     """The momentum range (GeV/c) of the training sample of the shipped model ``path`` of ``particle``, from the
-    ``validation.json`` beside it (the file must be that record's checkpoint or one of its exports); else None."""
-    from caloforge.models.pretrained import INT8_SUFFIX
+    validation records beside it (``validation.json``, ``validation_flow.json``: the file must be a record's
+    checkpoint or one of its exports); else None."""
+    from caloforge.models.pretrained import INT8_SUFFIX, RECORD_FILES
 
-    entry = _shipped_records(path.resolve().parent).get(particle)
-    if not isinstance(entry, dict):
-        return None
     stem = path.name[: -len(INT8_SUFFIX)] if path.name.endswith(INT8_SUFFIX) else path.stem
-    if stem != Path(str(entry.get("checkpoint", ""))).stem:
+    entries = [_shipped_records(path.resolve().parent / name).get(particle) for name in RECORD_FILES.values()]
+    entry = next((e for e in entries if isinstance(e, dict) and Path(str(e.get("checkpoint", ""))).stem == stem), None)
+    if entry is None:
         return None
     try:
         lo, hi = entry["training_sample"]["gun"]["momentum_gev"]
@@ -70,7 +71,9 @@ def load_samplers(
     ranges the models record.
 
     Args:
-        paths: model files (``.pt`` checkpoints or ``.onnx`` exports); empty: the shipped defaults.
+        paths: model files (``.pt`` checkpoints or ``.onnx`` exports), or the name of a shipped set (``gan``,
+            ``flow``: :data:`caloforge.models.pretrained.FAMILY_STEMS`) for its models; empty: the shipped
+            defaults.
         backend: ``onnx`` or ``torch`` (``.onnx`` files always run in ONNX Runtime).
         device: PyTorch device for ``backend="torch"``.
         int8: with no ``paths`` and ``backend="onnx"``: the shipped 8-bit exports (the default) or the
@@ -81,13 +84,21 @@ def load_samplers(
             the same particle.
     """
     from caloforge.detector.conditions import particle as lookup
-    from caloforge.models.pretrained import default_model_paths
+    from caloforge.models.pretrained import DEFAULT_FAMILY, FAMILY_STEMS, default_model_paths
 
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    paths = list(paths) or list(default_model_paths(backend, int8=int8).values())
-    if not paths:
-        raise ValueError("no shipped models in this installation: pass --model CHECKPOINT (from caloforge train)")
+    files = []
+    for entry in list(paths) or [DEFAULT_FAMILY]:
+        if str(entry) in FAMILY_STEMS and not Path(entry).exists():
+            shipped = list(default_model_paths(backend, int8=int8, family=str(entry)).values())
+            if not shipped:
+                raise ValueError(f"no shipped {entry} models in this installation: pass --model CHECKPOINT "
+                                 "(from caloforge train)")
+            files += shipped
+        else:
+            files.append(entry)
+    paths = files
     samplers, names, ranges, sources = {}, [], {}, {}
     for path in map(Path, paths):
         if path.suffix.lower() == ".onnx":

@@ -516,10 +516,24 @@ class ShowerModel(nn.Module, ABC):
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
         }
 
-    def save(self, path: str | os.PathLike, **extra: Any) -> Path:
-        """Write the model to one file (atomically); ``extra`` entries are stored beside it. Returns the path."""
+    def round_weights_to_half(self) -> None:
+        """Round the floating-point parameters (not the buffers) to the nearest 16-bit float, in place: the
+        model then computes what it will compute after ``save(..., half_weights=True)`` and loading."""
+        with torch.no_grad():
+            for p in self.parameters():
+                if p.is_floating_point():
+                    p.copy_(p.half())
+
+    def save(self, path: str | os.PathLike, *, half_weights: bool = False, **extra: Any) -> Path:
+        """Write the model to one file (atomically); ``extra`` entries are stored beside it. With ``half_weights``
+        the floating-point parameters are stored in 16 bits (half the file; loading casts them back to the
+        model's precision: round them first with :meth:`round_weights_to_half` to save exactly the model in
+        memory). Returns the path."""
         path = Path(path)
         ckpt = self.checkpoint()
+        if half_weights:
+            names = {name for name, p in self.named_parameters() if p.is_floating_point()}
+            ckpt["state_dict"] = {k: v.half() if k in names else v for k, v in ckpt["state_dict"].items()}
         ckpt.update(extra)
         with atomic_path(path) as tmp:
             torch.save(ckpt, tmp)

@@ -1,8 +1,10 @@
 """The model card (``MODEL_CARD.md``) of the shipped models, rendered from their validation records alone.
 
-``validation.json`` holds one record per particle type (written by :mod:`caloforge.release.ship`); the card is
-a pure function of it, :func:`render_card`, so that the card can be rendered again from the JSON at any time
-and give the same text. :func:`write_cards` writes both files.
+Each shipped set has its records file, one record per particle type (written by :mod:`caloforge.release.ship`):
+``validation.json`` for the GANs (the default set), ``validation_flow.json`` for the flows. The card is a pure
+function of them, :func:`render_card`, so that it can be rendered again from the JSON at any time and give the
+same text; with flows shipped it begins with a table of the two sets side by side. :func:`write_cards` writes a
+set's records and the card.
 """
 
 from __future__ import annotations
@@ -12,17 +14,19 @@ import os
 from pathlib import Path
 
 from caloforge.atomic import write_text_atomic
-from caloforge.release.targets import check_targets
+from caloforge.models.pretrained import RECORD_FILES
+from caloforge.release.targets import check_targets, occupancy_words, worst_slice
 
-VALIDATION_FILE = "validation.json"
-"""The validation records, beside the shipped models."""
+VALIDATION_FILE = RECORD_FILES["gan"]
+"""The validation records of the default set (the GANs), beside the shipped models."""
 CARD_FILE = "MODEL_CARD.md"
 """The model card, beside the shipped models."""
 
 
-def read_cards(models_dir: str | os.PathLike) -> dict[str, dict]:
-    """The validation records (particle -> record) of ``models_dir``; empty when it has none."""
-    path = Path(models_dir) / VALIDATION_FILE
+def read_cards(models_dir: str | os.PathLike, family: str = "gan") -> dict[str, dict]:
+    """The validation records (particle -> record) of the set ``family`` in ``models_dir``; empty when it has
+    none."""
+    path = Path(models_dir) / RECORD_FILES[family]
     return json.loads(path.read_text()) if path.exists() else {}
 
 
@@ -31,12 +35,14 @@ def cards_json(cards: dict[str, dict]) -> str:
     return json.dumps(cards, indent=1, default=float)
 
 
-def write_cards(cards: dict[str, dict], models_dir: str | os.PathLike) -> Path:
-    """Write ``validation.json`` and the ``MODEL_CARD.md`` rendered from it into ``models_dir`` (the card is
-    rendered first, so that a rendering error leaves both files as they were). Returns the card's path."""
+def write_cards(cards: dict[str, dict], models_dir: str | os.PathLike, family: str = "gan") -> Path:
+    """Write the records of the set ``family`` and the ``MODEL_CARD.md`` rendered from them and the other set's
+    records into ``models_dir`` (the card is rendered first, so that a rendering error leaves the files as they
+    were). Returns the card's path."""
     models_dir = Path(models_dir)
-    card_text = render_card(cards)
-    write_text_atomic(models_dir / VALIDATION_FILE, cards_json(cards))
+    sets = {name: read_cards(models_dir, name) for name in RECORD_FILES} | {family: cards}
+    card_text = render_card(sets["gan"], sets["flow"])
+    write_text_atomic(models_dir / RECORD_FILES[family], cards_json(cards))
     return write_text_atomic(models_dir / CARD_FILE, card_text)
 
 
@@ -137,6 +143,67 @@ def _int8_lines(q: dict | None) -> list[str]:
     return [*lines, ""]
 
 
+def _selection_words(run: dict) -> str:
+    """The card's words for the selection metric of a run's ``best.pt``."""
+    shapes = f"the mean separation power of {', '.join(run['selection_features'])}"
+    if run.get("selection_metric") == "sp_occupancy":
+        return f"{shapes} times the crystal occupancy's chi^2 per crystal (any deposit and above 1 MeV)"
+    return shapes
+
+
+def _auc(c: dict, kind: str, role: str = "candidate") -> float | None:
+    return ((c.get("classifier") or {}).get(kind) or {}).get(role, {}).get("auc")
+
+
+def _side_by_side_rows(c: dict) -> dict[str, str]:
+    """One model's entries of the side-by-side table (:func:`side_by_side`)."""
+    counts = c["summary"]["counts"]
+    sp = {k: v["model"] for k, v in c["separation_power"].items()}
+    worst = max(sp, key=sp.get)
+    occ = c.get("occupancy") or {}
+    return {
+        "classifier AUC, low-level (target < 0.75)": _fmt(_auc(c, "low_level"), 3),
+        "classifier AUC, high-level (target < 0.65)": _fmt(_auc(c, "high_level"), 3),
+        **{f"occupancy chi2/121, {occupancy_words(k)} (target 3 x floor)": f"{v['chi2']:.0f}"
+           for k, v in occ.items()},
+        "verdicts: compatible, tension, incompatible": (f"{counts.get('compatible', 0)}, {counts.get('tension', 0)}, "
+                                                        f"{counts.get('incompatible', 0)}"),
+        "largest separation power of the targets (< 0.02)": f"{sp[worst]:.4f} ({worst})",
+        "worst slice mean E11x11, model / Geant4 (1 %)": f"{worst_slice(c['energy_response'])['ratio']:.4f}",
+        "E5x5 spread of one track, model / Geant4 (10 %)": f"{c['resolution']['std_ratio']:.3f}",
+        "showers/s, ONNX Runtime, batch 10k, 2 cores (25k)": f"{c['onnx_showers_per_s']:,.0f}",
+    }
+
+
+def _floor_entries(c: dict) -> dict[str, str]:
+    """The Geant4 floor's entries of the side-by-side table, from one record."""
+    occ = c.get("occupancy") or {}
+    return {"classifier AUC, low-level (target < 0.75)": _fmt(_auc(c, "low_level", "floor"), 3),
+            "classifier AUC, high-level (target < 0.65)": _fmt(_auc(c, "high_level", "floor"), 3),
+            **{f"occupancy chi2/121, {occupancy_words(k)} (target 3 x floor)": _fmt(v.get("floor_chi2"), 0)
+               for k, v in occ.items()}}
+
+
+def side_by_side(gans: dict[str, dict], flows: dict[str, dict]) -> list[str]:
+    """The card's table of the two shipped sets side by side: per particle type with both, each measure as
+    ``GAN / flow``, and the Geant4 floor (from the flow's validation)."""
+    names = [n for n in flows if n in gans]
+    if not names:
+        return []
+    lines = ["## The two sets side by side: `--model gan` (default) against `--model flow`", "",
+             "Both validated against the same Geant4 test events, with the independent Geant4 sample as the floor; "
+             "each cell reads GAN / flow. The flows' own sections follow the GANs'.", "",
+             "| measure (target) | " + " | ".join(names) + " | Geant4 floor |",
+             "| --- | " + " | ".join("---" for _ in names) + " | --- |"]
+    rows = {n: (_side_by_side_rows(gans[n]), _side_by_side_rows(flows[n])) for n in names}
+    floors = {n: _floor_entries(flows[n]) for n in names}
+    for measure in rows[names[0]][1]:
+        cells = [f"{rows[n][0].get(measure, 'n/a')} / {rows[n][1].get(measure, 'n/a')}" for n in names]
+        floor = ", ".join(f for n in names if (f := floors[n].get(measure)) and f != "n/a") or "-"
+        lines.append(f"| {measure} | " + " | ".join(cells) + f" | {floor} |")
+    return [*lines, ""]
+
+
 def _header(cards: dict[str, dict]) -> list[str]:
     return [
         "# caloforge default models: model card",
@@ -161,8 +228,9 @@ def _model_section(name: str, c: dict) -> list[str]:
     """The card's section on the model of one particle type, from its record ``c``."""
     ts, run = c["training_sample"], c["run"]
     data = run["config"]["data"]
+    flow = c.get("family") == "flow"
     lines = [
-        f"## {name}: `{c['checkpoint']}`, `{c['onnx']}`",
+        f"## {name}, flow: `{c['checkpoint']}`" if flow else f"## {name}: `{c['checkpoint']}`, `{c['onnx']}`",
         "",
         f"Targets: {'; '.join(str(check) for check in check_targets(c))}.",
         "",
@@ -174,9 +242,8 @@ def _model_section(name: str, c: dict) -> list[str]:
         f"- Training run `{run['folder']}`: `caloforge train {run['config_file']}`"
         f"{_started_from(run['config']['training'])}. Settings: "
         f"{run['config']['model']}; training {run['config']['training']}; "
-        f"{run['epochs_done']} epochs done (regressor pre-training included); the shipped one is epoch "
-        f"{run['best_epoch']}, chosen by the mean separation power of "
-        f"{', '.join(run['selection_features'])} on the held-out events.",
+        f"{run['epochs_done']} epochs done{'' if flow else ' (regressor pre-training included)'}; the shipped one "
+        f"is epoch {run['best_epoch']}, chosen by {_selection_words(run)} on the held-out events.",
         *_energy_line(c.get("energy_fit")),
         *_distill_lines(c.get("distilled")),
         *([f"- Mean shower: table regularised on the training conditions (`MeanShower.regularise`, ridge "
@@ -185,7 +252,8 @@ def _model_section(name: str, c: dict) -> list[str]:
         f"- Validation against the Geant4 test sample on {c['validated_on']} "
         f"(`{Path(c['report']).parent.name}/report.html`): "
         f"overall **{c['summary']['overall']}**, {c['summary']['counts']}.",
-        f"- ONNX Runtime sampling on this machine: {c['onnx_showers_per_s']:,.0f} showers/s (batch 10k, 2 cores).",
+        f"- ONNX Runtime sampling on this machine: {c['onnx_showers_per_s']:,.0f} showers/s (batch 10k, 2 cores"
+        f"{'; the export made when the checkpoint is loaded' if flow else ''}).",
         "",
         "| observable | separation power (model) | Geant4 floor | verdict |",
         "| --- | --- | --- | --- |",
@@ -227,11 +295,17 @@ def _model_section(name: str, c: dict) -> list[str]:
     return [*lines, "", *_int8_lines(c.get("int8"))]
 
 
-def render_card(cards: dict[str, dict]) -> str:
-    """The text of ``MODEL_CARD.md`` for the validation records ``cards`` (particle -> record, the content of
-    ``validation.json``): a header, then per model its targets (:func:`caloforge.release.targets.check_targets`),
-    provenance, validation tables and its 8-bit export's validation."""
+def render_card(cards: dict[str, dict], flows: dict[str, dict] | None = None) -> str:
+    """The text of ``MODEL_CARD.md`` for the validation records ``cards`` of the GANs (particle -> record, the
+    content of ``validation.json``) and ``flows`` of the flows (``validation_flow.json``, if any): a header, the
+    two sets side by side (with flows), then per model its targets
+    (:func:`caloforge.release.targets.check_targets`), provenance, validation tables and a GAN's 8-bit export's
+    validation."""
     lines = _header(cards)
+    if flows:
+        lines += side_by_side(cards, flows)
     for name, c in cards.items():
+        lines += _model_section(name, c)
+    for name, c in (flows or {}).items():
         lines += _model_section(name, c)
     return "\n".join(lines)

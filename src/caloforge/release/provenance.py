@@ -33,8 +33,8 @@ def run_summary(metrics_csv: str | os.PathLike) -> dict:
         rows = list(reader)
         columns = reader.fieldnames or []
     best = [int(row["epoch"]) for row in rows if row.get("best") == "1"]
-    features = [c[len(SELECTION_PREFIX):] for c in columns
-                if c.startswith(SELECTION_PREFIX) and not c.startswith(f"{SELECTION_PREFIX}mean")]
+    features = [c[len(SELECTION_PREFIX):] for c in columns if c.startswith(SELECTION_PREFIX)
+                and not c.startswith((f"{SELECTION_PREFIX}mean", f"{SELECTION_PREFIX}occupancy"))]
     return {"epochs_done": len(rows), "best_epoch": best[-1] if best else 0, "selection_features": features}
 
 

@@ -3,11 +3,14 @@
 The modes, each a function that writes into a models folder (by default the package's
 ``src/caloforge/models/pretrained/``, :data:`caloforge.models.pretrained.HERE`):
 
-* :func:`ship` -- trained checkpoints, one per particle type: regularise the mean shower on the training
-  conditions (:meth:`caloforge.models.GAN.regularise_mean_shower`), save the model as ``gan_<particle>.pt``
-  with its ONNX export, sample it under the conditions of the Geant4 test sample and validate it against
-  Geant4 (with the independent floor sample), run the studies of :mod:`caloforge.release.studies`, write
-  ``validation.json`` and ``MODEL_CARD.md`` (:mod:`caloforge.release.card`), then the 8-bit exports;
+* :func:`ship` -- trained checkpoints of one model set (``gan``, the default set, or ``flow``), one per
+  particle type: for a GAN, regularise the mean shower on the training conditions
+  (:meth:`caloforge.models.GAN.regularise_mean_shower`), save the model as ``gan_<particle>.pt`` with its ONNX
+  export; a flow is saved as ``flow_<particle>.pt`` with its weights in 16 bits (no export file: ONNX Runtime
+  gets one made when the model is loaded); then sample it under the conditions of the Geant4 test sample and
+  validate it against Geant4 (with the independent floor sample), run the studies of
+  :mod:`caloforge.release.studies`, write the set's records (``validation.json``, ``validation_flow.json``)
+  and ``MODEL_CARD.md`` (:mod:`caloforge.release.card`, both sets), then a GAN's 8-bit exports;
 * :func:`ship_distilled` -- students of ``caloforge distill`` of the shipped models, validated the same way;
   the shipped seed-size teacher is kept as ``seed_gan_<particle>.pt``, its record beside the student's;
 * :func:`reexport` -- the shipped checkpoints exported to ONNX again and their speed measured anew;
@@ -39,9 +42,9 @@ from caloforge.export import OnnxShowerModel, export_onnx
 from caloforge.export.quantize import NotQuantizableError
 from caloforge.models import ShowerModel, load_model
 from caloforge.engine.generate import generate_like
-from caloforge.models.pretrained import DEFAULT_STEMS, HERE, INT8_SUFFIX, SEED_STEMS
+from caloforge.models.pretrained import DEFAULT_STEMS, FAMILY_STEMS, HERE, INT8_SUFFIX, RECORD_FILES, SEED_STEMS
 from caloforge.release import provenance, studies
-from caloforge.release.card import VALIDATION_FILE, read_cards, write_cards
+from caloforge.release.card import read_cards, write_cards
 from caloforge.release.targets import TARGET_OBSERVABLES, worst_slice
 from caloforge.training.loop import CONFIG, METRICS
 from caloforge.validation.report import validate
@@ -78,12 +81,13 @@ def ship(
     events: int = DEFAULT_EVENTS,
     int8: bool = True,
     progress: bool = False,
+    family: str = "gan",
 ) -> dict[str, dict]:
-    """Ship trained checkpoints as the default models of ``out_dir``, validated, with their card.
+    """Ship trained checkpoints as the models of set ``family`` in ``out_dir``, validated, with their card.
 
     Args:
         checkpoints: particle (``gamma``, ``e-``, ``e+``) -> checkpoint (``best.pt`` of a ``caloforge train`` run;
-            its folder is the run: ``config.yaml``, ``metrics.csv``).
+            its folder is the run: ``config.yaml``, ``metrics.csv``) of a model of the set's family.
         samples_dir: the Geant4 samples (``train_``, ``test_``, ``floor_<particle>.h5``; ``track_<particle>.h5``
             is made there when missing).
         out_dir: the models folder written: ``gan_<particle>.pt``, ``.onnx``, ``_int8.onnx``, ``validation.json``
@@ -92,34 +96,40 @@ def ship(
         config: the arguments of ``caloforge train`` the runs were trained with, ``{particle}`` per particle
             (:data:`DEFAULT_CONFIG`; the record's ``run.config_file``, named in the card).
         events: events per validation sample.
-        int8: make and validate the 8-bit exports afterwards (:func:`int8_exports`).
+        int8: make and validate the 8-bit exports afterwards (:func:`int8_exports`; GANs only).
         progress: show a progress bar and one line per model.
+        family: the model set (:data:`caloforge.models.pretrained.FAMILY_STEMS`): ``gan`` or ``flow``.
 
     Returns:
         The validation records written (particle -> record).
     """
     particles = list(checkpoints)
     _check_particles(particles)
+    _check_family(family)
     for name, checkpoint in checkpoints.items():
         _require(checkpoint, "checkpoint")
         for part in (CONFIG, METRICS):
             _require(checkpoint.parent / part, "training run file")
         _require_samples(samples_dir, name, ("train", "test", "floor"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    cards = read_cards(out_dir)  # records of other particles stay
+    cards = read_cards(out_dir, family)  # records of other particles stay
     with _bar(len(particles) * _SHIP_STEPS, progress) as bar:
         for name, checkpoint in checkpoints.items():
-            bar.set_description(f"{name}: mean shower")
             model = load_model(checkpoint, device="cpu")
-            train_conditions = read_sample(samples_dir / f"train_{name}.h5").conditions
-            change = model.regularise_mean_shower(train_conditions)  # no-op for a ridge-fitted one
+            if model.name != family:
+                raise ShipError(f"{checkpoint}: a {model.name} model, not one of the {family} set")
+            change = 0.0
+            if family == "gan":
+                bar.set_description(f"{name}: mean shower")
+                train_conditions = read_sample(samples_dir / f"train_{name}.h5").conditions
+                change = model.regularise_mean_shower(train_conditions)  # no-op for a ridge-fitted one
             cards[name] = _ship_one(
                 name, model, samples_dir=samples_dir, out_dir=out_dir, work_dir=work_dir, events=events, bar=bar,
                 run=provenance.run_record(checkpoint.parent, config.format(particle=name)),
                 mean_shower_change=change,
-                energy_fit=provenance.energy_fit(checkpoint, checkpoint.parent))
-    write_cards(cards, out_dir)
-    if int8:  # the engine's default, the 8-bit export, follows the new checkpoints (none for a convolutional one)
+                energy_fit=provenance.energy_fit(checkpoint, checkpoint.parent), family=family)
+    write_cards(cards, out_dir, family)
+    if int8 and family == "gan":  # the engine's default, the 8-bit export, follows the new checkpoints
         return int8_exports(particles, samples_dir=samples_dir, out_dir=out_dir, work_dir=work_dir, events=events,
                             progress=progress)
     return cards
@@ -152,7 +162,7 @@ def ship_distilled(
         _require(student, "checkpoint")
         _require_samples(samples_dir, name, ("train", "test", "floor"))
         if name not in cards:
-            raise ShipError(f"{out_dir / VALIDATION_FILE}: no record of the shipped {name} model (the teacher)")
+            raise ShipError(f"{out_dir / RECORD_FILES['gan']}: no record of the shipped {name} model (the teacher)")
         infos[name] = _distilled_from(student, name, out_dir)
         teacher_run = _teacher_card(name, cards, out_dir)["run"]
         for part in (CONFIG, METRICS):
@@ -293,17 +303,47 @@ _SHIP_STEPS = 5
 
 def _ship_one(name: str, model: ShowerModel, *, samples_dir: Path, out_dir: Path, work_dir: Path, events: int,
               bar: tqdm, run: dict, mean_shower_change: float, energy_fit: dict | None,
-              distilled: dict | None = None) -> dict:
-    """Save ``model`` as the default of ``name`` in ``out_dir`` with its ONNX export, validate it and return its
-    record (without ``distilled``, which the caller adds)."""
+              distilled: dict | None = None, family: str = "gan") -> dict:
+    """Save ``model`` as the model of ``name`` in set ``family`` of ``out_dir`` (a GAN with its ONNX export, a
+    flow with 16-bit weights and none), validate it and return its record (without ``distilled``, which the
+    caller adds)."""
     bar.set_description(f"{name}: save and export")
-    target = shipped_checkpoint(name, out_dir)
-    model.save(target, **({"distilled": distilled} if distilled else {}))
-    onnx_path = export_replacing(model, target.with_suffix(".onnx"))
+    target = shipped_checkpoint(name, out_dir, family)
+    with tempfile.TemporaryDirectory() as tmp:
+        if family == "gan":
+            model.save(target, **({"distilled": distilled} if distilled else {}))
+            onnx_path = export_replacing(model, target.with_suffix(".onnx"))
+        else:  # validated as stored: the weights rounded to 16 bits first
+            model.round_weights_to_half()
+            model.save(target, half_weights=True)
+            onnx_path = export_onnx(model, Path(tmp) / target.with_suffix(".onnx").name)
+        checks = _validation_record(name, model, target, onnx_path, samples_dir=samples_dir, work_dir=work_dir,
+                                    events=events, bar=bar, stem=name if family == "gan" else f"{family}_{name}")
+    record = {
+        "validated_on": date.today().isoformat(),
+        "family": family,
+        "checkpoint": target.name,
+        "onnx": onnx_path.name if family == "gan" else None,
+        "parameters": model.parameter_counts() if hasattr(model, "parameter_counts") else model.n_parameters,
+        "run": {**run, "selection_metric": model.selection_metric},
+        "training_sample": provenance.sample_description(samples_dir / f"train_{name}.h5"),
+        "mean_shower_regularised_rms_change": mean_shower_change,
+        "energy_fit": provenance.energy_summary(energy_fit),
+        **checks,
+    }
+    bar.update()
+    _say(bar, f"{name}: {record['summary']['overall']} ({record['summary']['counts']})")
+    return record
+
+
+def _validation_record(name: str, model: ShowerModel, target: Path, onnx_path: Path, *, samples_dir: Path,
+                       work_dir: Path, events: int, bar: tqdm, stem: str) -> dict:
+    """The record's validation of the shipped ``model`` of ``name`` (file ``target``, export ``onnx_path``): the
+    report's numbers (its files in ``work_dir/<stem>``), the studies and the ONNX Runtime speed."""
     bar.update()
     bar.set_description(f"{name}: validate")
     test, floor = samples_dir / f"test_{name}.h5", samples_dir / f"floor_{name}.h5"
-    metrics = _validate_model(model, str(target), test, floor, work_dir, f"model_{name}", name, events)
+    metrics = _validate_model(model, str(target), test, floor, work_dir, f"model_{stem}", stem, events)
     bar.update()
     bar.set_description(f"{name}: track sample")
     track = studies.track_sample(samples_dir, name)
@@ -313,16 +353,8 @@ def _ship_one(name: str, model: ShowerModel, *, samples_dir: Path, out_dir: Path
     resolution = studies.track_resolution(read_sample(track), model)
     bar.update()
     bar.set_description(f"{name}: speed")
-    out = work_dir / name
-    record = {
-        "validated_on": date.today().isoformat(),
-        "checkpoint": target.name,
-        "onnx": onnx_path.name,
-        "parameters": model.parameter_counts() if hasattr(model, "parameter_counts") else model.n_parameters,
-        "run": run,
-        "training_sample": provenance.sample_description(samples_dir / f"train_{name}.h5"),
-        "mean_shower_regularised_rms_change": mean_shower_change,
-        "energy_fit": provenance.energy_summary(energy_fit),
+    out = work_dir / stem
+    return {
         **_validation_entries(metrics),
         **slices,
         "resolution": resolution,
@@ -330,9 +362,6 @@ def _ship_one(name: str, model: ShowerModel, *, samples_dir: Path, out_dir: Path
         "report": str(out / "report.html"),
         "metrics_file": str(out / "metrics.json"),
     }
-    bar.update()
-    _say(bar, f"{name}: {metrics['summary']['overall']} ({metrics['summary']['counts']})")
-    return record
 
 
 def _validate_model(model, model_path: str, test: Path, floor: Path, work_dir: Path, sample_stem: str,
@@ -366,6 +395,9 @@ def _validation_entries(metrics: dict) -> dict:
                              "model_first_last": [e["candidate"]["mean"][0], e["candidate"]["mean"][-1]],
                              "verdict": e["verdict"]}
                          for k, e in metrics.get("impact_point", {}).items()},
+        "occupancy": {k: {"chi2": e["candidate_chi2"]["chi2"], "ndf": e["candidate_chi2"]["ndf"],
+                          "floor_chi2": e.get("floor_chi2", {}).get("chi2")}
+                      for k, e in metrics.get("occupancy", {}).items()},
         "summary": metrics["summary"],
     }
 
@@ -397,9 +429,10 @@ def _int8_record(onnx_name: str, int8_model: OnnxShowerModel, metrics: dict[str,
 # ------------------------------------------------------------------------------------------------
 
 
-def shipped_checkpoint(particle: str, out_dir: Path = HERE) -> Path:
-    """The checkpoint that :func:`ship` and :func:`ship_distilled` write for ``particle``: ``gan_<particle>.pt``."""
-    return out_dir / f"{DEFAULT_STEMS[particle]}.pt"
+def shipped_checkpoint(particle: str, out_dir: Path = HERE, family: str = "gan") -> Path:
+    """The checkpoint that :func:`ship` (and, for GANs, :func:`ship_distilled`) writes for ``particle`` in set
+    ``family``: ``gan_<particle>.pt``, ``flow_<particle>.pt``."""
+    return out_dir / f"{FAMILY_STEMS[family][particle]}.pt"
 
 
 def export_replacing(model, path: Path, *, int8: bool = False) -> Path:
@@ -450,6 +483,11 @@ def _check_particles(particles: list[str]) -> None:
         raise ShipError(f"particles {', '.join(unknown) or '(none)'}: expected some of {', '.join(DEFAULT_STEMS)}")
 
 
+def _check_family(family: str) -> None:
+    if family not in FAMILY_STEMS:
+        raise ShipError(f"model set {family!r}: expected one of {', '.join(FAMILY_STEMS)}")
+
+
 def _require(path: Path, what: str) -> None:
     if not path.is_file():
         raise ShipError(f"{path}: no such {what}")
@@ -468,7 +506,7 @@ def _shipped(particles: list[str], samples_dir: Path, out_dir: Path, kinds: tupl
     for name in particles:
         _require(shipped_checkpoint(name, out_dir), "shipped checkpoint")
         if name not in cards:
-            raise ShipError(f"{out_dir / VALIDATION_FILE}: no record of the shipped {name} model")
+            raise ShipError(f"{out_dir / RECORD_FILES['gan']}: no record of the shipped {name} model")
         _require_samples(samples_dir, name, kinds)
     return cards
 

@@ -1,5 +1,10 @@
-"""The shipped default models: one checkpoint per particle type, described in MODEL_CARD.md; and the
-seed-size models they were distilled from (``seed_gan_<particle>.pt``)."""
+"""The shipped models, described in MODEL_CARD.md: two sets (families), one model per particle type each.
+
+* ``gan`` (the default, the fastest): ``gan_<particle>.pt`` checkpoints with their ONNX exports, and the
+  seed-size models they were distilled from (``seed_gan_<particle>.pt``);
+* ``flow`` (closer to Geant4, slower): ``flow_<particle>.pt`` checkpoints, their weights stored in 16 bits
+  (exported to ONNX when loaded for ONNX Runtime).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,14 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_STEMS = {"e-": "gan_e-", "e+": "gan_e+", "gamma": "gan_gamma"}
 """Particle -> file name (without suffix) in this folder: ``.pt`` checkpoint, ``.onnx`` export and
 ``_int8.onnx`` 8-bit export."""
+FLOW_STEMS = {"e-": "flow_e-", "e+": "flow_e+", "gamma": "flow_gamma"}
+"""Particle -> file name (without suffix) of the shipped flow: a ``.pt`` checkpoint."""
+FAMILY_STEMS = {"gan": DEFAULT_STEMS, "flow": FLOW_STEMS}
+"""Model set name (``caloforge simulate --model gan`` or ``--model flow``) -> its file names per particle."""
+RECORD_FILES = {"gan": "validation.json", "flow": "validation_flow.json"}
+"""Model set -> its validation records (particle -> record, written by ``caloforge ship``), beside the models."""
+DEFAULT_FAMILY = "gan"
+"""The set ``caloforge simulate`` runs without ``--model``."""
 SEED_STEMS = {name: f"seed_{stem}" for name, stem in DEFAULT_STEMS.items()}
 """Particle -> file name (without suffix) of the seed-size model (the seed's generator widths) that the default
 was distilled from (``caloforge distill``): a ``.pt`` checkpoint, for comparisons and further training."""
@@ -19,13 +32,19 @@ INT8_SUFFIX = "_int8.onnx"
 models ``caloforge simulate`` runs by default."""
 
 
-def default_model_paths(backend: str = "onnx", *, int8: bool = True) -> dict[str, Path]:
-    """Particle -> path of its shipped model for the backend, those present: ``onnx``: the 8-bit export
-    (``int8``, the default; the float32 one for a model without an 8-bit export) or the float32 one; ``torch``:
-    the ``.pt`` checkpoint."""
-    suffixes = [".pt"] if backend != "onnx" else [INT8_SUFFIX, ".onnx"] if int8 else [".onnx"]
+def default_model_paths(backend: str = "onnx", *, int8: bool = True, family: str = DEFAULT_FAMILY) -> dict[str, Path]:
+    """Particle -> path of the shipped model of set ``family`` (:data:`FAMILY_STEMS`) for the backend, those
+    present: ``onnx``: the 8-bit export (``int8``, the default; else, or for a model without one, the float32
+    export; for a model shipped without exports, its checkpoint); ``torch``: the ``.pt`` checkpoint.
+
+    Raises:
+        ValueError: an unknown set.
+    """
+    if family not in FAMILY_STEMS:
+        raise ValueError(f"model set {family!r}: the shipped sets are {', '.join(FAMILY_STEMS)}")
+    suffixes = [".pt"] if backend != "onnx" else [INT8_SUFFIX, ".onnx", ".pt"] if int8 else [".onnx", ".pt"]
     paths = {name: next((p for s in suffixes if (p := HERE / f"{stem}{s}").exists()), None)
-             for name, stem in DEFAULT_STEMS.items()}
+             for name, stem in FAMILY_STEMS[family].items()}
     return {name: p for name, p in paths.items() if p is not None}
 
 
