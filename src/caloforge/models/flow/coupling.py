@@ -24,7 +24,7 @@ __all__ = ["MASK_SEED", "SPLINE_MIN_SLOPE", "spline_coupling_flow"]
 MASK_SEED = 0
 """Seed of the random halves of the transforms (the same architecture for every run; saved as buffers)."""
 SPLINE_MIN_SLOPE = 1e-3
-"""The splines' smallest derivative (zuko's default); they act on [-5, 5] and are the identity outside."""
+"""The splines' smallest derivative (zuko's default)."""
 
 
 class _GatherCoupling(CouplingTransform):
@@ -45,10 +45,12 @@ class _SplineCoupling(GeneralCouplingTransform):
         return _GatherCoupling(partial(self.meta, c), self.mask)
 
 
-def spline_coupling_flow(features: int, context: int, transforms: int, hidden: tuple[int, ...], bins: int) -> Flow:
-    """A conditional coupling flow of ``transforms`` rational-quadratic spline couplings with ``bins`` bins over
-    ``features`` variables, each conditioned by an MLP of widths ``hidden`` on the other half and ``context``
-    features, over a standard normal base."""
+def spline_coupling_flow(
+    features: int, context: int, transforms: int, hidden: tuple[int, ...], bins: int, bound: float
+) -> Flow:
+    """A conditional coupling flow of ``transforms`` rational-quadratic spline couplings with ``bins`` bins on
+    [-``bound``, ``bound``] (the identity outside) over ``features`` variables, each conditioned by an MLP of widths
+    ``hidden`` on the other half and ``context`` features, over a standard normal base."""
     generator = torch.Generator().manual_seed(MASK_SEED)
     layers = []
     for _ in range(transforms):
@@ -58,7 +60,7 @@ def spline_coupling_flow(features: int, context: int, transforms: int, hidden: t
                 features,
                 context,
                 mask=mask,
-                univariate=partial(MonotonicRQSTransform, slope=SPLINE_MIN_SLOPE),
+                univariate=partial(MonotonicRQSTransform, bound=bound, slope=SPLINE_MIN_SLOPE),
                 shapes=[(bins,), (bins,), (bins - 1,)],
                 hidden_features=tuple(hidden),
             )

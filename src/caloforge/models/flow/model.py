@@ -49,7 +49,8 @@ class FlowModel(ShowerModel):
         self.energy_stage = EnergyModel(self.n_condition_inputs)
         self.shape = ShapeTransform(config.dequantisation, config.logit_alpha, config.threshold)
         self.flow = spline_coupling_flow(
-            N_CELLS, self.n_condition_inputs + 1, config.transforms, tuple(config.hidden), config.bins
+            N_CELLS, self.n_condition_inputs + 1, config.transforms, tuple(config.hidden), config.bins,
+            config.spline_bound,
         )
         self.register_buffer("energy_y_mean", torch.tensor(0.0))
         self.register_buffer("energy_y_std", torch.tensor(1.0))
