@@ -10,6 +10,9 @@ For each particle type (e-, e+, gamma) and the same random tracks (0-3 GeV/c, ba
   defaults are their 8-bit exports, ``gan_<particle>_int8.onnx``; the engine ``--repeats`` times, as the headline
   figure), and with the seed-size models the shipped defaults
   were distilled from (``seed_gan_<particle>.pt``, the seed's generator widths), when no ``--model`` is given;
+* at batch 10k, the flows (``--model flow``; the shipped ``flow_<particle>.pt`` or ``--flow`` files): sampling alone
+  on both backends and the engine end to end, beside the GANs' rows: the faster set and the one closer to
+  Geant4 side by side in one run;
 * the Geant4 reference (single thread, all cores would divide both sides alike) on ``--g4-tracks`` of
   the same tracks, before and after the engine runs of that particle type: the speed of these shared
   machines drifts (Geant4 on the same electrons: 65-104 showers/s in three runs of this benchmark on one
@@ -21,6 +24,7 @@ memory (max RSS) is its own. The table gives showers per second, the speed-up ov
 divided by Geant4's showers/s per core, both measured here), and the peak memory.
 
     python benchmarks/bench_engine.py [--tracks 50000] [--g4-tracks 300] [--repeats 3] [--model PATH ...]
+        [--flow PATH ...]
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from caloforge.export import load_samplers
-from caloforge.models.pretrained import DEFAULT_STEMS, HERE, seed_model_paths
+from caloforge.models.pretrained import DEFAULT_STEMS, HERE, default_model_paths, seed_model_paths
 
 PARTICLES = {"e-": 11, "e+": -11, "gamma": 22}
 
@@ -130,11 +134,23 @@ def main() -> None:
     parser.add_argument("--g4-tracks", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3, help="runs of the engine end to end at batch 10k")
     parser.add_argument("--model", action="append", default=[], help="checkpoint(s); default the shipped models")
+    parser.add_argument("--flow", action="append", default=[],
+                        help="flow checkpoint(s) or export(s); default the shipped flows, if any")
     parser.add_argument("--particles", default="e-,e+,gamma")
     args = parser.parse_args()
 
     rows = []
     seed_models = seed_model_paths()
+    flows = {}
+    if args.flow:
+        from caloforge.export import OnnxShowerModel
+        from caloforge.models import load_model
+
+        for path in args.flow:
+            model = OnnxShowerModel(path) if path.endswith(".onnx") else load_model(path, device="cpu")
+            flows.update({name: path for name in model.particles})
+    else:
+        flows = {name: str(p) for name, p in default_model_paths("torch", family="flow").items()}
     for name in args.particles.split(","):
         pdg = PARTICLES[name]
         g4_before = run_isolated(_geant4, (pdg, args.g4_tracks, 5))
@@ -162,6 +178,13 @@ def main() -> None:
                 block.append((name, "sampling, seed-size (onnx)", batch, r))
                 r = run_isolated(_engine, (pdg, n, batch, seed_model, "onnx", 5, "zlib"))
                 block.append((name, "engine, seed-size model", batch, r))
+            if batch == 10_000 and name in flows:  # the set closer to Geant4, side by side
+                flow = [flows[name]]
+                for backend in ("onnx", "torch"):
+                    r = run_isolated(_sampling, (pdg, n, batch, flow, backend, 5))
+                    block.append((name, f"sampling, flow ({backend})", batch, r))
+                r = run_isolated(_engine, (pdg, n, batch, flow, "onnx", 5, "zlib"))
+                block.append((name, "engine, flow (onnx)", batch, r))
         g4_after = run_isolated(_geant4, (pdg, args.g4_tracks, 5))
         g4_rate = (g4_before["showers"] + g4_after["showers"]) / (g4_before["seconds"] + g4_after["seconds"])
         rows.append((name, "Geant4 (1 thread), before", "-", g4_before, g4_rate))
