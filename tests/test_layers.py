@@ -16,6 +16,7 @@ PACKAGE = Path(caloforge.__file__).parent
 
 STAGES: tuple[tuple[str, ...], ...] = (
     ("atomic",),
+    ("jobs",),
     ("detector", "_compiled"),
     ("fullsim",),
     ("data",),

@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from caloforge.cli import jobs
 from caloforge.cli.checks import check_writable
 
 
@@ -164,19 +165,24 @@ def fullsim(
     tof: Annotated[bool, typer.Option(help="Put the TOF plastic in front of the EMC.")] = True,
     cut_mm: Annotated[float, typer.Option(help="Geant4 production cut in mm (0 < cut <= 1000).")] = 0.7,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    cluster: Annotated[Optional[str], typer.Option(help=jobs.CLUSTER_HELP)] = None,
+    chunk_events: Annotated[int, typer.Option(help=jobs.CHUNK_HELP)] = 1000,
 ) -> None:
     """Run the Geant4 reference simulation of the EMC barrel and write a sample file."""
     check_writable(output)  # before any work
     from caloforge.data.production import make_sample
     from caloforge.fullsim.runner import GunSpec
 
-    _echo_worker_note(workers)
     gun = GunSpec(
         particle=particle,
         momentum_gev=parse_momentum(momentum),
         track_gev=None if track is None else parse_track(track),
         seed=seed,
     )
+    if cluster is not None:
+        return jobs.fullsim_chunked(output, gun, events, cluster=cluster, workers=workers, chunk=chunk_events, tof=tof,
+                                    cut_mm=cut_mm, quiet=quiet)
+    _echo_worker_note(workers)
     summary = make_sample(
         output, gun, events, tof=tof, production_cut_mm=cut_mm, append=append, workers=workers, progress=not quiet
     )
@@ -194,10 +200,15 @@ def samples(
     test: Annotated[int, typer.Option(help="Test events per particle.")] = 20_000,
     floor: Annotated[int, typer.Option(help="Events per particle of the independent Geant4 floor sample.")] = 10_000,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes (default and at most: all cores).")] = None,
+    cluster: Annotated[Optional[str], typer.Option(help=jobs.CLUSTER_HELP)] = None,
+    chunk_events: Annotated[int, typer.Option(help=jobs.CHUNK_HELP)] = 1000,
 ) -> None:
     """Make the Geant4 training, test and floor samples for e-, e+ and gamma (resumes if interrupted)."""
     from caloforge.data.production import DEFAULT_CACHE, make_reference_samples
 
+    if cluster is not None:
+        return jobs.samples_chunked(out_dir or DEFAULT_CACHE / "samples", cluster=cluster, workers=workers,
+                                    chunk=chunk_events, train=train, test=test, floor=floor)
     _echo_worker_note(workers)
     try:
         made = make_reference_samples(
@@ -309,6 +320,10 @@ def simulate(
                                "(ROOT >= 6.20, 8 % smaller), lz4 (ROOT >= 6.12) or none; HDF5: zlib or none.")
     ] = "zlib",
     device: Annotated[str, typer.Option(help="PyTorch backend: cpu, cuda or auto.")] = "cpu",
+    cluster: Annotated[Optional[str], typer.Option(help=jobs.CLUSTER_HELP + " With --gun only.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="With --cluster local: worker processes; with a YAML "
+                                                        "file: batch jobs.")] = None,
+    chunk_events: Annotated[int, typer.Option(help=jobs.CHUNK_HELP)] = 1_000_000,
 ) -> None:
     """Fast simulation: particles in, BESIII EMC barrel hits out (uses the shipped models by default)."""
     check_writable(output)  # before any work
@@ -324,6 +339,8 @@ def simulate(
     t_start = time.perf_counter()
     if (particles is None) == (gun is None):
         raise ValueError("give either a particle file or --gun PARTICLE")
+    if cluster is not None and gun is None:
+        raise ValueError("--cluster: with --gun only (a particle file runs here)")
     if out_of_range not in OUT_OF_RANGE:
         raise ValueError(f"--out-of-range {out_of_range!r}: choose one of {', '.join(OUT_OF_RANGE)}")
     if seed < 0:
@@ -343,6 +360,14 @@ def simulate(
         parts = read_particles(particles, physics_range=check)
     else:
         pdg = lookup(int(gun) if gun.lstrip("-").isdigit() else gun).pdg
+        if cluster is not None:
+            from caloforge.engine.chunks import EngineGun, EngineSpec
+
+            spec = EngineSpec(tuple(str(m) for m in model or ()), backend, device, int8, readout, out_of_range,
+                              compression, chunk)
+            return jobs.simulate_gun_chunked(output, spec, EngineGun(pdg, events, parse_momentum(momentum),
+                                             parse_momentum(cos_theta), seed), cluster=cluster, workers=workers,
+                                             chunk=chunk_events)
         parts = particle_gun(
             pdg, events, momentum_gev=parse_momentum(momentum), cos_theta=parse_momentum(cos_theta), seed=seed
         )

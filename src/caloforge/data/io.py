@@ -32,6 +32,10 @@ dataset                        shape       dtype    content
 Root attributes hold the provenance: caloforge and Geant4 versions, the Geant4 data sets used, the
 physics list, the production cut, the geometry switches, the gun (JSON), attempt counters.
 The reader returns maps in GeV as (N, 11, 11) arrays.
+
+A **manifest** (``caloforge fullsim/samples --cluster``) is a sample file whose datasets are HDF5 virtual
+datasets over the chunk files of a run (relative paths, in ``<stem>_chunks/`` beside it; the attribute
+``manifest_json`` lists them): h5py, the reader, training and validation read it as one sample.
 """
 
 from __future__ import annotations
@@ -196,10 +200,22 @@ def _open_checked(path: Path, mode: str = "r") -> h5py.File:
         lengths = {name: shape[0] for name, shape in shapes.items()}
         if len(set(lengths.values())) != 1:
             raise SampleFileError(f"{path}: corrupt sample file (datasets of different lengths: {lengths})")
+        _check_manifest_sources(f, path)
     except BaseException:
         f.close()
         raise
     return f
+
+
+def _check_manifest_sources(f: h5py.File, path: Path) -> None:
+    """A manifest (its datasets HDF5 virtual datasets over chunk files, ``manifest_json`` naming them; written by
+    :func:`caloforge.data.production.write_sample_manifest`) reads as one sample; a chunk file that is missing would
+    read as zeros, so it is an error here, naming the file."""
+    with _reading(path, "pdg"):
+        sources = {s.file_name for s in f["pdg"].virtual_sources()} if f["pdg"].is_virtual else set()
+    for name in sorted(sources):
+        if name != "." and not (path.parent / name).is_file():
+            raise SampleFileError(f"{path}: manifest of chunk files, its chunk {path.parent / name} is missing")
 
 
 def read_attrs(path: str | os.PathLike) -> dict:

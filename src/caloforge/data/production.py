@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
+import h5py
+import numpy as np
 from tqdm.auto import tqdm
 
 import caloforge
+from caloforge.atomic import atomic_path, write_text_atomic
+from caloforge.detector.conditions import particle as particle_kind
+from caloforge.detector.transport import propagate_to_front
 from caloforge.data.io import SampleFileError, open_sample_writer, read_attrs
 from caloforge.fullsim.runner import (
     ACCEPTED,
     MISSED,
     FullsimError,
     GunSpec,
+    attempt_kinematics,
     check_geant4_data,
     check_production_cut,
+    geant4_app,
     resolve_workers,
     run_events,
+    simulate_attempts,
 )
+from caloforge.jobs import Chunk, ChunksFailedError, run_chunks
 
 STATUS_NAMES = {ACCEPTED: "accepted", MISSED: "missed_barrel"}
 
@@ -65,6 +76,32 @@ def _geant4_provenance() -> dict:
     }
 
 
+def _run_key(gun: GunSpec, settings: dict, provenance: dict) -> dict:
+    """What must agree between the parts of one sample (a file and its extension, the chunks of a run)."""
+    return {"gun": gun.describe(), "settings": settings,
+            **{k: provenance[k] for k in ("geant4_version", "geant4_datasets", "physics_list")}}
+
+
+def _sample_attrs(gun: GunSpec, settings: dict, provenance: dict, limit_from: int, next_attempt: int,
+                  counts: dict) -> dict:
+    """The provenance attributes of a sample file (:func:`caloforge.data.io.read_attrs` reads them back)."""
+    return dict(
+        caloforge_version=caloforge.__version__,
+        **_run_key(gun, settings, provenance),
+        geant4_data_paths=provenance["geant4_data_paths"],
+        geant4_data_note=provenance["geant4_data_note"],
+        particle=gun.particle,
+        production_cut_mm=settings["production_cut_mm"],
+        tof=settings["tof"],
+        b_field_t=settings["b_field_t"],
+        master_seed=gun.seed,
+        track_limit=provenance["track_limit"],
+        track_limit_from_attempt=limit_from,
+        next_attempt=next_attempt,
+        attempt_counts=counts,
+    )
+
+
 def make_sample(
     output: str | os.PathLike,
     gun: GunSpec,
@@ -96,7 +133,7 @@ def make_sample(
     check_geant4_data()  # before the first import of Geant4, which would ask on the terminal
     settings = {"tof": tof, "production_cut_mm": production_cut_mm, "b_field_t": 1.0}
     provenance = _geant4_provenance()
-    run_key = {"gun": gun.describe(), "settings": settings, **{k: provenance[k] for k in ("geant4_version", "geant4_datasets", "physics_list")}}
+    run_key = _run_key(gun, settings, provenance)
     start_attempt = 0
     counts = {name: 0 for name in STATUS_NAMES.values()}
     limit_from = 0  # first attempt simulated with the looper track-length limit
@@ -106,6 +143,8 @@ def make_sample(
         if old_key != run_key:
             diff = [k for k in run_key if old_key[k] != run_key[k]]
             raise SampleFileError(f"{output}: made with other {', '.join(diff)}; cannot append to it")
+        if "manifest" in old:
+            raise SampleFileError(f"{output}: a manifest of chunk files; extend it with the --cluster run that made it")
         start_attempt = int(old["next_attempt"])
         counts = dict(old["attempt_counts"])
         # files begun before the limit existed (first production, 2026-11-22) carry it from here on
@@ -130,21 +169,7 @@ def make_sample(
                 attempts += len(batch.attempts)
                 n_new += len(batch)
                 bar.update(len(batch))
-        writer.set_attrs(
-            caloforge_version=caloforge.__version__,
-            **run_key,
-            geant4_data_paths=provenance["geant4_data_paths"],
-            geant4_data_note=provenance["geant4_data_note"],
-            particle=gun.particle,
-            production_cut_mm=production_cut_mm,
-            tof=tof,
-            b_field_t=1.0,
-            master_seed=gun.seed,
-            track_limit=provenance["track_limit"],
-            track_limit_from_attempt=limit_from,
-            next_attempt=next_attempt,
-            attempt_counts=counts,
-        )
+        writer.set_attrs(**_sample_attrs(gun, settings, provenance, limit_from, next_attempt, counts))
         n_total = writer.n_events
     assert n_total == n_before + n_new
     return ProductionSummary(Path(output), n_new, n_total, attempts, time.perf_counter() - t0)
@@ -193,4 +218,192 @@ def make_reference_samples(
                 summaries.append(
                     make_sample(path, gun, goal - have, append=path.exists(), workers=workers, progress=progress)
                 )
+    return summaries
+
+
+# ---------------------------------------------------------------- chunked production (caloforge.jobs)
+
+CHUNK_BATCH = 64
+"""Attempts simulated at a time inside a chunk (bounds the memory of the barrel deposits, 42 kB per attempt)."""
+
+
+def simulate_sample_chunk(output: str | os.PathLike, gun: GunSpec, settings: dict, first_attempt: int,
+                          n_attempts: int) -> int:
+    """Simulate attempts ``[first_attempt, first_attempt + n_attempts)`` of the run of ``gun`` in this process and
+    write their accepted events to the sample file ``output`` (atomically); returns the events written.
+
+    A chunk function of :func:`caloforge.jobs.run_chunks`: the events depend on the master seed and the attempt
+    indices only, so a chunk gives the events of those attempts in a serial run, bit for bit."""
+    app = geant4_app(settings)
+    provenance = _geant4_provenance()
+    counts = {name: 0 for name in STATUS_NAMES.values()}
+    with open_sample_writer(output) as writer:
+        for first in range(first_attempt, first_attempt + n_attempts, CHUNK_BATCH):
+            stop = min(first + CHUNK_BATCH, first_attempt + n_attempts)
+            batch = simulate_attempts(app, gun, np.arange(first, stop))
+            writer.append(batch.events)
+            for code, name in STATUS_NAMES.items():
+                counts[name] += int((batch.status == code).sum())
+        writer.set_attrs(**_sample_attrs(gun, settings, provenance, 0, first_attempt + n_attempts, counts),
+                         first_attempt=first_attempt)
+        return writer.n_events
+
+
+def chunk_folder(output: str | os.PathLike) -> Path:
+    """The folder of the chunk files of ``output``: ``<stem>_chunks`` beside it."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}_chunks")
+
+
+def _acceptance(gun: GunSpec, n_attempts: int = 1000) -> float:
+    """The fraction of the gun's attempts whose undisturbed track reaches a barrel crystal (from the first ones)."""
+    mom, _ = attempt_kinematics(gun, np.arange(n_attempts))
+    charge = np.full(n_attempts, float(particle_kind(gun.particle).charge))
+    return max(float(propagate_to_front(np.zeros_like(mom), mom, charge).hit.mean()), 0.01)
+
+
+def make_sample_chunked(
+    output: str | os.PathLike,
+    gun: GunSpec,
+    n_events: int,
+    *,
+    client=None,
+    chunk_attempts: int = 1000,
+    tof: bool = True,
+    production_cut_mm: float = 0.7,
+    retries: int = 2,
+    progress: bool = True,
+) -> ProductionSummary:
+    """The sample of :func:`make_sample` (the same events, bit for bit) made in chunks of ``chunk_attempts``
+    attempts, each a sample file in :func:`chunk_folder`, run by :func:`caloforge.jobs.run_chunks` on ``client``
+    (None: here, one after the other); ``output`` becomes a manifest (:func:`write_sample_manifest`) that reads as
+    one sample. Chunks finished by an earlier run of the same command are kept (a run resumes); more chunks are
+    run until ``n_events`` events are accepted.
+
+    Raises:
+        FullsimError: bad settings, Geant4's data sets not set up.
+        SampleFileError: ``output`` is a sample file that is not a manifest; the chunk folder holds another run.
+        caloforge.jobs.runner.ChunksFailedError: chunks that failed every try (named; the others are kept).
+    """
+    gun.validate()
+    if n_events <= 0 or chunk_attempts <= 0:
+        raise FullsimError(f"the numbers of events and of attempts per chunk must be positive, got {n_events} "
+                           f"and {chunk_attempts}")
+    check_production_cut(production_cut_mm)
+    check_geant4_data()
+    output = Path(output)
+    if output.exists() and "manifest" not in read_attrs(output):
+        raise SampleFileError(f"{output} exists and is not a manifest of chunk files: remove it or choose another name")
+    settings = {"tof": tof, "production_cut_mm": production_cut_mm, "b_field_t": 1.0}
+    folder = chunk_folder(output)
+    folder.mkdir(exist_ok=True)
+    key = {**_run_key(gun, settings, _geant4_provenance()), "chunk_attempts": chunk_attempts}
+    key_file = folder / "run.json"
+    if key_file.exists():
+        if json.loads(key_file.read_text(encoding="utf-8")) != json.loads(json.dumps(key)):
+            raise SampleFileError(f"{folder}: holds the chunks of another run (other gun, settings or chunk size); "
+                                  "remove it or choose another output name")
+    else:
+        write_text_atomic(key_file, json.dumps(key, indent=1))
+    t0 = time.perf_counter()
+    acceptance = _acceptance(gun)
+    n_new, n_chunks, report = 0, 0, None
+    while True:
+        paths = [folder / f"{output.stem}_{c:06d}.h5" for c in range(n_chunks)]
+        have = sum(read_attrs(p)["n_events"] for p in paths)
+        if have >= n_events:
+            break
+        more = max(1, int(np.ceil((n_events - have) / (chunk_attempts * acceptance))))
+        chunks = [
+            Chunk(f"{output.stem}_{c:06d}", folder / f"{output.stem}_{c:06d}.h5",
+                  (gun, settings, c * chunk_attempts, chunk_attempts), int(chunk_attempts * acceptance))
+            for c in range(n_chunks, n_chunks + more)
+        ]
+        report = run_chunks(simulate_sample_chunk, chunks, client=client, retries=retries, progress=progress,
+                            desc=f"Geant4 {gun.particle}")
+        if report.failed:
+            raise ChunksFailedError(report.failed, kept=len(report.done) + len(report.skipped), folder=folder)
+        n_new += report.events
+        n_chunks += more
+    write_sample_manifest(output, paths, n_events)
+    return ProductionSummary(output, n_new, n_events, n_chunks * chunk_attempts, time.perf_counter() - t0)
+
+
+def write_sample_manifest(path: str | os.PathLike, sources: list[Path], n_events: int) -> Path:
+    """Write ``path``: an HDF5 file whose datasets are virtual (HDF5 virtual datasets) over the first ``n_events``
+    events of the sample files ``sources``, in order; it reads as one sample file (:func:`caloforge.data.io.read_sample`,
+    h5py, training, validation). The sources are named relative to ``path``'s folder (HDF5 looks for them there).
+
+    Attributes: those of the first source, with the attempt counters of the events taken and ``manifest_json`` (the
+    sources, relative paths)."""
+    path = Path(path)
+    counts = [read_attrs(s)["n_events"] for s in sources]
+    take, left = [], n_events
+    for n in counts:
+        take.append(min(n, left))
+        left -= take[-1]
+    if left > 0:
+        raise SampleFileError(f"{path}: the chunk files hold {sum(counts)} events, {n_events} wanted")
+    used = [(s, n, t) for s, n, t in zip(sources, counts, take) if t > 0]
+    names = [os.path.relpath(s, path.parent) for s, _, _ in used]
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f, h5py.File(used[0][0], "r") as first:
+        datasets: list[str] = []
+        first.visititems(lambda name, obj: datasets.append(name) if isinstance(obj, h5py.Dataset) else None)
+        for name in datasets:
+            ds = first[name]
+            layout = h5py.VirtualLayout((n_events, *ds.shape[1:]), ds.dtype)
+            offset = 0
+            for (source, n, t), rel in zip(used, names):
+                layout[offset : offset + t] = h5py.VirtualSource(rel, name, shape=(n, *ds.shape[1:]))[:t]
+                offset += t
+            f.create_virtual_dataset(name, layout)
+            f[name].attrs.update(dict(ds.attrs))
+        f.attrs.update(dict(first.attrs))
+        # the attempts up to the last event taken (an attempt is accepted or missed the barrel)
+        first_attempt = int(first.attrs.get("first_attempt", 0))
+        last, _, t_last = used[-1]
+        with h5py.File(last, "r") as f_last:
+            next_attempt = int(f_last["attempt"][t_last - 1]) + 1
+        f.attrs["next_attempt"] = next_attempt
+        f.attrs["attempt_counts_json"] = json.dumps(
+            {"accepted": n_events, "missed_barrel": next_attempt - first_attempt - n_events}
+        )
+        f.attrs["manifest_json"] = json.dumps(names)
+        f.attrs["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for name in ("first_attempt", "updated_utc"):
+            f.attrs.pop(name, None)
+    return path
+
+
+def make_reference_samples_chunked(
+    out_dir: str | os.PathLike = DEFAULT_CACHE / "samples",
+    *,
+    client=None,
+    n_train: int = REFERENCE_SAMPLES["train"][0],
+    n_test: int = REFERENCE_SAMPLES["test"][0],
+    n_floor: int = REFERENCE_SAMPLES["floor"][0],
+    particles: tuple[str, ...] = ("e-", "e+", "gamma"),
+    chunk_attempts: int = 1000,
+    progress: bool = True,
+) -> list[ProductionSummary]:
+    """The samples of :func:`make_reference_samples` (the same events), each made by :func:`make_sample_chunked`:
+    ``{split}_{particle}.h5`` a manifest over ``{split}_{particle}_chunks/``. A sample file that already holds enough
+    events (a manifest or a file of the serial production) is left alone; a shorter file of the serial production is
+    an error (complete it without ``--cluster``, or remove it)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = []
+    for split, n_wanted in (("test", n_test), ("train", n_train), ("floor", n_floor)):
+        for name in particles:
+            path = out / f"{split}_{name}.h5"
+            if path.exists():
+                attrs = read_attrs(path)
+                if attrs["n_events"] >= n_wanted:
+                    continue
+                if "manifest" not in attrs:
+                    raise SampleFileError(f"{path}: {attrs['n_events']} of {n_wanted} events, made without --cluster: "
+                                          "complete it without --cluster, or remove it")
+            gun = GunSpec(particle=name, seed=REFERENCE_SAMPLES[split][1] + SEED_BY_PARTICLE[name])
+            summaries.append(make_sample_chunked(path, gun, n_wanted, client=client, chunk_attempts=chunk_attempts,
+                                                 progress=progress))
     return summaries

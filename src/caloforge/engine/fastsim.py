@@ -315,11 +315,13 @@ class FastSimulation:
                     maps[group] = out
         return np.zeros((len(pdg), 11, 11), dtype=np.float32) if maps is None else maps
 
-    def simulate_chunks(self, particles: Particles, chunk: int, *, seed: int = 0) -> Iterator[SimulationResult]:
+    def simulate_chunks(
+        self, particles: Particles, chunk: int, *, seed: int = 0, first_event: int = 0
+    ) -> Iterator[SimulationResult]:
         """Simulate ``particles`` chunk by chunk (about ``chunk`` particles each, whole blocks of
         :data:`EVENT_BLOCK` events, in event order): the results of :meth:`simulate` of the whole list, with the
-        same hits, whatever ``chunk``."""
-        first_event = 0
+        same hits, whatever ``chunk``. ``first_event``: the rank of the list's first event in the whole run (a
+        multiple of :data:`EVENT_BLOCK`: a part of a run cut between blocks)."""
         for part in iter_chunks(particles, chunk, block_events=EVENT_BLOCK):
             result = self.simulate(part, seed=seed, first_event=first_event)
             first_event += result.n_events

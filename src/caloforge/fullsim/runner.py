@@ -184,6 +184,7 @@ class Batch:
 # ---------------------------------------------------------------- worker side
 
 _APP = None
+_APP_SETTINGS: dict | None = None
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -199,17 +200,31 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def _init_worker(settings_dict: dict, parent_pid: int) -> None:
     """Set up a worker process: signals (see the module's docstring), then the Geant4 application."""
-    global _APP
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _stop_signals())  # held by the parent while it started us
+    geant4_app(settings_dict)
+
+
+def geant4_app(settings_dict: dict):
+    """This process's Geant4 application (:class:`caloforge.fullsim.g4app.Geant4Barrel`) for ``settings_dict``, made
+    at the first call; from then on the process's standard output goes to /dev/null (Geant4's banner and tables;
+    errors still reach stderr). A process holds one Geant4 set-up: other settings later raise
+    :class:`FullsimError`."""
+    global _APP, _APP_SETTINGS
+    if _APP is not None:
+        if settings_dict != _APP_SETTINGS:
+            raise FullsimError(f"this process runs Geant4 with {_APP_SETTINGS}, cannot switch to {settings_dict}")
+        return _APP
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)  # Geant4's banner and tables; errors still reach stderr
+    os.dup2(devnull, 1)
     from caloforge.fullsim import g4app
 
     g4app.g4.G4EmParameters.Instance().SetVerbose(0)
     _APP = g4app.Geant4Barrel(g4app.SimSettings(**settings_dict))
+    _APP_SETTINGS = dict(settings_dict)
+    return _APP
 
 
 def simulate_attempts(app, gun: GunSpec, attempts: np.ndarray) -> Batch:

@@ -1,0 +1,128 @@
+"""Chunked jobs on Dask (caloforge.jobs): a 2-worker local cluster gives the serial run's events, a chunk whose
+worker dies completes by retry, a stopped run resumes without redoing or duplicating chunks, a chunk that always
+fails is named and the others kept."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from caloforge.jobs import Chunk, ChunksFailedError, open_client, run_chunks
+
+
+def _write(output: str, value: int) -> int:
+    Path(output).write_text(str(value))
+    return 1
+
+
+def _die_once(output: str, marker: str) -> int:
+    """Kill this worker process on the first try (a marker file remembers it), write the output on the next."""
+    if not os.path.exists(marker):
+        Path(marker).touch()
+        os._exit(1)
+    return _write(output, 7)
+
+
+def _always_fails(output: str) -> int:
+    raise RuntimeError("no such detector")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with open_client("local", workers=2) as c:
+        yield c
+
+
+def _chunks(tmp_path: Path, n: int) -> list[Chunk]:
+    return [Chunk(f"c{k}", tmp_path / f"c{k}.txt", (k,), 1) for k in range(n)]
+
+
+def test_killed_worker_is_retried(client, tmp_path: Path) -> None:
+    chunk = Chunk("dies", tmp_path / "dies.txt", (str(tmp_path / "marker"),), 1)
+    report = run_chunks(_die_once, [chunk], client=client, progress=False)
+    assert report.done == ["dies"] and (tmp_path / "dies.txt").read_text() == "7" and (tmp_path / "marker").exists()
+
+
+def test_resume_skips_finished_chunks(client, tmp_path: Path) -> None:
+    chunks = _chunks(tmp_path, 4)
+    first = run_chunks(_write, chunks[:2], client=client, progress=False)  # a run stopped after two chunks
+    (tmp_path / "c0.txt").write_text("kept")
+    again = run_chunks(_write, chunks, client=client, progress=False)
+    assert sorted(first.done) == ["c0", "c1"] and sorted(again.skipped) == ["c0", "c1"]
+    assert sorted(again.done) == ["c2", "c3"] and (tmp_path / "c0.txt").read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"c{k}.txt" for k in range(4)]  # no duplicates, no partials
+
+
+def test_failing_chunk_is_named_and_others_kept(client, tmp_path: Path) -> None:
+    good = _chunks(tmp_path, 2)
+    bad = Chunk("broken", tmp_path / "broken.txt")
+    report = run_chunks(_always_fails, [bad], client=client, retries=1, progress=False)
+    assert report.failed == {"broken": "RuntimeError: no such detector"}
+    report = run_chunks(_write, good, client=client, progress=False)
+    assert sorted(report.done) == ["c0", "c1"]
+    err = ChunksFailedError({"broken": "RuntimeError: no such detector"}, kept=2, folder=tmp_path)
+    assert "broken (RuntimeError: no such detector)" in str(err) and "2 finished" in str(err)
+
+
+def test_serial_runner_retries_and_names_failures(tmp_path: Path) -> None:
+    report = run_chunks(_always_fails, [Chunk("broken", tmp_path / "b.txt")], retries=2, progress=False)
+    assert list(report.failed) == ["broken"]
+
+
+def test_engine_two_workers_equal_serial(client, tmp_path: Path) -> None:
+    """The gun in chunks on 2 workers: the hits of one serial run, event for event."""
+    import uproot
+
+    from caloforge.cli.main import app
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    serial, chunked = tmp_path / "serial.root", tmp_path / "gun.root"
+    common = ["simulate", "--gun", "gamma", "-n", "9000", "--seed", "3"]
+    assert runner.invoke(app, [*common, "-o", str(serial)]).exit_code == 0
+    address = client.scheduler.address
+    result = runner.invoke(app, [*common, "-o", str(chunked), "--cluster", address, "--chunk-events", "4096"])
+    assert result.exit_code == 0, result.output
+    files = [str(tmp_path / line) + ":events" for line in (tmp_path / "gun.txt").read_text().split()]
+    assert len(files) == 3
+    a = uproot.open(serial)["events"].arrays(["event", "hit_gid", "hit_energy_gev"], library="np")
+    b = uproot.concatenate(files, ["event", "hit_gid", "hit_energy_gev"], library="np")
+    for key in a:
+        assert all(np.array_equal(x, y) for x, y in zip(a[key], b[key], strict=True)), key
+
+
+def test_gun_particles_equal_the_whole_gun() -> None:
+    from caloforge.engine import particle_gun
+    from caloforge.engine.chunks import gun_particles
+
+    for momentum in ((0.0, 3.0), (1.5, 1.5)):
+        whole = particle_gun(11, 9000, momentum_gev=momentum, seed=5)
+        part = gun_particles(11, 9000, 4096, 8192, momentum_gev=momentum, seed=5)
+        assert np.array_equal(whole.momentum_gev[4096:8192], part.momentum_gev)
+        assert np.array_equal(whole.event[4096:8192], part.event)
+
+
+@pytest.mark.geant4
+def test_geant4_two_workers_equal_serial(client, tmp_path: Path) -> None:
+    """A tiny Geant4 sample: serial make_sample and 2-worker chunks (manifest) give the same events and counters."""
+    from caloforge.data.io import read_attrs, read_sample
+    from caloforge.data.production import make_sample, make_sample_chunked
+    from caloforge.fullsim.runner import GunSpec
+
+    gun = GunSpec(particle="e-", seed=11)
+    make_sample(tmp_path / "serial.h5", gun, 24, workers=1, progress=False)
+    make_sample_chunked(tmp_path / "chunked.h5", gun, 24, client=client, chunk_attempts=8, progress=False)
+    a, b = read_sample(tmp_path / "serial.h5"), read_sample(tmp_path / "chunked.h5")
+    assert np.array_equal(a.maps_gev, b.maps_gev) and np.array_equal(a.seed, b.seed)
+    assert np.array_equal(a.conditions, b.conditions)
+    assert all(np.array_equal(a.truth[k], b.truth[k], equal_nan=True) for k in a.truth)
+    ka, kb = read_attrs(tmp_path / "serial.h5"), read_attrs(tmp_path / "chunked.h5")
+    assert ka["next_attempt"] == kb["next_attempt"] and ka["attempt_counts"] == kb["attempt_counts"]
+    # a missing chunk is an error naming it, not zeros
+    chunk = sorted((tmp_path / "chunked_chunks").glob("*.h5"))[0]
+    chunk.rename(chunk.with_suffix(".gone"))
+    with pytest.raises(ValueError, match="is missing"):
+        read_sample(tmp_path / "chunked.h5")
