@@ -242,6 +242,7 @@ def train(
 ) -> None:
     """Train a shower model; an interrupted run continues where it stopped when run again."""
     from caloforge.training import load_config, train as run_training
+    from caloforge.training.distributed import is_main_process
 
     check_writable(out_dir, folder=True)
     cfg = load_config(config, particle)
@@ -250,7 +251,8 @@ def train(
     except KeyboardInterrupt:
         typer.echo(f"interrupted: run the same command again to resume {out_dir} from its last finished epoch", err=True)
         raise typer.Exit(130) from None
-    typer.echo(f"best checkpoint: {best}")
+    if is_main_process():  # under torchrun: one line, not one per process
+        typer.echo(f"best checkpoint: {best}")
 
 
 @app.command()

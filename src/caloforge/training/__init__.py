@@ -7,7 +7,9 @@
 * :mod:`caloforge.training.energy_fit` -- the ``energy`` plan: a GAN's deposited-energy model
 * :mod:`caloforge.training.distill`    -- the ``distill`` plan: a smaller generator that gives a GAN's maps
 * :mod:`caloforge.training.selection`  -- the checkpoint-selection metric (mean separation power of a few
-  shower shapes), private to training
+  shower shapes, and the crystal occupancy), private to training
+* :mod:`caloforge.training.distributed` -- training in several processes (torchrun): shares of each batch,
+  averaged gradients
 
 Run ``caloforge train CONFIG [--particle P] -o DIR`` or :func:`train`
 (``train(load_config("configs/nbmmd.yaml", "gamma"), "runs/x")``).

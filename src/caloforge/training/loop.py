@@ -17,6 +17,8 @@ A run folder holds:
 * ``metrics.csv``  -- one row per epoch: mean training losses per step, learning rates, validation metrics.
 
 Both checkpoints load with :func:`caloforge.models.load_model`.
+
+Under ``torchrun`` the loop runs in several processes that share each batch (:mod:`caloforge.training.distributed`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from caloforge.atomic import atomic_path
 from caloforge.models import ConfigError, resolve_device
 from caloforge.training.config import RESUMABLE_CHANGES, LoopConfig, TrainConfig, config_differences, load_config
 from caloforge.training.config import save_config as _save_config_text
+from caloforge.training.distributed import Distributed, from_environment, is_main_process
 from caloforge.training.plans import TrainingPlan, load_data, plan_class, validate
 
 BEST, LAST, METRICS, CONFIG = "best.pt", "last.pt", "metrics.csv", "config.yaml"
@@ -90,6 +93,13 @@ def _cosine(epochs: int) -> Callable[[int], float]:
 
 class NonFiniteLossError(FloatingPointError, ValueError):
     """A training step gave a NaN or infinite loss (the message names the epoch, the batch and the step)."""
+
+
+def _check_finite(loss: torch.Tensor, what: str) -> None:
+    """Raise :class:`NonFiniteLossError` if ``loss`` is NaN or infinite (``what``: where, ending in the step)."""
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(f"{what} loss is {loss.item()}; training stopped (last.pt holds the last "
+                                 "finished epoch)")
 
 
 def make_schedulers(
@@ -181,51 +191,67 @@ def _run_epoch(
     epoch: int,
     *,
     show: bool,
+    parallel: Distributed | None = None,
 ) -> dict[str, Any]:
     """Train ``epoch`` (0-based) of ``plan`` and validate it; returns its ``metrics.csv`` row (the selection
-    flag ``best`` left to the caller) and advances ``state.global_step`` and ``state.epoch``."""
+    flag ``best`` left to the caller) and advances ``state.global_step`` and ``state.epoch``.
+
+    With ``parallel`` (a run of several processes, :mod:`caloforge.training.distributed`) this process trains on
+    its slice of each batch, the gradients averaged over the processes, and process 0 validates; the logged
+    numbers are the processes' means, weighted by their shares of the batches."""
     loop = plan.loop
     t0 = time.perf_counter()
+    if parallel is not None:
+        parallel.seed_epoch(loop.seed, epoch)
     steps = plan.training_plan(epoch)
     for step in steps:
         if step.name not in optimizers:
             raise RuntimeError(f"the {plan.name} plan has a step {step.name!r} without an optimizer")
     per_step = loop.scheduler in PER_STEP_SCHEDULERS
     sums: dict[str, float] = defaultdict(float)
-    counts: dict[str, int] = defaultdict(int)
+    counts: dict[str, float] = defaultdict(int)
     plan.model.train()
     bar = tqdm(plan.batches(epoch), total=plan.n_batches(), desc=f"epoch {epoch + 1}/{loop.epochs}", unit="batch",
                leave=False, disable=not show)
     for index, batch in enumerate(bar):
+        share: float = 1
+        if parallel is not None:
+            batch, share = parallel.shard(batch)
         for step in steps:
             if (state.global_step + 1) % step.every:
                 continue
             plan.model.zero_grad(set_to_none=True)
-            loss, logs = plan.training_step(step.name, batch)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"epoch {epoch + 1}, batch {index + 1} of {plan.n_batches()}: the {step.name} loss is "
-                    f"{loss.item()}; training stopped (last.pt holds the last finished epoch)"
-                )
-            loss.backward()
+            if parallel is None:
+                loss, logs = plan.training_step(step.name, batch)
+                _check_finite(loss, f"epoch {epoch + 1}, batch {index + 1} of {plan.n_batches()}: the {step.name}")
+                loss.backward()
+            else:
+                loss, logs = plan.training_step(step.name, batch) if share > 0 else (torch.zeros(()), {})
+                if share > 0:
+                    loss.backward()
+                batch_loss = parallel.average_gradients(optimizers[step.name], loss, share)
+                _check_finite(torch.tensor(batch_loss),
+                              f"epoch {epoch + 1}, batch {index + 1} of {plan.n_batches()}: the {step.name}")
             optimizers[step.name].step()
             if per_step:
                 schedulers[step.name].step()
             for k, v in logs.items():
-                sums[f"{step.name}_{k}"] += v
-                counts[f"{step.name}_{k}"] += 1
+                sums[f"{step.name}_{k}"] += v * share
+                counts[f"{step.name}_{k}"] += share
         state.global_step += 1
         if show and state.global_step % 20 == 0:
             shown = [k for k in sums if k.endswith(LOGGED_IN_BAR)]
             bar.set_postfix({k: f"{sums[k] / counts[k]:.3g}" for k in shown})
     bar.close()
+    if parallel is not None:
+        sums, counts = parallel.sum_logs(sums, counts)
     row: dict[str, Any] = {"epoch": epoch + 1, "phase": plan.phase(epoch)}
     row.update({f"lr_{name}": opt.param_groups[0]["lr"] for name, opt in optimizers.items()})
     if not per_step:
         for name in {s.name for s in steps}:
             schedulers[name].step()
     row.update({f"train_{k}": sums[k] / counts[k] for k in sums})
-    row.update(plan.validate(epoch))
+    row.update(plan.validate(epoch) if parallel is None else parallel.on_main(lambda: plan.validate(epoch), plan.model))
     row["seconds"] = time.perf_counter() - t0
     state.epoch = epoch + 1
     return row
@@ -267,8 +293,14 @@ def train(
         progress: show progress bars (default: ``training.progress``).
         device: override ``training.device`` (``auto``, ``cpu``, ``cuda``).
 
+    Started by ``torchrun`` with several processes (``WORLD_SIZE`` > 1), the processes train together, each on
+    its share of every batch of ``training.batch_size`` events, and only process 0 writes ``out_dir``
+    (:mod:`caloforge.training.distributed`); the run folder is the same as that of one process and resumes in
+    either way.
+
     Raises:
-        ConfigError: invalid configuration, or one that differs from the run being resumed.
+        ConfigError: invalid configuration, or one that differs from the run being resumed (or, with
+            ``torchrun``, a ``training.batch_size`` smaller than the number of processes).
         SampleFileError: missing or invalid sample files.
         ValueError: ``out_dir`` holds a run and ``resume`` is False.
     """
@@ -287,15 +319,43 @@ def train(
         if saved["training_state"]["epoch"] >= t.epochs and (out / BEST).exists():
             return out / BEST
     dev = resolve_device(device or t.device)
+    parallel = from_environment(dev)
+    if parallel is None:
+        return _train(kind, cfg, out, saved, dev, show, None)
+    try:
+        if t.batch_size < parallel.world_size:
+            raise ConfigError(f"training.batch_size: {t.batch_size} events cannot be shared by "
+                              f"{parallel.world_size} processes")
+        best = _train(kind, cfg, out, saved, parallel.device, show and parallel.is_main, parallel)
+        parallel.barrier()
+        return best
+    finally:
+        parallel.close()
 
+
+def _train(
+    kind: type[TrainingPlan],
+    cfg: TrainConfig,
+    out: Path,
+    saved: dict[str, Any] | None,
+    dev: torch.device,
+    show: bool,
+    parallel: Distributed | None,
+) -> Path:
+    """The epochs of :func:`train` (``saved``: the ``last.pt`` being resumed, or None); with ``parallel`` in a
+    run of several processes, of which only process 0 writes."""
+    t = cfg.training
+    writes = parallel is None or parallel.is_main
     plan = kind.build(cfg, dev, None if saved is None else saved["state_dict"])
+    if parallel is not None:
+        parallel.broadcast_tensors(plan.model.state_dict().values())
     optimizers = plan.configure_optimizers()
     schedulers = make_schedulers(plan, optimizers, t)
     state = RunState()
-    if saved is None:
+    if saved is None and writes:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / CONFIG)
-    else:
+    if saved is not None:
         ts = saved["training_state"]
         for name, opt in optimizers.items():
             opt.load_state_dict(ts["optimizers"][name])
@@ -316,10 +376,12 @@ def train(
 
     key = plan.selection_key
     for epoch in range(state.epoch, t.epochs):
-        row = _run_epoch(plan, optimizers, schedulers, state, epoch, show=show)
+        row = _run_epoch(plan, optimizers, schedulers, state, epoch, show=show, parallel=parallel)
         is_best = _is_best(plan, row, state, epoch)
         row["best"] = int(is_best)
         state.history.append(row)
+        if not writes:
+            continue
         if is_best:
             plan.model.save(out / BEST, epoch=epoch + 1, selection_metric=row.get(key) if key else None,
                             **plan.record(state.history))
@@ -328,10 +390,10 @@ def train(
         if show:
             metric = f", {key} {row[key]:.4g}" if key in row else ""
             tqdm.write(f"epoch {epoch + 1}/{t.epochs}: {row['seconds']:.1f} s{metric}{' (best)' if is_best else ''}")
-    if not (out / BEST).exists():
+    if writes and not (out / BEST).exists():
         warnings.warn(
             f"no epoch trained the generative part (all {t.epochs} were pre-training): best.pt is the last model",
-            stacklevel=2,
+            stacklevel=3,
         )
         plan.model.save(out / BEST, epoch=state.epoch, selection_metric=None, **plan.record(state.history))
     return out / BEST
@@ -362,7 +424,9 @@ def train_to_file(config: TrainConfig, output: str | os.PathLike, *, progress: b
     if output.suffix != ".pt" or output.exists() or not output.parent.is_dir():
         raise ValueError(f"{output}: give a new .pt file in an existing folder")
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.stem}-run-") as run:
-        os.replace(train(config, run, resume=False, progress=progress), output)
+        best = train(config, run, resume=False, progress=progress)
+        if is_main_process():  # in a run of several processes (torchrun) only process 0 wrote its run folder
+            os.replace(best, output)
     return output
 
 
