@@ -217,3 +217,26 @@ def test_model_sets_are_named_by_family_and_an_unshipped_set_says_so(monkeypatch
     assert default_model_paths(family="flow") == {}
     with pytest.raises(ValueError, match="no shipped flow models in this installation"):
         load_samplers(["flow"])
+
+
+def test_the_shipped_flows_are_small_16_bit_and_run_in_the_engine(tmp_path):
+    from caloforge.models.pretrained import FLOW_STEMS, RECORD_FILES
+
+    records = json.loads((HERE / RECORD_FILES["flow"]).read_text())
+    assert sorted(records) == sorted(PARTICLES) == sorted(default_model_paths("torch", family="flow"))
+    for name in PARTICLES:
+        path = HERE / f"{FLOW_STEMS[name]}.pt"
+        assert path.stat().st_size < 6_000_000 and records[name]["checkpoint"] == path.name
+        state = torch.load(path, weights_only=True)["state_dict"]
+        model = load_model(path, device="cpu")
+        assert {state[k].dtype for k, _ in model.named_parameters()} == {torch.float16}  # the weights; buffers float32
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert "## e-, flow: `flow_e-.pt`" in (HERE / "MODEL_CARD.md").read_text()
+    out = tmp_path / "hits.h5"
+    result = CliRunner().invoke(app, ["simulate", "--gun", "gamma", "-n", "300", "--model", "flow", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "flow_gamma.pt" in result.output
+    with h5py.File(out) as f:
+        energy = f["hits/energy_gev"][:]
+        momenta_gev = np.linalg.norm(f["particles/momentum_gev"][:], axis=1)
+    assert energy.sum() > 0 and (energy > 0).all() and energy.sum() < momenta_gev.sum()

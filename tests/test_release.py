@@ -30,11 +30,12 @@ def shipped() -> dict:
 
 
 def test_card_rendered_from_the_shipped_json_is_the_shipped_card(shipped):
-    assert render_card(shipped) == (HERE / CARD_FILE).read_text()
+    assert render_card(shipped, read_cards(HERE, "flow")) == (HERE / CARD_FILE).read_text()
 
 
 def test_validation_json_round_trips_byte_for_byte(shipped):
     assert cards_json(shipped) == (HERE / VALIDATION_FILE).read_text()
+    assert cards_json(read_cards(HERE, "flow")) == (HERE / "validation_flow.json").read_text()
 
 
 def test_card_date_is_the_latest_date_of_the_records(shipped):
