@@ -309,7 +309,8 @@ def simulate(
         str, typer.Option(help="none (the deposited energies) or boss (BOSS's digitisation: noise, photo-statistics, "
                                "pedestal, threshold; docs/readout.md).")
     ] = "none",
-    backend: Annotated[str, typer.Option(help="onnx (ONNX Runtime, fastest on CPU) or torch.")] = "onnx",
+    backend: Annotated[str, typer.Option(help="auto (per model the faster on a CPU: ONNX Runtime for the GANs, "
+                                                "PyTorch for the flows), onnx (ONNX Runtime) or torch.")] = "auto",
     int8: Annotated[
         bool, typer.Option(help="Shipped models on ONNX Runtime: the 8-bit export (faster; see the model card) "
                                 "or the float32 one.")

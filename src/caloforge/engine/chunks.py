@@ -66,7 +66,7 @@ class EngineSpec:
     empty for the default set; ``readout``: ``none`` or ``boss``)."""
 
     models: tuple[str, ...] = ()
-    backend: str = "onnx"
+    backend: str = "auto"
     device: str = "cpu"
     int8: bool = True
     readout: str = "none"

@@ -1,7 +1,9 @@
 """Shower samplers for the fast simulation from model files, on either backend.
 
 ``.onnx`` files run in ONNX Runtime; ``.pt`` checkpoints run in PyTorch with ``backend="torch"``, or
-are exported to a temporary ONNX file first with ``backend="onnx"`` (the faster one on a CPU).
+are exported to a temporary ONNX file first with ``backend="onnx"``; ``backend="auto"`` takes, per checkpoint, the
+faster of the two on a CPU (:attr:`caloforge.models.ShowerModel.faster_in_onnx_runtime`: ONNX Runtime for the
+GANs, PyTorch for the flows).
 
 The momentum range a model was trained on is taken from the ``validation.json`` that ``caloforge ship`` writes
 beside the models it ships (the Geant4 gun of their training sample); other model files record none.
@@ -18,7 +20,7 @@ from typing import NamedTuple
 
 from caloforge.export.runtime import OnnxShowerModel
 
-BACKENDS = ("onnx", "torch")
+BACKENDS = ("auto", "onnx", "torch")
 
 
 class LoadedModels(NamedTuple):
@@ -74,7 +76,7 @@ def load_samplers(
         paths: model files (``.pt`` checkpoints or ``.onnx`` exports), or the name of a shipped set (``gan``,
             ``flow``: :data:`caloforge.models.pretrained.FAMILY_STEMS`) for its models; empty: the shipped
             defaults.
-        backend: ``onnx`` or ``torch`` (``.onnx`` files always run in ONNX Runtime).
+        backend: ``auto``, ``onnx`` or ``torch`` (``.onnx`` files always run in ONNX Runtime; see the module).
         device: PyTorch device for ``backend="torch"``.
         int8: with no ``paths`` and ``backend="onnx"``: the shipped 8-bit exports (the default) or the
             float32 ones.
@@ -91,7 +93,8 @@ def load_samplers(
     files = []
     for entry in list(paths) or [DEFAULT_FAMILY]:
         if str(entry) in FAMILY_STEMS and not Path(entry).exists():
-            shipped = list(default_model_paths(backend, int8=int8, family=str(entry)).values())
+            kind = "torch" if backend == "torch" else "onnx"
+            shipped = list(default_model_paths(kind, int8=int8, family=str(entry)).values())
             if not shipped:
                 raise ValueError(f"no shipped {entry} models in this installation: pass --model CHECKPOINT "
                                  "(from caloforge train)")
@@ -101,6 +104,7 @@ def load_samplers(
     paths = files
     samplers, names, ranges, sources = {}, [], {}, {}
     for path in map(Path, paths):
+        runs_on = "onnx"
         if path.suffix.lower() == ".onnx":
             model = OnnxShowerModel(path)
         else:
@@ -108,9 +112,11 @@ def load_samplers(
             from caloforge.models import load_model
 
             model = load_model(path, device=device)
-            if backend == "onnx":
+            if backend == "onnx" or (backend == "auto" and model.faster_in_onnx_runtime):
                 with tempfile.TemporaryDirectory() as tmp:  # the session keeps the graph in memory
                     model = OnnxShowerModel(export_onnx(model, Path(tmp) / "model.onnx"))
+            else:
+                runs_on = "torch"
         for name in model.particles:
             if name in sources:
                 raise ValueError(f"{path}: a second model for {name} (the first: {sources[name]}); "
@@ -120,5 +126,5 @@ def load_samplers(
             if recorded is not None:
                 ranges[lookup(name).pdg] = recorded
         samplers.update(model.samplers())
-        names.append(f"{path.name} ({', '.join(model.particles)}; {backend})")
+        names.append(f"{path.name} ({', '.join(model.particles)}; {runs_on})")
     return LoadedModels(samplers, names, ranges)

@@ -490,6 +490,12 @@ class ShowerModel(nn.Module, ABC):
         return 0
 
     @property
+    def faster_in_onnx_runtime(self) -> bool:
+        """Whether the model samples faster from its ONNX export in ONNX Runtime than in PyTorch on a CPU (what
+        the engine's ``--backend auto`` runs a checkpoint on): True unless a family measured otherwise."""
+        return True
+
+    @property
     def selection_metric(self) -> str:
         """The held-out number (a key of :func:`caloforge.training.selection.selection_metric`) whose lowest
         value chooses ``best.pt``: the mean separation power of the selection shapes, ``sp_mean``."""
