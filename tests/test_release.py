@@ -200,7 +200,7 @@ def test_track_resolution_and_same_noise_differences():
 def test_ship_help_names_the_modes_and_where_it_writes():
     result = runner.invoke(app, ["ship", "--help"])
     assert result.exit_code == 0
-    for option in ("--distilled", "--int8", "--reexport", "--response", "--out-dir", "--run"):
+    for option in ("--distilled", "--int8", "--reexport", "--response", "--revalidate", "--family", "--out-dir", "--run"):
         assert option in result.output
     assert "src/caloforge/models/pretrained/" in result.output
 
@@ -214,6 +214,9 @@ def test_ship_help_names_the_modes_and_where_it_writes():
     (["--int8", "--reexport"], "give one mode at a time"),
     (["--family", "vae"], "--family 'vae': choose one of gan, flow"),
     (["--family", "flow", "--int8"], "--int8: only for the GANs"),
+    (["--revalidate", "--response"], "give one mode at a time"),
+    (["--revalidate", "--family", "flow", "--particles", "gamma", "--out-dir", "{tmp}/models"],
+     "flow_gamma.pt: no such shipped checkpoint"),
     (["--family", "flow", "--runs", "{tmp}", "--particles", "e-"], "flow_e-/best.pt: no such checkpoint"),
     (["--reexport", "--particles", "gamma", "--out-dir", "{tmp}/models"], "no such shipped checkpoint"),
 ])

@@ -14,6 +14,8 @@ The modes, each a function that writes into a models folder (by default the pack
 * :func:`ship_distilled` -- students of ``caloforge distill`` of the shipped models, validated the same way;
   the shipped seed-size teacher is kept as ``seed_gan_<particle>.pt``, its record beside the student's;
 * :func:`reexport` -- the shipped checkpoints exported to ONNX again and their speed measured anew;
+* :func:`revalidate` -- the shipped checkpoints of a set validated anew against Geant4 (the report's numbers of
+  their records, e.g. after the report gained a measure);
 * :func:`measure_response` -- the energy response and E5x5 spreads of the shipped checkpoints measured anew;
 * :func:`int8_exports` -- the 8-bit exports (``gan_<particle>_int8.onnx``, the engine's default) made anew
   and validated beside the float32 ones.
@@ -209,6 +211,37 @@ def reexport(
             bar.update()
             _say(bar, f"{name}: {onnx_path.name} exported again, {cards[name]['onnx_showers_per_s']:,.0f} showers/s")
     write_cards(cards, out_dir)
+    return cards
+
+
+def revalidate(
+    particles: list[str],
+    *,
+    samples_dir: Path = DEFAULT_SAMPLES,
+    out_dir: Path = HERE,
+    work_dir: Path = DEFAULT_WORK,
+    events: int = DEFAULT_EVENTS,
+    family: str = "gan",
+    progress: bool = False,
+) -> dict[str, dict]:
+    """Validate the shipped checkpoints of set ``family`` in ``out_dir`` anew against the first ``events`` events of
+    the Geant4 test sample (the floor beside it), as :func:`ship` does, and replace their records' numbers from the
+    report (separation powers, classifiers, impact-point profiles, occupancy, verdicts); the rest of the card stays
+    as it is. Returns the validation records written."""
+    _check_family(family)
+    cards = _shipped(particles, samples_dir, out_dir, ("test", "floor"), family)
+    with _bar(len(particles), progress) as bar:
+        for name in particles:
+            bar.set_description(f"{name}: validate")
+            target = shipped_checkpoint(name, out_dir, family)
+            stem = name if family == "gan" else f"{family}_{name}"
+            metrics = _validate_model(load_model(target, device="cpu"), str(target), samples_dir / f"test_{name}.h5",
+                                      samples_dir / f"floor_{name}.h5", work_dir, f"model_{stem}", stem, events)
+            cards[name].update(_validation_entries(metrics))
+            cards[name]["updated_on"] = date.today().isoformat()
+            bar.update()
+            _say(bar, f"{name}: {metrics['summary']['overall']} ({metrics['summary']['counts']})")
+    write_cards(cards, out_dir, family)
     return cards
 
 
@@ -498,15 +531,16 @@ def _require_samples(samples_dir: Path, name: str, kinds: tuple[str, ...]) -> No
         _require(samples_dir / f"{kind}_{name}.h5", "Geant4 sample (make it with `caloforge samples`)")
 
 
-def _shipped(particles: list[str], samples_dir: Path, out_dir: Path, kinds: tuple[str, ...]) -> dict[str, dict]:
-    """The validation records of ``out_dir``, after checking that the shipped models of ``particles``, their
-    records and their Geant4 samples are there."""
+def _shipped(particles: list[str], samples_dir: Path, out_dir: Path, kinds: tuple[str, ...],
+             family: str = "gan") -> dict[str, dict]:
+    """The validation records of set ``family`` in ``out_dir``, after checking that the shipped models of
+    ``particles``, their records and their Geant4 samples are there."""
     _check_particles(particles)
-    cards = read_cards(out_dir)
+    cards = read_cards(out_dir, family)
     for name in particles:
-        _require(shipped_checkpoint(name, out_dir), "shipped checkpoint")
+        _require(shipped_checkpoint(name, out_dir, family), "shipped checkpoint")
         if name not in cards:
-            raise ShipError(f"{out_dir / RECORD_FILES['gan']}: no record of the shipped {name} model")
+            raise ShipError(f"{out_dir / RECORD_FILES[family]}: no record of the shipped {name} model")
         _require_samples(samples_dir, name, kinds)
     return cards
 
