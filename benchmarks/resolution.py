@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,16 +84,21 @@ def geant4_maps(particle: str, p_gev: float, n: int, cos_theta_max: float, tof: 
     from caloforge.fullsim import g4app
     from caloforge.fullsim.runner import GunSpec, simulate_attempts
 
-    app = _APPS.get(tof)
-    if app is None:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        saved = os.dup(1)
-        os.dup2(devnull, 1)  # Geant4's banner and tables
-        g4app.g4.G4EmParameters.Instance().SetVerbose(0)
-        app = _APPS[tof] = g4app.Geant4Barrel(g4app.SimSettings(tof=tof))
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    saved = os.dup(1)
+    sys.stdout.flush()
+    os.dup2(devnull, 1)  # Geant4's banner, and its tables at the first run
+    try:
+        app = _APPS.get(tof)
+        if app is None:
+            g4app.g4.G4EmParameters.Instance().SetVerbose(0)
+            app = _APPS[tof] = g4app.Geant4Barrel(g4app.SimSettings(tof=tof))
+        gun = GunSpec(particle, momentum_gev=(p_gev, p_gev), cos_theta_max=cos_theta_max, seed=seed)
+        batch = simulate_attempts(app, gun, np.arange(n))
+    finally:
         os.dup2(saved, 1)
-    gun = GunSpec(particle, momentum_gev=(p_gev, p_gev), cos_theta_max=cos_theta_max, seed=seed)
-    batch = simulate_attempts(app, gun, np.arange(n))
+        os.close(saved)
+        os.close(devnull)
     ev = batch.events
     return ev["maps_gev"], ev["theta_index"], ev["phi_index"], np.full(len(ev["pdg"]), p_gev)
 
