@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from caloforge.data.production import make_sample_chunked
-from caloforge.engine.chunks import EngineGun, build_engine, EngineSpec, gun_chunk_ranges, simulate_gun_chunk
+from caloforge.engine.chunks import EngineGun, build_engine, EngineSpec, event_chunk_ranges, simulate_gun_chunk
 from caloforge.fullsim.runner import GunSpec
 from caloforge.jobs import Chunk, open_client, run_chunks
 
@@ -42,7 +42,7 @@ def engine_rate(client, folder: Path, n: int, chunk: int) -> float:
     sub = folder / f"engine_{time.monotonic_ns()}"
     sub.mkdir()
     chunks = [Chunk(f"c{k}", sub / f"c{k}.root", (spec, gun, a, b), b - a)
-              for k, (a, b) in enumerate(gun_chunk_ranges(n, chunk))]
+              for k, (a, b) in enumerate(event_chunk_ranges(n, chunk))]
     client.run(_load_engine, spec)  # the models loaded on every worker before the timing
     report = run_chunks(simulate_gun_chunk, chunks, client=client, progress=False)
     return report.events / report.seconds

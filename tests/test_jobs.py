@@ -94,6 +94,36 @@ def test_engine_two_workers_equal_serial(client, tmp_path: Path) -> None:
         assert all(np.array_equal(x, y) for x, y in zip(a[key], b[key], strict=True)), key
 
 
+def test_particle_file_in_chunks_equals_the_serial_run(client, tmp_path: Path) -> None:
+    """A particle file (two particles an event, event numbers out of order and spaced) in chunks on 2 workers: the
+    hits of one serial run of the file, event for event."""
+    import uproot
+    from typer.testing import CliRunner
+
+    from caloforge.cli.main import app
+    from caloforge.engine import particle_gun
+
+    gun = particle_gun(22, 2 * 5000, seed=4)
+    event = np.random.default_rng(1).permutation(np.repeat(np.arange(5000) * 7 + 3, 2))
+    rows = ["event,pdg,px,py,pz"] + [f"{e},{pdg},{px:.17g},{py:.17g},{pz:.17g}" for e, pdg, (px, py, pz) in
+                                      zip(event, np.where(np.arange(len(event)) % 2, 11, 22), gun.momentum_gev)]
+    particles = tmp_path / "particles.csv"
+    particles.write_text("\n".join(rows) + "\n")
+    runner = CliRunner()
+    serial, chunked = tmp_path / "serial.root", tmp_path / "file.root"
+    result = runner.invoke(app, ["simulate", str(particles), "--seed", "5", "-o", str(serial)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["simulate", str(particles), "--seed", "5", "-o", str(chunked), "--cluster",
+                                 client.scheduler.address, "--chunk-events", "4096"])
+    assert result.exit_code == 0, result.output
+    files = [str(tmp_path / line) + ":events" for line in (tmp_path / "file.txt").read_text().split()]
+    assert len(files) == 2
+    a = uproot.open(serial)["events"].arrays(["event", "hit_gid", "hit_energy_gev"], library="np")
+    b = uproot.concatenate(files, ["event", "hit_gid", "hit_energy_gev"], library="np")
+    for key in a:
+        assert all(np.array_equal(x, y) for x, y in zip(a[key], b[key], strict=True)), key
+
+
 def test_gun_particles_equal_the_whole_gun() -> None:
     from caloforge.engine import particle_gun
     from caloforge.engine.chunks import gun_particles

@@ -55,28 +55,52 @@ def samples_chunked(out_dir: Path, *, cluster: str, workers: Optional[int], chun
 
 def simulate_gun_chunked(output: Path, spec, gun, *, cluster: str, workers: Optional[int], chunk: int,
                          quiet: bool = False) -> None:
-    """``caloforge simulate --gun --cluster``: the gun's events in chunks of whole event blocks, one hits file each in
-    ``<stem>_chunks/``, and their list ``<stem>.txt`` (one path a line, relative to it: for ``uproot.concatenate``
-    or a ``TChain``)."""
-    from caloforge.atomic import write_text_atomic
-    from caloforge.engine.chunks import build_engine, gun_chunk_ranges, gun_particles, simulate_gun_chunk
-    from caloforge.jobs import Chunk, ChunksFailedError, run_chunks
+    """``caloforge simulate --gun --cluster``: the gun's events in chunks of whole event blocks (see
+    :func:`_simulate_chunked`)."""
+    from caloforge.engine.chunks import build_engine, event_chunk_ranges, gun_particles, simulate_gun_chunk
 
     engine, names = build_engine(spec)  # the models' errors before any work
     if spec.out_of_range == "error":
         engine.physics_range.check(gun_particles(gun.pdg, gun.n, 0, min(gun.n, 4096), momentum_gev=gun.momentum_gev,
                                                  cos_theta=gun.cos_theta, seed=gun.seed), source="particle gun")
+    ranges = event_chunk_ranges(gun.n, chunk)
+    _simulate_chunked(output, simulate_gun_chunk, [(spec, gun, a, b) for a, b in ranges], ranges, names,
+                      cluster=cluster, workers=workers, quiet=quiet)
+
+
+def simulate_file_chunked(output: Path, spec, particles: Path, seed: int, *, cluster: str, workers: Optional[int],
+                          chunk: int, quiet: bool = False) -> None:
+    """``caloforge simulate PARTICLES --cluster``: the file's events in chunks of whole event blocks (see
+    :func:`_simulate_chunked`); the file is read and checked here first, then by each chunk for its events."""
+    from caloforge.engine import read_particles
+    from caloforge.engine.chunks import build_engine, event_chunk_ranges, simulate_file_chunk
+
+    engine, names = build_engine(spec)  # the models' errors before any work
+    parts = read_particles(particles, physics_range=engine.physics_range if spec.out_of_range == "error" else None)
+    ranges = event_chunk_ranges(parts.n_events, chunk)
+    _simulate_chunked(output, simulate_file_chunk, [(spec, str(particles), seed, a, b) for a, b in ranges], ranges,
+                      names, cluster=cluster, workers=workers, quiet=quiet)
+
+
+def _simulate_chunked(output: Path, func, args: list[tuple], ranges: list[tuple[int, int]], names: list[str], *,
+                      cluster: str, workers: Optional[int], quiet: bool) -> None:
+    """Run the engine's chunks ``func(output, *args[k])`` (events ``ranges[k]``) on Dask, one hits file each in
+    ``<stem>_chunks/``, and write their list ``<stem>.txt`` (one path a line, relative to it: for
+    ``uproot.concatenate`` or a ``TChain``)."""
+    from caloforge.atomic import write_text_atomic
+    from caloforge.jobs import Chunk, ChunksFailedError, run_chunks
+
     folder = output.with_name(f"{output.stem}_chunks")
     folder.mkdir(exist_ok=True)
     listing = output.with_suffix(".txt")
-    chunks = [Chunk(f"{output.stem}_{k:06d}", folder / f"{output.stem}_{k:06d}{output.suffix}", (spec, gun, a, b),
-                    b - a) for k, (a, b) in enumerate(gun_chunk_ranges(gun.n, chunk))]
+    chunks = [Chunk(f"{output.stem}_{k:06d}", folder / f"{output.stem}_{k:06d}{output.suffix}", a, stop - start)
+              for k, (a, (start, stop)) in enumerate(zip(args, ranges, strict=True))]
     with dask_client(cluster, workers) as client:
-        report = run_chunks(simulate_gun_chunk, chunks, client=client, progress=not quiet, desc="engine")
+        report = run_chunks(func, chunks, client=client, progress=not quiet, desc="engine")
     if report.failed:
         raise ChunksFailedError(report.failed, kept=len(report.done) + len(report.skipped), folder=folder)
     write_text_atomic(listing, "".join(f"{c.output.relative_to(listing.parent)}\n" for c in chunks))
     typer.echo(f"models      {'; '.join(names)}")
-    typer.echo(f"events      {gun.n} in {len(chunks)} chunks ({len(report.skipped)} done before)")
+    typer.echo(f"events      {ranges[-1][1] if ranges else 0} in {len(chunks)} chunks ({len(report.skipped)} done before)")
     typer.echo(f"speed       {report.events_per_s:,.0f} events/s on the cluster")
     typer.echo(f"wrote       {listing} (the list of {folder}/*{output.suffix})")

@@ -324,7 +324,7 @@ def simulate(
                                "(ROOT >= 6.20, 8 % smaller), lz4 (ROOT >= 6.12) or none; HDF5: zlib or none.")
     ] = "zlib",
     device: Annotated[str, typer.Option(help="PyTorch backend: cpu, cuda or auto.")] = "cpu",
-    cluster: Annotated[Optional[str], typer.Option(help=jobs.CLUSTER_HELP + " With --gun only.")] = None,
+    cluster: Annotated[Optional[str], typer.Option(help=jobs.CLUSTER_HELP)] = None,
     workers: Annotated[Optional[int], typer.Option(help="With --cluster local: worker processes; with a YAML "
                                                         "file: batch jobs.")] = None,
     chunk_events: Annotated[int, typer.Option(help=jobs.CHUNK_HELP)] = 1_000_000,
@@ -343,8 +343,6 @@ def simulate(
     t_start = time.perf_counter()
     if (particles is None) == (gun is None):
         raise ValueError("give either a particle file or --gun PARTICLE")
-    if cluster is not None and gun is None:
-        raise ValueError("--cluster: with --gun only (a particle file runs here)")
     if out_of_range not in OUT_OF_RANGE:
         raise ValueError(f"--out-of-range {out_of_range!r}: choose one of {', '.join(OUT_OF_RANGE)}")
     if seed < 0:
@@ -360,18 +358,22 @@ def simulate(
     samplers, names, recorded = load_samplers(model or [], backend=backend, device=device, int8=int8)
     physics_range = PhysicsRange.for_models(samplers, recorded)
     check = physics_range if out_of_range == "error" else None
+    if cluster is not None:
+        from caloforge.engine.chunks import EngineGun, EngineSpec
+
+        spec = EngineSpec(tuple(str(m) for m in model or ()), backend, device, int8, readout, out_of_range,
+                          compression, chunk)
+        if particles is not None:
+            return jobs.simulate_file_chunked(output, spec, particles, seed, cluster=cluster, workers=workers,
+                                              chunk=chunk_events)
+        pdg = lookup(int(gun) if gun.lstrip("-").isdigit() else gun).pdg
+        return jobs.simulate_gun_chunked(output, spec, EngineGun(pdg, events, parse_momentum(momentum),
+                                         parse_momentum(cos_theta), seed), cluster=cluster, workers=workers,
+                                         chunk=chunk_events)
     if particles is not None:
         parts = read_particles(particles, physics_range=check)
     else:
         pdg = lookup(int(gun) if gun.lstrip("-").isdigit() else gun).pdg
-        if cluster is not None:
-            from caloforge.engine.chunks import EngineGun, EngineSpec
-
-            spec = EngineSpec(tuple(str(m) for m in model or ()), backend, device, int8, readout, out_of_range,
-                              compression, chunk)
-            return jobs.simulate_gun_chunked(output, spec, EngineGun(pdg, events, parse_momentum(momentum),
-                                             parse_momentum(cos_theta), seed), cluster=cluster, workers=workers,
-                                             chunk=chunk_events)
         parts = particle_gun(
             pdg, events, momentum_gev=parse_momentum(momentum), cos_theta=parse_momentum(cos_theta), seed=seed
         )

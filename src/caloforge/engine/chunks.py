@@ -1,9 +1,11 @@
-"""The engine's chunks for ``caloforge.jobs``: a particle gun of any size cut into ranges of events, each simulated
-(in any process, in any order) into a hits file of its own.
+"""The engine's chunks for ``caloforge.jobs``: a particle gun of any size, or a particle file, cut into ranges of
+events, each simulated (in any process, in any order) into a hits file of its own.
 
-A chunk holds whole blocks of :data:`caloforge.engine.fastsim.EVENT_BLOCK` events and draws the gun's particles of
-its events only (:func:`gun_particles`), so its hits are those of the same events in one serial run of the whole
-gun, bit for bit: the events of a run depend on (seed, event rank) alone, whatever the number of workers.
+A chunk holds whole blocks of :data:`caloforge.engine.fastsim.EVENT_BLOCK` events (by the rank of the event
+number in the run) and simulates those events only: a gun's chunk draws the gun's particles of its events alone
+(:func:`gun_particles`), a file's chunk reads the file and keeps the particles of its events
+(:func:`file_particles`). Its hits are those of the same events in one serial run, bit for bit: the events of a
+run depend on (seed, event rank) alone, whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from caloforge.engine.fastsim import EVENT_BLOCK, FastSimulation
 from caloforge.engine.output import HitsWriter
-from caloforge.engine.particles import MODEL_MOMENTUM_RANGE_GEV, Particles, PhysicsRange, make_particles
+from caloforge.engine.particles import MODEL_MOMENTUM_RANGE_GEV, Particles, PhysicsRange, make_particles, read_particles
 
 
 def gun_particles(
@@ -104,7 +106,17 @@ class EngineGun:
     seed: int = 0
 
 
-def gun_chunk_ranges(n: int, chunk_events: int) -> list[tuple[int, int]]:
+def file_particles(path: str | os.PathLike, start: int, stop: int) -> Particles:
+    """The particles of the events of ranks ``[start, stop)`` (in the order of the event numbers) of the particle
+    file ``path`` (:func:`caloforge.engine.read_particles`)."""
+    particles = read_particles(path)
+    events = np.unique(particles.event)  # (E,) in rank order
+    take = np.isin(particles.event, events[start:stop])
+    return Particles(particles.event[take], particles.pdg[take], particles.momentum_gev[take],
+                     particles.vertex_cm[take])
+
+
+def event_chunk_ranges(n: int, chunk_events: int) -> list[tuple[int, int]]:
     """Event ranges ``[start, stop)`` of chunks of about ``chunk_events`` events (rounded up to whole blocks of
     :data:`EVENT_BLOCK` events) covering ``[0, n)``."""
     if n <= 0 or chunk_events <= 0:
@@ -126,5 +138,19 @@ def simulate_gun_chunk(output: str | os.PathLike, spec: EngineSpec, gun: EngineG
         engine.physics_range.check(particles, source="particle gun")
     with HitsWriter(Path(output), compression=spec.compression) as writer:
         for result in engine.simulate_chunks(particles, spec.batch, seed=gun.seed, first_event=start):
+            writer.append(result)
+        return writer.n_events
+
+
+def simulate_file_chunk(output: str | os.PathLike, spec: EngineSpec, path: str, seed: int, start: int, stop: int) -> int:
+    """Simulate the events of ranks ``[start, stop)`` of the particle file ``path`` (``start`` a multiple of
+    :data:`EVENT_BLOCK`) with ``seed`` into the hits file ``output`` (written atomically); returns the events
+    written. A chunk function of :func:`caloforge.jobs.run_chunks`."""
+    if start % EVENT_BLOCK:
+        raise ValueError(f"a chunk starts at a block of {EVENT_BLOCK} events, not at event {start}")
+    engine, _ = build_engine(spec)
+    particles = file_particles(path, start, stop)
+    with HitsWriter(Path(output), compression=spec.compression) as writer:
+        for result in engine.simulate_chunks(particles, spec.batch, seed=seed, first_event=start):
             writer.append(result)
         return writer.n_events
