@@ -204,13 +204,20 @@ def side_by_side(gans: dict[str, dict], flows: dict[str, dict]) -> list[str]:
     return [*lines, ""]
 
 
-def _header(cards: dict[str, dict]) -> list[str]:
+def _header(cards: dict[str, dict], flows: dict[str, dict] | None = None) -> list[str]:
+    flow_lines = [
+        "The second set, `caloforge simulate --model flow`: one conditional normalizing flow per particle type",
+        "(`src/caloforge/models/flow/`: the deposited energy, then a coupling spline flow over the 121 cell fractions",
+        "of E11x11), `flow_<particle>.pt` with its weights in 16 bits, its numbers in `validation_flow.json`; closer",
+        "to Geant4 and slower (the table below and each flow's section).",
+    ] if flows else []
     return [
         "# caloforge default models: model card",
         "",
-        f"Written by `caloforge ship` on {card_date(cards)}; the numbers below are in",
-        "`validation.json` beside this file, each model's validation date with it. One conditional GAN per",
-        "particle type: the seed's generator and discriminator (SPEC section 4; `src/caloforge/models/gan.py`)",
+        f"Written by `caloforge ship` on {card_date({**cards, **{f'flow {k}': v for k, v in (flows or {}).items()}})};",
+        "the numbers below are in `validation.json` beside this file, each model's validation date with it. One",
+        "conditional GAN per particle type, the default set: the seed's generator and discriminator (SPEC section 4;",
+        "`src/caloforge/models/gan/`)",
         "trained as a WGAN-GP with the changes listed in its configuration (below), trained with",
         "`caloforge train <configuration>`; where a model says it was distilled, its generator is a narrower",
         "(`generator_channels`) or a fully connected one (`generator_hidden`) trained by `caloforge distill` to",
@@ -220,6 +227,7 @@ def _header(cards: dict[str, dict]) -> list[str]:
         "output: the 11x11 crystal energies in GeV. `.pt` is the PyTorch checkpoint, `.onnx` its float32 ONNX export,",
         "`_int8.onnx` the export with 8-bit hidden layers that `caloforge simulate` runs by default (each model's",
         "section \"8-bit export\"; `caloforge simulate --no-int8` runs the float32 one).",
+        *flow_lines,
         "",
     ]
 
@@ -301,7 +309,7 @@ def render_card(cards: dict[str, dict], flows: dict[str, dict] | None = None) ->
     two sets side by side (with flows), then per model its targets
     (:func:`caloforge.release.targets.check_targets`), provenance, validation tables and a GAN's 8-bit export's
     validation."""
-    lines = _header(cards)
+    lines = _header(cards, flows)
     if flows:
         lines += side_by_side(cards, flows)
     for name, c in cards.items():
