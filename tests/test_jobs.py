@@ -72,10 +72,21 @@ def test_serial_runner_retries_and_names_failures(tmp_path: Path) -> None:
     assert list(report.failed) == ["broken"]
 
 
-def test_engine_two_workers_equal_serial(client, tmp_path: Path) -> None:
-    """The gun in chunks on 2 workers: the hits of one serial run, event for event."""
+def _assert_same_hits(serial: Path, listing: Path, n_chunks: int) -> None:
+    """The hits of the serial ROOT file equal those of the ``n_chunks`` chunk files that ``listing`` names, event
+    for event."""
     import uproot
 
+    files = [str(listing.parent / line) + ":events" for line in listing.read_text().split()]
+    assert len(files) == n_chunks
+    a = uproot.open(serial)["events"].arrays(["event", "hit_gid", "hit_energy_gev"], library="np")
+    b = uproot.concatenate(files, ["event", "hit_gid", "hit_energy_gev"], library="np")
+    for key in a:
+        assert all(np.array_equal(x, y) for x, y in zip(a[key], b[key], strict=True)), key
+
+
+def test_engine_two_workers_equal_serial(client, tmp_path: Path) -> None:
+    """The gun in chunks on 2 workers: the hits of one serial run, event for event."""
     from caloforge.cli.main import app
     from typer.testing import CliRunner
 
@@ -86,18 +97,12 @@ def test_engine_two_workers_equal_serial(client, tmp_path: Path) -> None:
     address = client.scheduler.address
     result = runner.invoke(app, [*common, "-o", str(chunked), "--cluster", address, "--chunk-events", "4096"])
     assert result.exit_code == 0, result.output
-    files = [str(tmp_path / line) + ":events" for line in (tmp_path / "gun.txt").read_text().split()]
-    assert len(files) == 3
-    a = uproot.open(serial)["events"].arrays(["event", "hit_gid", "hit_energy_gev"], library="np")
-    b = uproot.concatenate(files, ["event", "hit_gid", "hit_energy_gev"], library="np")
-    for key in a:
-        assert all(np.array_equal(x, y) for x, y in zip(a[key], b[key], strict=True)), key
+    _assert_same_hits(serial, tmp_path / "gun.txt", 3)
 
 
 def test_particle_file_in_chunks_equals_the_serial_run(client, tmp_path: Path) -> None:
     """A particle file (two particles an event, event numbers out of order and spaced) in chunks on 2 workers: the
     hits of one serial run of the file, event for event."""
-    import uproot
     from typer.testing import CliRunner
 
     from caloforge.cli.main import app
@@ -116,12 +121,7 @@ def test_particle_file_in_chunks_equals_the_serial_run(client, tmp_path: Path) -
     result = runner.invoke(app, ["simulate", str(particles), "--seed", "5", "-o", str(chunked), "--cluster",
                                  client.scheduler.address, "--chunk-events", "4096"])
     assert result.exit_code == 0, result.output
-    files = [str(tmp_path / line) + ":events" for line in (tmp_path / "file.txt").read_text().split()]
-    assert len(files) == 2
-    a = uproot.open(serial)["events"].arrays(["event", "hit_gid", "hit_energy_gev"], library="np")
-    b = uproot.concatenate(files, ["event", "hit_gid", "hit_energy_gev"], library="np")
-    for key in a:
-        assert all(np.array_equal(x, y) for x, y in zip(a[key], b[key], strict=True)), key
+    _assert_same_hits(serial, tmp_path / "file.txt", 2)
 
 
 def test_gun_particles_equal_the_whole_gun() -> None:

@@ -355,10 +355,8 @@ def simulate(
         raise ValueError(f"--readout {readout!r}: choose none or boss") from None
     # checks the output before any work; the file appears when complete
     writer = HitsWriter(output, compression=compression)
-    samplers, names, recorded = load_samplers(model or [], backend=backend, device=device, int8=int8)
-    physics_range = PhysicsRange.for_models(samplers, recorded)
-    check = physics_range if out_of_range == "error" else None
-    if cluster is not None:
+    pdg = None if gun is None else lookup(int(gun) if gun.lstrip("-").isdigit() else gun).pdg
+    if cluster is not None:  # the models load in the chunks' engine (and once here, to check them), not twice
         from caloforge.engine.chunks import EngineGun, EngineSpec
 
         spec = EngineSpec(tuple(str(m) for m in model or ()), backend, device, int8, readout, out_of_range,
@@ -366,14 +364,15 @@ def simulate(
         if particles is not None:
             return jobs.simulate_file_chunked(output, spec, particles, seed, cluster=cluster, workers=workers,
                                               chunk=chunk_events)
-        pdg = lookup(int(gun) if gun.lstrip("-").isdigit() else gun).pdg
         return jobs.simulate_gun_chunked(output, spec, EngineGun(pdg, events, parse_momentum(momentum),
                                          parse_momentum(cos_theta), seed), cluster=cluster, workers=workers,
                                          chunk=chunk_events)
+    samplers, names, recorded = load_samplers(model or [], backend=backend, device=device, int8=int8)
+    physics_range = PhysicsRange.for_models(samplers, recorded)
+    check = physics_range if out_of_range == "error" else None
     if particles is not None:
         parts = read_particles(particles, physics_range=check)
     else:
-        pdg = lookup(int(gun) if gun.lstrip("-").isdigit() else gun).pdg
         parts = particle_gun(
             pdg, events, momentum_gev=parse_momentum(momentum), cos_theta=parse_momentum(cos_theta), seed=seed
         )

@@ -15,7 +15,17 @@ from pathlib import Path
 
 from caloforge.atomic import write_text_atomic
 from caloforge.models.pretrained import RECORD_FILES
-from caloforge.release.targets import check_targets, occupancy_words, worst_slice
+from caloforge.release.targets import (
+    CLASSIFIER_AUC_MAX,
+    ENERGY_RESPONSE_TOLERANCE,
+    OCCUPANCY_FLOOR_FACTOR,
+    SEPARATION_POWER_MAX,
+    SHOWERS_PER_S_MIN,
+    SPREAD_TOLERANCE,
+    check_targets,
+    occupancy_words,
+    worst_slice,
+)
 
 VALIDATION_FILE = RECORD_FILES["gan"]
 """The validation records of the default set (the GANs), beside the shipped models."""
@@ -155,33 +165,37 @@ def _auc(c: dict, kind: str, role: str = "candidate") -> float | None:
     return ((c.get("classifier") or {}).get(kind) or {}).get(role, {}).get("auc")
 
 
+def _auc_label(kind: str) -> str:
+    return f"classifier AUC, {kind.replace('_', '-')} (target < {CLASSIFIER_AUC_MAX[kind]:g})"
+
+
+def _occupancy_label(key: str) -> str:
+    return f"occupancy chi2/121, {occupancy_words(key)} (target {OCCUPANCY_FLOOR_FACTOR:g} x floor)"
+
+
 def _side_by_side_rows(c: dict) -> dict[str, str]:
-    """One model's entries of the side-by-side table (:func:`side_by_side`)."""
+    """One model's entries of the side-by-side table (:func:`side_by_side`), labelled with their targets
+    (:mod:`caloforge.release.targets`)."""
     counts = c["summary"]["counts"]
     sp = {k: v["model"] for k, v in c["separation_power"].items()}
     worst = max(sp, key=sp.get)
-    occ = c.get("occupancy") or {}
     return {
-        "classifier AUC, low-level (target < 0.75)": _fmt(_auc(c, "low_level"), 3),
-        "classifier AUC, high-level (target < 0.65)": _fmt(_auc(c, "high_level"), 3),
-        **{f"occupancy chi2/121, {occupancy_words(k)} (target 3 x floor)": f"{v['chi2']:.0f}"
-           for k, v in occ.items()},
+        **{_auc_label(kind): _fmt(_auc(c, kind), 3) for kind in CLASSIFIER_AUC_MAX},
+        **{_occupancy_label(k): f"{v['chi2']:.0f}" for k, v in (c.get("occupancy") or {}).items()},
         "verdicts: compatible, tension, incompatible": (f"{counts.get('compatible', 0)}, {counts.get('tension', 0)}, "
                                                         f"{counts.get('incompatible', 0)}"),
-        "largest separation power of the targets (< 0.02)": f"{sp[worst]:.4f} ({worst})",
-        "worst slice mean E11x11, model / Geant4 (1 %)": f"{worst_slice(c['energy_response'])['ratio']:.4f}",
-        "E5x5 spread of one track, model / Geant4 (10 %)": f"{c['resolution']['std_ratio']:.3f}",
-        "showers/s, ONNX Runtime, batch 10k, 2 cores (25k)": f"{c['onnx_showers_per_s']:,.0f}",
+        f"largest separation power of the targets (< {SEPARATION_POWER_MAX:g})": f"{sp[worst]:.4f} ({worst})",
+        f"worst slice mean E11x11, model / Geant4 ({100 * ENERGY_RESPONSE_TOLERANCE:g} %)":
+            f"{worst_slice(c['energy_response'])['ratio']:.4f}",
+        f"E5x5 spread of one track, model / Geant4 ({100 * SPREAD_TOLERANCE:g} %)": f"{c['resolution']['std_ratio']:.3f}",
+        f"showers/s, ONNX Runtime, batch 10k, 2 cores ({SHOWERS_PER_S_MIN // 1000}k)": f"{c['onnx_showers_per_s']:,.0f}",
     }
 
 
 def _floor_entries(c: dict) -> dict[str, str]:
     """The Geant4 floor's entries of the side-by-side table, from one record."""
-    occ = c.get("occupancy") or {}
-    return {"classifier AUC, low-level (target < 0.75)": _fmt(_auc(c, "low_level", "floor"), 3),
-            "classifier AUC, high-level (target < 0.65)": _fmt(_auc(c, "high_level", "floor"), 3),
-            **{f"occupancy chi2/121, {occupancy_words(k)} (target 3 x floor)": _fmt(v.get("floor_chi2"), 0)
-               for k, v in occ.items()}}
+    return {**{_auc_label(kind): _fmt(_auc(c, kind, "floor"), 3) for kind in CLASSIFIER_AUC_MAX},
+            **{_occupancy_label(k): _fmt(v.get("floor_chi2"), 0) for k, v in (c.get("occupancy") or {}).items()}}
 
 
 def side_by_side(gans: dict[str, dict], flows: dict[str, dict]) -> list[str]:

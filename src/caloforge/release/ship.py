@@ -234,7 +234,7 @@ def revalidate(
         for name in particles:
             bar.set_description(f"{name}: validate")
             target = shipped_checkpoint(name, out_dir, family)
-            stem = name if family == "gan" else f"{family}_{name}"
+            stem = _report_stem(name, family)
             metrics = _validate_model(load_model(target, device="cpu"), str(target), samples_dir / f"test_{name}.h5",
                                       samples_dir / f"floor_{name}.h5", work_dir, f"model_{stem}", stem, events)
             cards[name].update(_validation_entries(metrics))
@@ -351,7 +351,7 @@ def _ship_one(name: str, model: ShowerModel, *, samples_dir: Path, out_dir: Path
             model.save(target, half_weights=True)
             onnx_path = export_onnx(model, Path(tmp) / target.with_suffix(".onnx").name)
         checks = _validation_record(name, model, target, onnx_path, samples_dir=samples_dir, work_dir=work_dir,
-                                    events=events, bar=bar, stem=name if family == "gan" else f"{family}_{name}")
+                                    events=events, bar=bar, stem=_report_stem(name, family))
     record = {
         "validated_on": date.today().isoformat(),
         "family": family,
@@ -514,6 +514,12 @@ def _check_particles(particles: list[str]) -> None:
     unknown = [p for p in particles if p not in DEFAULT_STEMS]
     if unknown or not particles:
         raise ShipError(f"particles {', '.join(unknown) or '(none)'}: expected some of {', '.join(DEFAULT_STEMS)}")
+
+
+def _report_stem(particle: str, family: str) -> str:
+    """The name of a shipped model's validation files in the work folder: ``<particle>`` for the GANs (as before
+    the flows), ``<family>_<particle>`` for the other sets."""
+    return particle if family == "gan" else f"{family}_{particle}"
 
 
 def _check_family(family: str) -> None:

@@ -147,8 +147,8 @@ class FlowModel(ShowerModel):
 
     @property
     def faster_in_onnx_runtime(self) -> bool:
-        """False: the coupling flow samples faster in PyTorch (2 cores, batch 10k: 5.7-6.2k showers/s against
-        3.9-4.0k in ONNX Runtime), and skips the export at loading."""
+        """False: the coupling flow samples faster in PyTorch on a CPU (the measurement: docs/engine.md), and
+        skips the export at loading."""
         return False
 
     # ---- training ---------------------------------------------------------------------------------
