@@ -10,7 +10,7 @@ from model_inputs import toy_conditions
 from caloforge.models import CheckpointError, build_model, load_model
 from caloforge.models.base import Batch, ConfigError
 from caloforge.models.flow import FlowModel
-from caloforge.models.flow.preprocessing import ShapeTransform
+from caloforge.models.shape_space import ShapeTransform
 
 
 def _toy_showers(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

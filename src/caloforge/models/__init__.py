@@ -7,6 +7,10 @@
   pre-trained condition regressor
 * :mod:`caloforge.models.energy`     -- the deposited-energy model (E11x11 / p given the conditions, a
   mixture density network) that a GAN's maps can be rescaled with
+* :mod:`caloforge.models.shape_space` -- the shape variables of the two-stage models (cell fractions of
+  E11x11, dequantised, logit, standardised)
+* :mod:`caloforge.models.two_stage`  -- the energy stage + shape stage models (:class:`TwoStageModel`)
+* :mod:`caloforge.models.flow`       -- the conditional normalizing flow, a two-stage model
 * :mod:`caloforge.models.transforms` -- pure map transforms (E/p normalisation, log output space)
 * :mod:`caloforge.models.inputs`     -- checked condition arrays and the generators' noise (numpy only)
 

@@ -1,9 +1,8 @@
 """The conditional normalizing flow: deposited energy, then the shape, sampled in one pass.
 
-* :mod:`caloforge.models.flow.config`        -- :class:`FlowConfig`
-* :mod:`caloforge.models.flow.preprocessing` -- cell fractions <-> the flow's standardised logit space
-* :mod:`caloforge.models.flow.coupling`      -- the coupling spline flow (zuko's parts)
-* :mod:`caloforge.models.flow.model`         -- :class:`FlowModel` (energy stage + shape flow)
+* :mod:`caloforge.models.flow.config`   -- :class:`FlowConfig`
+* :mod:`caloforge.models.flow.coupling` -- the coupling spline flow (zuko's parts)
+* :mod:`caloforge.models.flow.model`    -- :class:`FlowModel` (the two-stage model with a shape flow)
 """
 
 from caloforge.models.flow.config import FlowConfig

@@ -1,6 +1,7 @@
-"""The shape flow's variables: 121 cell fractions of E11x11, dequantised, logit-transformed, standardised.
+"""The shape stage's variables: 121 cell fractions of E11x11, dequantised, logit-transformed, standardised.
 
-The preprocessing the best calorimeter flows share (CaloFlow, arXiv:2106.05285; CaloINN, arXiv:2312.09290;
+What the shape stage of a two-stage model (:mod:`caloforge.models.two_stage`) learns and samples. The
+preprocessing the best calorimeter flows share (CaloFlow, arXiv:2106.05285; CaloINN, arXiv:2312.09290;
 CaloDREAM, arXiv:2405.09629): the cells are divided by their sum, a small uniform noise of width
 ``dequantisation`` (a fraction of E11x11) is added so that the empty cells -- 77 % of an 11x11 map -- are a
 continuous band instead of a point mass, ``logit(alpha + (1 - 2 alpha) v)`` opens the unit interval, and each
@@ -53,18 +54,18 @@ class ShapeTransform(nn.Module):
         self.std.copy_(y.std(dim=0).clamp_min(1e-3))
 
     def forward(self, fractions: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """The flow's variables (B, 121) of cell fractions (B, 121) with uniform noise (B, 121)."""
+        """The shape variables (B, 121) of cell fractions (B, 121) with uniform noise (B, 121)."""
         return (self.logit(fractions, noise) - self.mean) / self.std
 
     def raw_fractions(self, y: torch.Tensor) -> torch.Tensor:
-        """Cell fractions (B, 121) of flow variables (B, 121) before any cell is emptied (a non-finite variable
+        """Cell fractions (B, 121) of shape variables (B, 121) before any cell is emptied (a non-finite variable
         gives a negative fraction, an empty cell after :meth:`inverse`)."""
         y = torch.nan_to_num(y, nan=-torch.inf)
         v = torch.sigmoid(y * self.std + self.mean)
         return ((v - self.alpha) / (1.0 - 2.0 * self.alpha)) * (1.0 + self.dequantisation)  # (B, 121)
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        """Cell fractions (B, 121), summing to 1 (or all 0), of flow variables (B, 121): each cell below its
+        """Cell fractions (B, 121), summing to 1 (or all 0), of shape variables (B, 121): each cell below its
         threshold (:attr:`cell_threshold`, fraction of E11x11) set to 0."""
         return self.empty_and_normalise(self.raw_fractions(y))
 
