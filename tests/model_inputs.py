@@ -18,6 +18,17 @@ def toy_conditions(n: int, seed: int = 0) -> np.ndarray:
     return c
 
 
+def toy_showers(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Toy maps (n, 11, 11) in GeV with a hot centre, a sparse halo (70 % of the cells empty) and
+    E11x11 = 0.9 p, and their conditions (n, 6)."""
+    rng = np.random.default_rng(seed)
+    c = toy_conditions(n, seed)
+    maps = (rng.exponential(1.0, (n, 11, 11)) * (rng.random((n, 11, 11)) < 0.3)).astype(np.float32)
+    maps[:, 5, 5] += 5.0
+    maps *= (0.9 * c[:, 0] / maps.sum(axis=(1, 2)))[:, None, None]
+    return maps, c
+
+
 def toy_batch(n: int, seed: int = 0, n_particles: int = 1) -> Batch:
     """A batch of n maps (exponential noise, 60 % of p in the centre crystal) with :func:`toy_conditions`."""
     rng = np.random.default_rng(seed)

@@ -5,23 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from model_inputs import toy_conditions
+from model_inputs import toy_conditions, toy_showers
 
 from caloforge.models import CheckpointError, build_model, load_model
 from caloforge.models.base import Batch, ConfigError
 from caloforge.models.flow import FlowModel
 from caloforge.models.shape_space import ShapeTransform
-
-
-def _toy_showers(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Toy maps (n, 11, 11) in GeV with a hot centre, a sparse halo (70 % of the cells empty) and
-    E11x11 = 0.9 p, and their conditions (n, 6)."""
-    rng = np.random.default_rng(seed)
-    c = toy_conditions(n, seed)
-    maps = (rng.exponential(1.0, (n, 11, 11)) * (rng.random((n, 11, 11)) < 0.3)).astype(np.float32)
-    maps[:, 5, 5] += 5.0
-    maps *= (0.9 * c[:, 0] / maps.sum(axis=(1, 2)))[:, None, None]
-    return maps, c
 
 
 def _small_flow(**changes) -> FlowModel:
@@ -35,7 +24,7 @@ def _small_flow(**changes) -> FlowModel:
 @pytest.fixture(scope="module")
 def trained_flow_state() -> dict:
     """The state of a tiny flow trained for 60 steps on toy showers (trained once for the module)."""
-    maps, c = _toy_showers(2000, 1)
+    maps, c = toy_showers(2000, 1)
     model = _small_flow(lr=3e-3)
     model.fit_normalisation(c)
     model.fit_maps(maps, c)
@@ -60,7 +49,7 @@ def trained_flow(trained_flow_state) -> FlowModel:
 
 def test_shape_transform_round_trip_keeps_fractions_and_empties_the_dequantisation_band():
     transform = ShapeTransform(dequantisation=1e-6, alpha=1e-6)
-    maps, _ = _toy_showers(500, 2)
+    maps, _ = toy_showers(500, 2)
     fractions = torch.as_tensor(maps.reshape(500, -1) / maps.sum(axis=(1, 2))[:, None])
     transform.fit(fractions, torch.Generator().manual_seed(0))
     y = transform(fractions, torch.rand(fractions.shape, generator=torch.Generator().manual_seed(1)))
@@ -84,7 +73,7 @@ def test_coupling_transforms_invert_exactly_and_have_fixed_halves():
 
 
 def test_training_lowers_both_likelihoods(trained_flow):
-    maps, c = _toy_showers(512, 3)
+    maps, c = toy_showers(512, 3)
     fresh = _small_flow()
     fresh.load_state_dict({k: v for k, v in trained_flow.state_dict().items() if "flow." not in k and "energy_stage." not in k},
                           strict=False)
@@ -136,7 +125,7 @@ def test_bad_settings_are_refused_in_one_line(key, value):
 
 
 def test_calibrated_thresholds_give_geant4_hit_fractions_per_crystal(trained_flow):
-    maps, c = _toy_showers(3000, 9)
+    maps, c = toy_showers(3000, 9)
     before = (trained_flow.sample(c, seed=2) > 0).mean(axis=0)
     trained_flow.calibrate(maps, c, seed=1)
     after = (trained_flow.sample(c, seed=2) > 0).mean(axis=0)  # other noise than the calibration's
@@ -160,7 +149,7 @@ def test_weights_of_another_version_give_one_clear_error(tmp_path, trained_flow)
 def test_onnx_export_samples_the_same_maps_as_pytorch(tmp_path, trained_flow):
     from caloforge.export import OnnxShowerModel, export_onnx
 
-    maps, c = _toy_showers(2000, 10)
+    maps, c = toy_showers(2000, 10)
     trained_flow.calibrate(maps, c, seed=1)  # the per-crystal thresholds go into the graph too
     onnx_model = OnnxShowerModel(export_onnx(trained_flow, tmp_path / "flow.onnx"))
     assert onnx_model.noise_dim == trained_flow.noise_size == 123

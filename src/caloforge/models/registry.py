@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 FAMILIES: dict[str, str] = {
     "gan": "caloforge.models.gan:GAN",
     "flow": "caloforge.models.flow:FlowModel",
+    "student": "caloforge.models.student:StudentModel",
 }
 """Model name (``model.name`` of a configuration, ``"model"`` of a checkpoint) -> ``"module:Class"`` of its
 :class:`~caloforge.models.base.ShowerModel` subclass."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ShapeTransform"]
+__all__ = ["N_CELLS", "ShapeTransform", "hit_edges"]
 
 N_CELLS = 121
 
@@ -80,8 +80,14 @@ class ShapeTransform(nn.Module):
         the ``1 - hit_probability`` quantile of the cell's sampled raw fractions (N, 121), never below the
         dequantisation width. ``hit_probability`` (121,): Geant4's fraction of showers with a deposit in each
         cell, for the same conditions."""
-        ordered = raw_fractions.sort(dim=0).values  # (N, 121), each cell's fractions ascending
-        n = len(ordered)
-        rank = ((1.0 - hit_probability.clamp(0, 1)) * n).round().long().clamp(0, n - 1)  # (121,)
-        thresholds = ordered.gather(0, rank[None, :])[0]  # (121,): n * (1 - p) cells lie below
+        thresholds = hit_edges(raw_fractions, hit_probability)  # (121,)
         self.cell_threshold.copy_(thresholds.float().clamp_min(self.threshold))
+
+
+def hit_edges(values: torch.Tensor, hit_probability: torch.Tensor) -> torch.Tensor:
+    """Per cell, the value (121,) above which a share ``hit_probability`` (121,) of the sampled ``values``
+    (N, 121) lies: their ``1 - hit_probability`` quantile (the nearest sample)."""
+    ordered = values.sort(dim=0).values  # (N, 121), each cell's values ascending
+    n = len(ordered)
+    rank = ((1.0 - hit_probability.clamp(0, 1)) * n).round().long().clamp(0, n - 1)  # (121,)
+    return ordered.gather(0, rank[None, :].to(ordered.device))[0]  # (121,): n (1 - p) values lie below

@@ -19,6 +19,7 @@ that each is hit as often as in Geant4: :meth:`TwoStageModel.calibrate`) is empt
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -185,15 +186,32 @@ class TwoStageModel(ShowerModel):
         conditions (N, 6) of Geant4 maps (N, 11, 11) in GeV (training events, never the test sample), each
         crystal has a deposit in as many sampled showers as in Geant4's. One set of thresholds for all the
         model's particle types."""
+        raw, hit_probability = self.sampled_per_cell(
+            maps_gev, conditions, particle_index, lambda noise, c, p: self.draw(noise, c, p)[0], seed, batch_size
+        )
+        self.shape.calibrate_thresholds(raw, hit_probability)
+
+    def sampled_per_cell(
+        self,
+        maps_gev: np.ndarray,
+        conditions: np.ndarray,
+        particle_index: np.ndarray | None,
+        per_batch: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+        seed: int,
+        batch_size: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What a calibration compares: ``per_batch(noise, conditions, particle_index)`` (B, 121) of fresh noise
+        (B, :attr:`noise_size`, seeded by ``seed``) under the conditions (N, 6) of Geant4 maps (N, 11, 11) in GeV,
+        gathered (N, 121) on the CPU; and Geant4's fraction of the maps with a deposit in each cell (121,)."""
         c = np.asarray(conditions, dtype=np.float32)
         index = np.zeros(len(c), dtype=np.int64) if particle_index is None else np.asarray(particle_index)
         hit_probability = torch.as_tensor((np.asarray(maps_gev).reshape(len(c), -1) > 0).mean(axis=0))  # (121,)
         rng = np.random.default_rng(seed)
-        raw = []
+        values = []
         for _, cb, pb in self.inference_batches(c, index, batch_size):
             noise = torch.as_tensor(gaussian_noise(rng, len(cb), self.noise_size), device=cb.device)
-            raw.append(self.draw(noise, cb, pb)[0].cpu())  # (B, 121)
-        self.shape.calibrate_thresholds(torch.cat(raw), hit_probability)
+            values.append(per_batch(noise, cb, pb).cpu())  # (B, 121)
+        return torch.cat(values), hit_probability
 
     def _sample_batch(
         self, conditions: torch.Tensor, particle_index: torch.Tensor, rng: np.random.Generator

@@ -101,7 +101,8 @@ class LoopConfig:
         plan: what the loop trains: ``model``, the model of the ``model:`` section; ``energy``, the
             deposited-energy model of the trained GAN ``init_from`` (:mod:`caloforge.training.energy_fit`);
             ``distill``, a smaller or fully connected generator that gives the GAN ``teacher``'s maps for the
-            same noise (:mod:`caloforge.training.distill`). With ``energy`` and ``distill`` the model comes
+            same noise (:mod:`caloforge.training.distill`), or with ``model: {name: student}`` a one-pass
+            student of a two-stage ``teacher``, a flow (:mod:`caloforge.training.distill_shape`). With ``energy`` and ``distill`` the model comes
             from the checkpoint: the ``model:`` section gives only its ``name`` and ``particles``.
         epochs: total number of epochs (raise it and resume to train longer).
         batch_size: events per batch (``model``: the last incomplete batch of an epoch is dropped;
@@ -125,11 +126,12 @@ class LoopConfig:
             (required).
         learning_rate: plans ``energy`` (Adam's rate) and ``distill`` (the peak of ``one-cycle``); null:
             :data:`PLAN_LEARNING_RATE`. The ``model`` plan takes its rates from the ``model:`` section.
-        teacher: plan ``distill``: the trained GAN checkpoint to distil (required).
+        teacher: plan ``distill``: the trained GAN or two-stage (flow) checkpoint to distil (required).
         student_channels: plan ``distill``: the student generator's channels (4x4 convolution, then each
             3x3 one; :attr:`caloforge.models.GANConfig.generator_channels`).
         student_hidden: plan ``distill``: hidden widths of a fully connected student generator instead
-            (:attr:`caloforge.models.GANConfig.generator_hidden`; empty: convolutional).
+            (:attr:`caloforge.models.GANConfig.generator_hidden`; empty: convolutional); of a two-stage
+            teacher, the widths of the student's network (:class:`caloforge.models.student.StudentModel`).
         steps_per_epoch: plan ``distill``: optimiser steps per epoch; null: the training conditions
             divided by ``batch_size``.
     """

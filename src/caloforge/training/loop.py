@@ -305,7 +305,7 @@ def train(
         ValueError: ``out_dir`` holds a run and ``resume`` is False.
     """
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
-    kind = plan_class(cfg.training.plan)
+    kind = plan_class(cfg.training.plan, cfg.model.name)
     cfg = kind.resolve(cfg)
     t = cfg.training
     show = t.progress if progress is None else progress

@@ -8,7 +8,9 @@ resume, ``metrics.csv``). The plans:
   steps and losses: :meth:`~caloforge.models.ShowerModel.training_plan`), selected on held-out events by the
   mean separation power of shower shapes (:mod:`caloforge.training.selection`);
 * ``energy`` (:class:`~caloforge.training.energy_fit.EnergyPlan`): the deposited-energy model of a trained GAN;
-* ``distill`` (:class:`~caloforge.training.distill.DistillPlan`): a student generator of a trained GAN.
+* ``distill``: a student generator of a trained GAN (:class:`~caloforge.training.distill.DistillPlan`), or a
+  one-pass student of a trained two-stage model, a flow (``model: {name: student}``;
+  :class:`~caloforge.training.distill_shape.ShapeDistillPlan`).
 
 The ``energy`` and ``distill`` plans take their model from a checkpoint; their ``model:`` section names only
 the family and particles (:func:`model_from_checkpoint`).
@@ -306,14 +308,19 @@ class ModelPlan(TrainingPlan):
         return epoch >= self.model.n_pretrain_epochs
 
 
-def plan_class(name: str) -> type[TrainingPlan]:
-    """The plan class of ``training.plan`` ``name``."""
+def plan_class(name: str, model_name: str = "") -> type[TrainingPlan]:
+    """The plan class of ``training.plan`` ``name`` for a ``model:`` section of family ``model_name``: ``distill``
+    of a ``student`` model is :class:`~caloforge.training.distill_shape.ShapeDistillPlan` (a two-stage
+    teacher), of a ``gan`` :class:`~caloforge.training.distill.DistillPlan`."""
     from caloforge.training.distill import DistillPlan
+    from caloforge.training.distill_shape import ShapeDistillPlan
     from caloforge.training.energy_fit import EnergyPlan
 
     plans: dict[str, type[TrainingPlan]] = {p.name: p for p in (ModelPlan, EnergyPlan, DistillPlan)}
     if name not in plans:
         raise ConfigError(f"training.plan: {name!r} is not one of {', '.join(plans)}")
+    if name == ShapeDistillPlan.name and model_name == "student":
+        return ShapeDistillPlan
     return plans[name]
 
 

@@ -1,0 +1,130 @@
+"""The one-pass student of a two-stage model (caloforge.models.student) and its distillation plan
+(caloforge.training.distill_shape), with a tiny flow on toy showers as the teacher."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from model_inputs import toy_conditions, toy_showers
+
+from caloforge.models import ConfigError, build_model, load_model
+from caloforge.models.base import Batch
+from caloforge.models.flow import FlowModel
+from caloforge.models.student import StudentModel
+from caloforge.training.config import LoopConfig
+from caloforge.training.data import ShowerData
+from caloforge.training.distill_shape import ShapeDistillPlan, student_of_two_stage
+from caloforge.training.loop import train_in_memory
+from caloforge.training.plans import plan_class
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def teacher() -> FlowModel:
+    """A tiny flow fitted to toy showers, trained for 30 steps, its thresholds calibrated."""
+    torch.manual_seed(0)
+    model = build_model({"name": "flow", "particles": ["gamma"], "transforms": 2, "hidden": [32], "bins": 4,
+                         "spline_bound": 5.0, "lr": 3e-3})
+    maps, c = toy_showers(2000, 1)
+    model.fit_normalisation(c)
+    model.fit_maps(maps, c)
+    optimizer = model.configure_optimizers()["flow"]
+    for step in range(30):
+        take = slice(128 * (step % 15), 128 * (step % 15 + 1))
+        optimizer.zero_grad()
+        model.training_step("flow", Batch(torch.as_tensor(maps[take]), torch.as_tensor(c[take]),
+                                          torch.zeros(128, dtype=torch.long)))[0].backward()
+        optimizer.step()
+    model.calibrate(maps, c, seed=1)
+    return model.eval()
+
+
+def _data(n: int, seed: int) -> ShowerData:
+    maps, c = toy_showers(n, seed)
+    return ShowerData(maps, c, np.zeros(n, dtype=np.int64), ("gamma",))
+
+
+@pytest.fixture(scope="module")
+def distilled(teacher) -> ShapeDistillPlan:
+    """A student of (64, 64) distilled for 2 x 60 steps of 256 pairs, in memory."""
+    loop = LoopConfig(plan="distill", teacher="in memory", student_hidden=(64, 64), epochs=2, steps_per_epoch=60,
+                      batch_size=256, learning_rate=1e-2, scheduler="one-cycle", seed=0, device="cpu", progress=False,
+                      sample_batch_size=1024)
+    plan = ShapeDistillPlan(teacher, loop, _data(3000, 2), _data(600, 3))
+    plan.history = train_in_memory(plan)
+    return plan
+
+
+def test_the_student_takes_the_teachers_stages_and_a_fresh_network(teacher):
+    student = student_of_two_stage(teacher, (32,))
+    assert isinstance(student, StudentModel) and student.config.teacher == "flow"
+    t, s = teacher.state_dict(), student.state_dict()
+    shared = [k for k in s if not k.startswith("net.") and k != "hit_offset"]
+    assert any(k.startswith("energy_stage.") for k in shared) and "shape.cell_threshold" in shared
+    for key in shared:
+        assert torch.equal(t[key], s[key]), key
+    assert student.noise_size == teacher.noise_size == 123
+    assert plan_class("distill", "student") is ShapeDistillPlan and plan_class("distill", "gan") is not ShapeDistillPlan
+    with pytest.raises(ConfigError, match="trained by distillation"):
+        student.training_step("student", Batch(torch.ones(4, 11, 11), torch.as_tensor(toy_conditions(4)),
+                                               torch.zeros(4, dtype=torch.long)))
+
+
+def test_distillation_learns_the_teachers_hits_and_values_and_leaves_it_unchanged(teacher, distilled):
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    fresh = student_of_two_stage(teacher, (64, 64), seed=5)
+    with torch.no_grad():
+        start = fresh.distillation_losses(*distilled.held_pairs)
+    first, last = distilled.history[0], distilled.history[-1]
+    assert last["val_hit"] < 0.6 * start["hit"].item() and last["val_value"] < 0.6 * start["value"].item()
+    assert last["val_hit"] <= first["val_hit"] * 1.05
+    assert np.isfinite(last["val_sp_occupancy"])
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    record = distilled.record(distilled.history)["distilled"]
+    assert record["steps"] == 120 and record["hit_bce"] == last["val_hit"]
+    # the same noise gives the teacher's hits more often than each crystal's commoner state would
+    z, context, y = distilled.held_pairs
+    hit = distilled.teacher.shape.raw_fractions(y) >= distilled.teacher.shape.cell_threshold  # (N, 121)
+    with torch.no_grad():
+        logits, _ = distilled.model.heads(z, context)
+    share = hit.float().mean(dim=0)
+    assert ((logits > 0) == hit).float().mean() > torch.maximum(share, 1 - share).mean() + 0.02
+
+
+def test_calibrated_offsets_give_geant4_hit_fractions_per_crystal(distilled):
+    student = distilled.model
+    maps, c = toy_showers(3000, 9)
+    student.calibrate(maps, c, seed=1)
+    after = (student.sample(c, seed=2) > 0).mean(axis=0)  # other noise than the calibration's
+    geant4 = (maps > 0).mean(axis=0)
+    assert np.abs(after - geant4).max() < 0.05  # the sampling error of 3000 showers is at most 0.009
+
+
+def test_samples_are_finite_reproducible_and_survive_a_checkpoint(tmp_path, distilled):
+    student = distilled.model
+    c = toy_conditions(300, 6)
+    maps = student.sample(c, seed=3)
+    assert maps.shape == (300, 11, 11) and np.isfinite(maps).all() and maps.min() >= 0
+    assert np.array_equal(maps, student.sample(c, seed=3))
+    assert np.allclose(maps, student.sample(c, seed=3, batch_size=41), rtol=1e-5, atol=1e-7)
+    again = load_model(student.save(tmp_path / "student.pt"), device="cpu")
+    assert isinstance(again, StudentModel) and np.array_equal(again.sample(c, seed=3), maps)
+
+
+def test_onnx_export_samples_the_same_maps_as_pytorch(tmp_path, distilled):
+    from caloforge.export import OnnxShowerModel, export_onnx
+
+    student = distilled.model
+    onnx_model = OnnxShowerModel(export_onnx(student, tmp_path / "student.onnx"))
+    c = toy_conditions(500, 11)
+    a, b = student.sample(c, seed=4), onnx_model.sample(c, seed=4)
+    assert np.mean((a > 0) != (b > 0)) < 1e-3  # float rounding: a logit at 0 may flip in a few cells
+    assert np.isclose(a, b, rtol=1e-3, atol=1e-6).all(axis=(1, 2)).mean() > 0.95
+
+
+@pytest.mark.parametrize("key, value", [("hidden", []), ("teacher", ""), ("dequantisation", 0.0)])
+def test_bad_settings_are_refused_in_one_line(key, value):
+    with pytest.raises(ConfigError, match=f"model.{key}"):
+        build_model({"name": "student", "particles": ["gamma"], key: value})
