@@ -139,9 +139,12 @@ def test_one_registry_of_model_families_imported_on_first_use():
     import subprocess
     import sys
 
+    from caloforge.models.diffusion import DiffusionModel
     from caloforge.models.flow import FlowModel
+    from caloforge.models.student import StudentModel
 
-    assert model_registry() == {"gan": GAN, "flow": FlowModel} and list(FAMILIES) == ["gan", "flow"]
+    families = {"gan": GAN, "flow": FlowModel, "student": StudentModel, "diffusion": DiffusionModel}
+    assert model_registry() == families and list(FAMILIES) == list(families)
     code = "import sys, caloforge.models as m; m.model_config_from_dict; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"  # importing the package does not import PyTorch

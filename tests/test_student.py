@@ -114,10 +114,16 @@ def test_samples_are_finite_reproducible_and_survive_a_checkpoint(tmp_path, dist
 
 
 def test_onnx_export_samples_the_same_maps_as_pytorch(tmp_path, distilled):
-    from caloforge.export import OnnxShowerModel, export_onnx
+    from typer.testing import CliRunner
+
+    from caloforge.cli.main import app
+    from caloforge.export import OnnxShowerModel
 
     student = distilled.model
-    onnx_model = OnnxShowerModel(export_onnx(student, tmp_path / "student.onnx"))
+    result = CliRunner().invoke(app, ["export", str(student.save(tmp_path / "student.pt")), "-o",
+                                      str(tmp_path / "student.onnx")])
+    assert result.exit_code == 0 and "noise (batch, 123)" in result.output, result.output
+    onnx_model = OnnxShowerModel(tmp_path / "student.onnx")
     c = toy_conditions(500, 11)
     a, b = student.sample(c, seed=4), onnx_model.sample(c, seed=4)
     assert np.mean((a > 0) != (b > 0)) < 1e-3  # float rounding: a logit at 0 may flip in a few cells

@@ -456,7 +456,7 @@ def export_model(
     check_writable(output)
     model = load_model(checkpoint, device="cpu")
     path = export_onnx(model, output, int8=int8)
-    inputs = f"noise (batch, {getattr(model, 'noise_size', model.config.noise_dim)}), cond (batch, 6)"
+    inputs = f"noise (batch, {model.noise_size}), cond (batch, 6)"
     if len(model.particles) > 1:
         inputs += f", particle (batch,) indexing {list(model.particles)}"
     typer.echo(f"wrote {path}: inputs {inputs}; output maps (batch, 11, 11) in GeV")

@@ -17,6 +17,7 @@ FAMILIES: dict[str, str] = {
     "gan": "caloforge.models.gan:GAN",
     "flow": "caloforge.models.flow:FlowModel",
     "student": "caloforge.models.student:StudentModel",
+    "diffusion": "caloforge.models.diffusion:DiffusionModel",
 }
 """Model name (``model.name`` of a configuration, ``"model"`` of a checkpoint) -> ``"module:Class"`` of its
 :class:`~caloforge.models.base.ShowerModel` subclass."""
