@@ -11,7 +11,7 @@ from model_inputs import toy_conditions, toy_showers
 from caloforge.models import ConfigError, build_model, load_model
 from caloforge.models.base import Batch
 from caloforge.models.flow import FlowModel
-from caloforge.models.student import StudentModel
+from caloforge.models.student import StudentModel, ValueMap
 from caloforge.training.config import LoopConfig
 from caloforge.training.data import ShowerData
 from caloforge.training.distill_shape import ShapeDistillPlan, student_of_two_stage
@@ -61,7 +61,7 @@ def test_the_student_takes_the_teachers_stages_and_a_fresh_network(teacher):
     student = student_of_two_stage(teacher, (32,))
     assert isinstance(student, StudentModel) and student.config.teacher == "flow"
     t, s = teacher.state_dict(), student.state_dict()
-    shared = [k for k in s if not k.startswith("net.") and k != "hit_offset"]
+    shared = [k for k in s if not k.startswith(("net.", "value_map.")) and k != "hit_offset"]
     assert any(k.startswith("energy_stage.") for k in shared) and "shape.cell_threshold" in shared
     for key in shared:
         assert torch.equal(t[key], s[key]), key
@@ -100,6 +100,32 @@ def test_calibrated_offsets_give_geant4_hit_fractions_per_crystal(distilled):
     after = (student.sample(c, seed=2) > 0).mean(axis=0)  # other noise than the calibration's
     geant4 = (maps > 0).mean(axis=0)
     assert np.abs(after - geant4).max() < 0.05  # the sampling error of 3000 showers is at most 0.009
+    # and where hit, each crystal's deposits (fractions of E11x11, before the sampled map is normalised to its
+    # drawn E11x11) have Geant4's distribution
+    noise = torch.randn(3000, student.noise_size, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        raw = student.draw(noise, torch.as_tensor(c), torch.zeros(3000, dtype=torch.long))[0].numpy()  # (N, 121)
+    g4 = maps.reshape(3000, -1) / maps.sum(axis=(1, 2))[:, None]
+    for cell in (0, 40, 60):
+        a, b = raw[:, cell][raw[:, cell] > 0], g4[:, cell][g4[:, cell] > 0]
+        assert np.quantile(a, [0.25, 0.5, 0.75]) == pytest.approx(np.quantile(b, [0.25, 0.5, 0.75]), rel=0.15)
+
+
+def test_the_value_map_starts_as_the_identity_and_maps_one_distribution_onto_another():
+    value_map = ValueMap()
+    y = torch.linspace(-15, 15, 121 * 4).view(4, 121)
+    assert torch.allclose(value_map(y), y, atol=1e-3)  # float rounding of the grid
+    rng = torch.Generator().manual_seed(0)
+    source = [torch.randn(5000, generator=rng) * 0.5 for _ in range(121)]  # a narrow student
+    target = [torch.randn(4000, generator=rng) * 2.0 + 1.0 for _ in range(121)]  # a wider Geant4
+    source[3], target[3] = source[3][:10], target[3][:10]  # too few hits: left as the identity
+    value_map.fit(source, target)
+    mapped = value_map(torch.stack([s[:4000] for s in source[:3]] + [torch.zeros(4000)] * 118, dim=1))
+    assert torch.allclose(mapped[:, :3].mean(dim=0), torch.full((3,), 1.0), atol=0.1)
+    assert torch.allclose(mapped[:, :3].std(dim=0), torch.full((3,), 2.0), rtol=0.05)
+    assert torch.allclose(mapped[:, 3], torch.zeros(4000), atol=1e-3)
+    order = torch.argsort(source[0][:4000])
+    assert (mapped[order, 0].diff() >= -1e-6).all()  # monotone: the order of the values is kept
 
 
 def test_samples_are_finite_reproducible_and_survive_a_checkpoint(tmp_path, distilled):

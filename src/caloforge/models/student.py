@@ -11,9 +11,11 @@ two heads per crystal:
 * **value**: the teacher's shape variable of the crystal where it is hit, by squared error.
 
 A single squared error over all cells blurs the step between the band of empty cells and the smallest deposits
-into spurious small deposits; the two heads keep it. After training, :meth:`StudentModel.calibrate` sets one
-offset per crystal on the hit logits so that each crystal is hit as often as in Geant4 under the same
-conditions. A hit cell's value is at least its threshold; the rest is empty.
+into spurious small deposits; the two heads keep it. Regression also narrows the spread of the values, most in
+the outer crystals. So after training :meth:`StudentModel.calibrate` fits two per-crystal corrections on Geant4
+training events under their conditions: an offset on the hit logits, so that each crystal is hit as often as in
+Geant4, and a monotone map of the values (:class:`ValueMap`), so that each crystal's deposits, where hit, have
+Geant4's distribution (quantile mapping). A hit cell's value is at least its threshold; the rest is empty.
 
 The energy stage, the shape variables' standardisation and the thresholds are the teacher's, copied
 (:func:`caloforge.training.distill_shape.student_of_two_stage`); the student model is complete on its own:
@@ -32,12 +34,65 @@ from torch.nn import functional
 from caloforge.models.base import Batch, ConfigError
 from caloforge.models.energy import NOISE_DIM as ENERGY_NOISE_DIM
 from caloforge.models.shape_space import N_CELLS, hit_edges
-from caloforge.models.two_stage import TwoStageConfig, TwoStageModel
+from caloforge.models.two_stage import EMPTY_GEV, TwoStageConfig, TwoStageModel
 
-__all__ = ["StudentConfig", "StudentModel"]
+__all__ = ["StudentConfig", "StudentModel", "ValueMap"]
 
 THRESHOLD_MARGIN = 1e-3
 """Standard deviations of a shape variable by which a hit cell's least value lies above its threshold's."""
+VALUE_MAP_POINTS = 256
+"""Points of each crystal's value map (a uniform grid over the student's range of values there)."""
+VALUE_MAP_QUANTILES = 256
+"""Quantiles of the student's and Geant4's values per crystal that the value map joins."""
+VALUE_MAP_MIN_HITS = 200
+"""Fewest hits of a crystal, in the calibration sample and in Geant4's, for its value map to be fitted (else: the
+identity)."""
+IDENTITY_RANGE = 20.0
+"""The identity map spans [-IDENTITY_RANGE, IDENTITY_RANGE] standard deviations of a shape variable."""
+
+
+class ValueMap(nn.Module):
+    """One monotone, piecewise-linear map per crystal of the shape variables (B, 121) -> (B, 121): the value at
+    each of :data:`VALUE_MAP_POINTS` points of a uniform grid from ``lo`` in steps of ``step`` (per crystal),
+    linear in between, constant beyond the ends. A uniform grid needs no search: the map exports to ONNX as a
+    few element-wise operations and one gather. Starts as the identity."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        grid = torch.linspace(-IDENTITY_RANGE, IDENTITY_RANGE, VALUE_MAP_POINTS)
+        self.register_buffer("lo", torch.full((N_CELLS,), -IDENTITY_RANGE))  # (121,)
+        self.register_buffer("step", torch.full((N_CELLS,), float(grid[1] - grid[0])))  # (121,)
+        self.register_buffer("table", grid.repeat(N_CELLS, 1))  # (121, points)
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        points = self.table.shape[1]
+        u = ((values - self.lo) / self.step).clamp(0.0, points - 1.0)  # (B, 121) position on the grid
+        left = u.floor().clamp_max(points - 2.0)  # (B, 121)
+        index = (left.long() + torch.arange(N_CELLS, device=values.device) * points).flatten()  # (B * 121,)
+        flat = self.table.flatten()  # (121 * points,)
+        v0, v1 = flat[index].view_as(u), flat[index + 1].view_as(u)
+        return v0 + (u - left) * (v1 - v0)
+
+    def fit(self, source: list[torch.Tensor], target: list[torch.Tensor]) -> None:
+        """Per crystal, the map that takes the distribution of the values ``source[i]`` (any number, 1-D) to that of
+        ``target[i]``: their :data:`VALUE_MAP_QUANTILES` quantiles joined, tabulated over the source's range; the
+        identity where either has fewer than :data:`VALUE_MAP_MIN_HITS` values."""
+        levels = np.linspace(0.0, 1.0, VALUE_MAP_QUANTILES)
+        identity = ValueMap()
+        lo, step, table = identity.lo.clone(), identity.step.clone(), identity.table.clone()
+        for i, (a, b) in enumerate(zip(source, target)):
+            if len(a) < VALUE_MAP_MIN_HITS or len(b) < VALUE_MAP_MIN_HITS:
+                continue
+            qa = np.maximum.accumulate(np.quantile(a.double().numpy(), levels))
+            qb = np.quantile(b.double().numpy(), levels)
+            if qa[-1] <= qa[0]:
+                continue
+            grid = np.linspace(qa[0], qa[-1], VALUE_MAP_POINTS)
+            lo[i], step[i] = float(qa[0]), float(grid[1] - grid[0])
+            table[i] = torch.as_tensor(np.interp(grid, qa, qb), dtype=table.dtype)
+        self.lo.copy_(lo)
+        self.step.copy_(step)
+        self.table.copy_(table)
 
 
 @dataclass
@@ -77,6 +132,7 @@ class StudentModel(TwoStageModel):
         layers.append(nn.Linear(width, 2 * N_CELLS))
         self.net = nn.Sequential(*layers)
         self.register_buffer("hit_offset", torch.zeros(N_CELLS))  # (121,) added to the hit logits
+        self.value_map = ValueMap()
 
     @property
     def shape_noise_size(self) -> int:
@@ -96,11 +152,12 @@ class StudentModel(TwoStageModel):
         return self.shape(self.shape.cell_threshold[None, :], zeros)[0] + THRESHOLD_MARGIN
 
     def sample_shape(self, noise: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """Shape variables (B, 121): the value head where the calibrated hit logit is positive (at least the
-        crystal's threshold), -inf (empty) elsewhere."""
+        """Shape variables (B, 121): the value head through the value map where the calibrated hit logit is
+        positive (at least the crystal's threshold), -inf (empty) elsewhere."""
         logits, values = self.heads(noise, context)
         hit = logits + self.hit_offset > 0  # (B, 121)
-        return torch.where(hit, torch.maximum(values, self.threshold_variables()), torch.full_like(values, -torch.inf))
+        values = torch.maximum(self.value_map(values), self.threshold_variables())
+        return torch.where(hit, values, torch.full_like(values, -torch.inf))
 
     def distillation_losses(
         self, noise: torch.Tensor, context: torch.Tensor, teacher_y: torch.Tensor
@@ -133,16 +190,28 @@ class StudentModel(TwoStageModel):
         seed: int = 0,
         batch_size: int = 8192,
     ) -> None:
-        """Set the per-crystal offsets of the hit logits so that, under the conditions (N, 6) of Geant4 maps
-        (N, 11, 11) in GeV (training events, never the test sample), each crystal has a deposit in as many
-        sampled showers as in Geant4's: the offset is minus the ``1 - p`` quantile of the crystal's sampled
-        logits, ``p`` its Geant4 hit fraction."""
-        def logits(noise: torch.Tensor, c: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """Fit the two per-crystal corrections on Geant4 maps (N, 11, 11) in GeV with their conditions (N, 6)
+        (training events, never the test sample), sampling the student under the same conditions:
+
+        * the offsets of the hit logits, so that each crystal has a deposit in as many sampled showers as in
+          Geant4's: minus the ``1 - p`` quantile of the crystal's sampled logits, ``p`` its Geant4 hit fraction;
+        * the value map (:class:`ValueMap`), so that the shape variables of the crystal's sampled hits have the
+          distribution of Geant4's (with their dequantisation noise, seeded by ``seed``)."""
+        def heads(noise: torch.Tensor, c: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
             x = self.condition_input(c, p)
             f = self.energy_stage.fraction(x, noise[:, :ENERGY_NOISE_DIM])
-            return self.heads(noise[:, ENERGY_NOISE_DIM:], self.context(x, f))[0]  # (B, 121)
+            return torch.cat(self.heads(noise[:, ENERGY_NOISE_DIM:], self.context(x, f)), dim=1)  # (B, 242)
 
         sampled, hit_probability = self.sampled_per_cell(
-            maps_gev, conditions, particle_index, logits, seed, batch_size
+            maps_gev, conditions, particle_index, heads, seed, batch_size
         )
-        self.hit_offset.copy_(-hit_edges(sampled, hit_probability).to(self.hit_offset))
+        logits, values = sampled[:, :N_CELLS], sampled[:, N_CELLS:]  # (N, 121) each
+        self.hit_offset.copy_(-hit_edges(logits, hit_probability).to(self.hit_offset))
+        hit = logits + self.hit_offset.cpu() > 0  # (N, 121)
+        maps = torch.as_tensor(np.asarray(maps_gev, dtype=np.float32)).flatten(1)  # (N, 121)
+        total = maps.sum(dim=1, keepdim=True).clamp_min(EMPTY_GEV)  # (N, 1)
+        noise = torch.rand(maps.shape, generator=torch.Generator().manual_seed(seed))
+        geant4 = self.shape.cpu()(maps / total, noise)  # (N, 121)
+        self.shape.to(self.hit_offset.device)
+        self.value_map.fit([values[hit[:, i], i] for i in range(N_CELLS)],
+                           [geant4[maps[:, i] > 0, i] for i in range(N_CELLS)])

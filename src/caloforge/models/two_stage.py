@@ -200,9 +200,9 @@ class TwoStageModel(ShowerModel):
         seed: int,
         batch_size: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """What a calibration compares: ``per_batch(noise, conditions, particle_index)`` (B, 121) of fresh noise
+        """What a calibration compares: ``per_batch(noise, conditions, particle_index)`` (B, k) of fresh noise
         (B, :attr:`noise_size`, seeded by ``seed``) under the conditions (N, 6) of Geant4 maps (N, 11, 11) in GeV,
-        gathered (N, 121) on the CPU; and Geant4's fraction of the maps with a deposit in each cell (121,)."""
+        gathered (N, k) on the CPU; and Geant4's fraction of the maps with a deposit in each cell (121,)."""
         c = np.asarray(conditions, dtype=np.float32)
         index = np.zeros(len(c), dtype=np.int64) if particle_index is None else np.asarray(particle_index)
         hit_probability = torch.as_tensor((np.asarray(maps_gev).reshape(len(c), -1) > 0).mean(axis=0))  # (121,)
@@ -210,7 +210,7 @@ class TwoStageModel(ShowerModel):
         values = []
         for _, cb, pb in self.inference_batches(c, index, batch_size):
             noise = torch.as_tensor(gaussian_noise(rng, len(cb), self.noise_size), device=cb.device)
-            values.append(per_batch(noise, cb, pb).cpu())  # (B, 121)
+            values.append(per_batch(noise, cb, pb).cpu())  # (B, k)
         return torch.cat(values), hit_probability
 
     def _sample_batch(
