@@ -30,7 +30,7 @@ def shipped() -> dict:
 
 
 def test_card_rendered_from_the_shipped_json_is_the_shipped_card(shipped):
-    assert render_card(shipped, read_cards(HERE, "flow")) == (HERE / CARD_FILE).read_text()
+    assert render_card(shipped, read_cards(HERE, "flow"), read_cards(HERE, "student")) == (HERE / CARD_FILE).read_text()
 
 
 def test_validation_json_round_trips_byte_for_byte(shipped):
@@ -67,7 +67,8 @@ def test_card_with_flows_puts_the_two_sets_side_by_side(shipped):
     gans_only = render_card(shipped)
     assert gans_only[gans_only.index("## "):] in text  # the GANs' sections as without flows
     assert "The second set, `caloforge simulate --model flow`" in text and "The second set" not in gans_only
-    table = text[text.index("## The two sets"):text.index("## gamma:")]
+    table = text[text.index("## The sets side by side: `--model gan` (default) against `--model flow`"):
+                 text.index("## gamma:")]
     assert "| measure (target) | gamma | Geant4 floor |" in table  # only the particle with both sets
     low = shipped["gamma"]["classifier"]["low_level"]
     assert f"| classifier AUC, low-level (target < 0.75) | {low['candidate']['auc']:.3f} / 0.700 | " \
@@ -80,6 +81,13 @@ def test_card_with_flows_puts_the_two_sets_side_by_side(shipped):
     flow = text[text.index("## gamma, flow: `flow_gamma.pt`"):]
     assert "crystal occupancy, above 1 MeV: chi2 8.2 x the floor's (NOT met, target 3 x)" in flow
     assert "the export made when the checkpoint is loaded" in flow and "8-bit export:" not in flow
+    # a third set adds a column to every cell and its own sections
+    student = copy.deepcopy(gamma)
+    student.update(family="student", checkpoint="student_gamma.pt", onnx_showers_per_s=30000.0)
+    three = render_card(shipped, {"gamma": gamma}, {"gamma": student})
+    assert "against `--model flow` against `--model student`" in three and "each cell reads GAN / flow / student" in three
+    assert f"| {shipped['gamma']['onnx_showers_per_s']:,.0f} / 4,321 / 30,000 | - |" in three
+    assert "The third set, `caloforge simulate --model student`" in three and "## gamma, student: `student_gamma.pt`" in three
 
 
 # ------------------------------------------------------------------------------------------------

@@ -298,7 +298,8 @@ def simulate(
     model: Annotated[
         Optional[list[Path]],
         typer.Option(help="Model checkpoint or ONNX export (repeat for several, one per particle type), or a shipped "
-                          "set: gan (the default, fastest) or flow (closer to Geant4, slower; see the model card)."),
+                          "set: gan (the default, fastest), flow (closest to Geant4, slowest) or student (the "
+                          "flows' one-pass students; see the model card)."),
     ] = None,
     out_of_range: Annotated[
         str,

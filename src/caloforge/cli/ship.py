@@ -17,11 +17,11 @@ def ship(
         Optional[Path], typer.Option(help="Folder of the training runs.", show_default="$CALOFORGE_CACHE/runs")
     ] = None,
     family: Annotated[
-        str, typer.Option(help="The model set to ship: gan (the default set of caloforge simulate) or flow.")
+        str, typer.Option(help="The model set to ship: gan (the default set of caloforge simulate), flow or student.")
     ] = "gan",
     run_name: Annotated[
         Optional[str], typer.Option(help="Run folder in --runs, {particle} per particle.",
-                                    show_default="moments_{particle}; flow_{particle} for --family flow")
+                                    show_default="moments_{particle}; <family>_{particle} for the other sets")
     ] = None,
     checkpoint: Annotated[
         str, typer.Option(help="Checkpoint in each run folder, e.g. best_energy.pt from caloforge fit-energy.")
@@ -35,7 +35,7 @@ def ship(
         Optional[str],
         typer.Option(help="The `caloforge train` arguments the runs were trained with, {particle} per particle "
                      "(named in the card).", show_default="configs/moments.yaml --particle {particle}; "
-                     "configs/flow.yaml for --family flow"),
+                     "configs/<family>.yaml for the other sets"),
     ] = None,
     distilled: Annotated[
         Optional[str],
@@ -72,9 +72,9 @@ def ship(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Ship trained models as one of the package's model sets (--family gan, the default set, or flow): validate
-    them against Geant4, export GANs to ONNX (float32 and 8-bit) and write the set's records (validation.json,
-    validation_flow.json) and MODEL_CARD.md (see caloforge.release.ship).
+    """Ship trained models as one of the package's model sets (--family gan, the default set, flow or student):
+    validate them against Geant4, export GANs to ONNX (float32 and 8-bit) and write the set's records
+    (validation.json, validation_flow.json, validation_student.json) and MODEL_CARD.md (see caloforge.release.ship).
 
     Writes into src/caloforge/models/pretrained/ (the models caloforge simulate runs) unless --out-dir.
 

@@ -1,10 +1,10 @@
 """The model card (``MODEL_CARD.md``) of the shipped models, rendered from their validation records alone.
 
 Each shipped set has its records file, one record per particle type (written by :mod:`caloforge.release.ship`):
-``validation.json`` for the GANs (the default set), ``validation_flow.json`` for the flows. The card is a pure
-function of them, :func:`render_card`, so that it can be rendered again from the JSON at any time and give the
-same text; with flows shipped it begins with a table of the two sets side by side. :func:`write_cards` writes a
-set's records and the card.
+``validation.json`` for the GANs (the default set), ``validation_flow.json`` for the flows,
+``validation_student.json`` for the flows' students. The card is a pure function of them, :func:`render_card`, so
+that it can be rendered again from the JSON at any time and give the same text; with other sets than the GANs
+shipped it begins with a table of the sets side by side. :func:`write_cards` writes a set's records and the card.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def write_cards(cards: dict[str, dict], models_dir: str | os.PathLike, family: s
     were). Returns the card's path."""
     models_dir = Path(models_dir)
     sets = {name: read_cards(models_dir, name) for name in RECORD_FILES} | {family: cards}
-    card_text = render_card(sets["gan"], sets["flow"])
+    card_text = render_card(sets["gan"], sets["flow"], sets["student"])
     write_text_atomic(models_dir / RECORD_FILES[family], cards_json(cards))
     return write_text_atomic(models_dir / CARD_FILE, card_text)
 
@@ -198,37 +198,55 @@ def _floor_entries(c: dict) -> dict[str, str]:
             **{_occupancy_label(k): _fmt(v.get("floor_chi2"), 0) for k, v in (c.get("occupancy") or {}).items()}}
 
 
-def side_by_side(gans: dict[str, dict], flows: dict[str, dict]) -> list[str]:
-    """The card's table of the two shipped sets side by side: per particle type with both, each measure as
-    ``GAN / flow``, and the Geant4 floor (from the flow's validation)."""
-    names = [n for n in flows if n in gans]
+SET_LABELS = {"gan": "GAN", "flow": "flow", "student": "student"}
+"""How the card names each shipped set."""
+
+
+def side_by_side(sets: dict[str, dict[str, dict]]) -> list[str]:
+    """The card's table of the shipped sets (family -> particle -> record) side by side: per particle type that all
+    the sets present have (in the order of the first after the GANs), each measure as ``GAN / flow / student``, and
+    the Geant4 floor (from that first set's validation)."""
+    present = {f: records for f, records in sets.items() if records}
+    if len(present) < 2 or "gan" not in present:
+        return []
+    families = list(present)
+    names = [n for n in present[families[1]] if all(n in present[f] for f in families)]
     if not names:
         return []
-    lines = ["## The two sets side by side: `--model gan` (default) against `--model flow`", "",
-             "Both validated against the same Geant4 test events, with the independent Geant4 sample as the floor; "
-             "each cell reads GAN / flow. The flows' own sections follow the GANs'.", "",
+    labels = " / ".join(SET_LABELS[f] for f in families)
+    options = " against ".join(f"`--model {f}`" + (" (default)" if f == "gan" else "") for f in families)
+    lines = [f"## The sets side by side: {options}", "",
+             "All validated against the same Geant4 test events, with the independent Geant4 sample as the floor; "
+             f"each cell reads {labels}. The other sets' own sections follow the GANs'.", "",
              "| measure (target) | " + " | ".join(names) + " | Geant4 floor |",
              "| --- | " + " | ".join("---" for _ in names) + " | --- |"]
-    rows = {n: (_side_by_side_rows(gans[n]), _side_by_side_rows(flows[n])) for n in names}
-    floors = {n: _floor_entries(flows[n]) for n in names}
+    rows = {n: [_side_by_side_rows(present[f][n]) for f in families] for n in names}
+    floors = {n: _floor_entries(present[families[1]][n]) for n in names}
     for measure in rows[names[0]][1]:
-        cells = [f"{rows[n][0].get(measure, 'n/a')} / {rows[n][1].get(measure, 'n/a')}" for n in names]
+        cells = [" / ".join(r.get(measure, "n/a") for r in rows[n]) for n in names]
         floor = ", ".join(f for n in names if (f := floors[n].get(measure)) and f != "n/a") or "-"
         lines.append(f"| {measure} | " + " | ".join(cells) + f" | {floor} |")
     return [*lines, ""]
 
 
-def _header(cards: dict[str, dict], flows: dict[str, dict] | None = None) -> list[str]:
+def _header(cards: dict[str, dict], flows: dict[str, dict], students: dict[str, dict]) -> list[str]:
     flow_lines = [
         "The second set, `caloforge simulate --model flow`: one conditional normalizing flow per particle type",
         "(`src/caloforge/models/flow/`: the deposited energy, then a coupling spline flow over the 121 cell fractions",
         "of E11x11), `flow_<particle>.pt` with its weights in 16 bits, its numbers in `validation_flow.json`; closer",
         "to Geant4 and slower (the table below and each flow's section).",
     ] if flows else []
+    student_lines = [
+        "The third set, `caloforge simulate --model student`: one-pass students of the flows",
+        "(`src/caloforge/models/student.py`: the flow's energy stage, then a fully connected network of the flow's",
+        "noise with a hit and a value head per crystal, distilled from the flow by `configs/student.yaml`),",
+        "`student_<particle>.pt` with its weights in 16 bits, its numbers in `validation_student.json`.",
+    ] if students else []
+    dated = {**cards, **{f"flow {k}": v for k, v in flows.items()}, **{f"student {k}": v for k, v in students.items()}}
     return [
         "# caloforge default models: model card",
         "",
-        f"Written by `caloforge ship` on {card_date({**cards, **{f'flow {k}': v for k, v in (flows or {}).items()}})};",
+        f"Written by `caloforge ship` on {card_date(dated)};",
         "the numbers below are in `validation.json` beside this file, each model's validation date with it. One",
         "conditional GAN per particle type, the default set: the seed's generator and discriminator (SPEC section 4;",
         "`src/caloforge/models/gan/`)",
@@ -242,6 +260,7 @@ def _header(cards: dict[str, dict], flows: dict[str, dict] | None = None) -> lis
         "`_int8.onnx` the export with 8-bit hidden layers that `caloforge simulate` runs by default (each model's",
         "section \"8-bit export\"; `caloforge simulate --no-int8` runs the float32 one).",
         *flow_lines,
+        *student_lines,
         "",
     ]
 
@@ -250,9 +269,10 @@ def _model_section(name: str, c: dict) -> list[str]:
     """The card's section on the model of one particle type, from its record ``c``."""
     ts, run = c["training_sample"], c["run"]
     data = run["config"]["data"]
-    flow = c.get("family") == "flow"
+    family = c.get("family", "gan")
+    flow = family != "gan"  # shipped without exports, its weights in 16 bits
     lines = [
-        f"## {name}, flow: `{c['checkpoint']}`" if flow else f"## {name}: `{c['checkpoint']}`, `{c['onnx']}`",
+        f"## {name}, {family}: `{c['checkpoint']}`" if flow else f"## {name}: `{c['checkpoint']}`, `{c['onnx']}`",
         "",
         f"Targets: {'; '.join(str(check) for check in check_targets(c))}.",
         "",
@@ -317,17 +337,18 @@ def _model_section(name: str, c: dict) -> list[str]:
     return [*lines, "", *_int8_lines(c.get("int8"))]
 
 
-def render_card(cards: dict[str, dict], flows: dict[str, dict] | None = None) -> str:
+def render_card(
+    cards: dict[str, dict], flows: dict[str, dict] | None = None, students: dict[str, dict] | None = None
+) -> str:
     """The text of ``MODEL_CARD.md`` for the validation records ``cards`` of the GANs (particle -> record, the
-    content of ``validation.json``) and ``flows`` of the flows (``validation_flow.json``, if any): a header, the
-    two sets side by side (with flows), then per model its targets
+    content of ``validation.json``), ``flows`` of the flows (``validation_flow.json``) and ``students`` of their
+    students (``validation_student.json``), if any: a header, the sets side by side, then per model its targets
     (:func:`caloforge.release.targets.check_targets`), provenance, validation tables and a GAN's 8-bit export's
     validation."""
-    lines = _header(cards, flows)
-    if flows:
-        lines += side_by_side(cards, flows)
-    for name, c in cards.items():
-        lines += _model_section(name, c)
-    for name, c in (flows or {}).items():
-        lines += _model_section(name, c)
+    flows, students = flows or {}, students or {}
+    lines = _header(cards, flows, students)
+    lines += side_by_side({"gan": cards, "flow": flows, "student": students})
+    for records in (cards, flows, students):
+        for name, c in records.items():
+            lines += _model_section(name, c)
     return "\n".join(lines)

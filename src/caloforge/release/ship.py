@@ -100,7 +100,7 @@ def ship(
         events: events per validation sample.
         int8: make and validate the 8-bit exports afterwards (:func:`int8_exports`; GANs only).
         progress: show a progress bar and one line per model.
-        family: the model set (:data:`caloforge.models.pretrained.FAMILY_STEMS`): ``gan`` or ``flow``.
+        family: the model set (:data:`caloforge.models.pretrained.FAMILY_STEMS`): ``gan``, ``flow`` or ``student``.
 
     Returns:
         The validation records written (particle -> record).
@@ -337,8 +337,8 @@ _SHIP_STEPS = 5
 def _ship_one(name: str, model: ShowerModel, *, samples_dir: Path, out_dir: Path, work_dir: Path, events: int,
               bar: tqdm, run: dict, mean_shower_change: float, energy_fit: dict | None,
               distilled: dict | None = None, family: str = "gan") -> dict:
-    """Save ``model`` as the model of ``name`` in set ``family`` of ``out_dir`` (a GAN with its ONNX export, a
-    flow with 16-bit weights and none), validate it and return its record (without ``distilled``, which the
+    """Save ``model`` as the model of ``name`` in set ``family`` of ``out_dir`` (a GAN with its ONNX export, the
+    other sets with 16-bit weights and none), validate it and return its record (without ``distilled``, which the
     caller adds)."""
     bar.set_description(f"{name}: save and export")
     target = shipped_checkpoint(name, out_dir, family)

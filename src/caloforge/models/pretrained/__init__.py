@@ -1,9 +1,11 @@
-"""The shipped models, described in MODEL_CARD.md: two sets (families), one model per particle type each.
+"""The shipped models, described in MODEL_CARD.md: three sets (families), one model per particle type each.
 
 * ``gan`` (the default, the fastest): ``gan_<particle>.pt`` checkpoints with their ONNX exports, and the
   seed-size models they were distilled from (``seed_gan_<particle>.pt``);
-* ``flow`` (closer to Geant4, slower): ``flow_<particle>.pt`` checkpoints, their weights stored in 16 bits
-  (exported to ONNX when loaded for ONNX Runtime).
+* ``flow`` (closest to Geant4, slower): ``flow_<particle>.pt`` checkpoints, their weights stored in 16 bits
+  (exported to ONNX when loaded for ONNX Runtime);
+* ``student`` (one-pass students of the flows): ``student_<particle>.pt`` checkpoints, weights in 16 bits
+  (exported to ONNX when loaded).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ DEFAULT_STEMS = {"e-": "gan_e-", "e+": "gan_e+", "gamma": "gan_gamma"}
 ``_int8.onnx`` 8-bit export."""
 FLOW_STEMS = {"e-": "flow_e-", "e+": "flow_e+", "gamma": "flow_gamma"}
 """Particle -> file name (without suffix) of the shipped flow: a ``.pt`` checkpoint."""
-FAMILY_STEMS = {"gan": DEFAULT_STEMS, "flow": FLOW_STEMS}
-"""Model set name (``caloforge simulate --model gan`` or ``--model flow``) -> its file names per particle."""
-RECORD_FILES = {"gan": "validation.json", "flow": "validation_flow.json"}
+STUDENT_STEMS = {"e-": "student_e-", "e+": "student_e+", "gamma": "student_gamma"}
+"""Particle -> file name (without suffix) of the shipped student of the flow: a ``.pt`` checkpoint."""
+FAMILY_STEMS = {"gan": DEFAULT_STEMS, "flow": FLOW_STEMS, "student": STUDENT_STEMS}
+"""Model set name (``caloforge simulate --model gan``, ``flow`` or ``student``) -> its file names per particle."""
+RECORD_FILES = {"gan": "validation.json", "flow": "validation_flow.json", "student": "validation_student.json"}
 """Model set -> its validation records (particle -> record, written by ``caloforge ship``), beside the models."""
 DEFAULT_FAMILY = "gan"
 """The set ``caloforge simulate`` runs without ``--model``."""
