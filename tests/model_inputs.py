@@ -29,6 +29,22 @@ def toy_showers(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return maps, c
 
 
+def train_on_toy_showers(model, steps: int, *, n: int = 2000, seed: int = 1, batch: int = 128) -> None:
+    """Fit a two-stage model's normalisations to ``n`` :func:`toy_showers` and train it for ``steps`` steps of
+    ``batch`` of them (cycling through the first 15 batches), in place."""
+    maps, c = toy_showers(n, seed)
+    model.fit_normalisation(c)
+    model.fit_maps(maps, c)
+    optimizer = model.configure_optimizers()[model.name]
+    for step in range(steps):
+        take = slice(batch * (step % 15), batch * (step % 15 + 1))
+        optimizer.zero_grad()
+        loss, _ = model.training_step(model.name, Batch(torch.as_tensor(maps[take]), torch.as_tensor(c[take]),
+                                                        torch.zeros(len(maps[take]), dtype=torch.long)))
+        loss.backward()
+        optimizer.step()
+
+
 def toy_batch(n: int, seed: int = 0, n_particles: int = 1) -> Batch:
     """A batch of n maps (exponential noise, 60 % of p in the centre crystal) with :func:`toy_conditions`."""
     rng = np.random.default_rng(seed)

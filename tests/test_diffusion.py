@@ -5,24 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from model_inputs import toy_conditions
+from model_inputs import toy_conditions, toy_showers, train_on_toy_showers
 
 from caloforge.models import CheckpointError, build_model, load_model
 from caloforge.models.base import Batch, ConfigError
 from caloforge.models.diffusion import DiffusionModel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _toy_showers(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Toy maps (n, 11, 11) in GeV with a hot centre, a sparse halo (70 % of the cells empty) and
-    E11x11 = 0.9 p, and their conditions (n, 6)."""
-    rng = np.random.default_rng(seed)
-    c = toy_conditions(n, seed)
-    maps = (rng.exponential(1.0, (n, 11, 11)) * (rng.random((n, 11, 11)) < 0.3)).astype(np.float32)
-    maps[:, 5, 5] += 5.0
-    maps *= (0.9 * c[:, 0] / maps.sum(axis=(1, 2)))[:, None, None]
-    return maps, c
 
 
 def _small_diffusion(**changes) -> DiffusionModel:
@@ -34,18 +23,8 @@ def _small_diffusion(**changes) -> DiffusionModel:
 @pytest.fixture(scope="module")
 def trained_state(one_torch_thread) -> dict:
     """The state of a tiny diffusion model trained for 60 steps on toy showers (trained once for the module)."""
-    maps, c = _toy_showers(2000, 1)
     model = _small_diffusion(lr=3e-3)
-    model.fit_normalisation(c)
-    model.fit_maps(maps, c)
-    optimizer = model.configure_optimizers()["diffusion"]
-    for step in range(60):
-        take = slice(128 * (step % 15), 128 * (step % 15 + 1))
-        batch = Batch(torch.as_tensor(maps[take]), torch.as_tensor(c[take]), torch.zeros(128, dtype=torch.long))
-        optimizer.zero_grad()
-        loss, _ = model.training_step("diffusion", batch)
-        loss.backward()
-        optimizer.step()
+    train_on_toy_showers(model, 60)
     return model.state_dict()
 
 
@@ -58,7 +37,7 @@ def trained(trained_state) -> DiffusionModel:
 
 
 def test_training_lowers_the_shape_loss(trained):
-    maps, c = _toy_showers(512, 3)
+    maps, c = toy_showers(512, 3)
     fresh = _small_diffusion()
     fresh.load_state_dict({k: v for k, v in trained.state_dict().items()
                            if "denoiser." not in k and "energy_stage." not in k}, strict=False)
@@ -133,7 +112,7 @@ def test_bad_settings_are_refused_in_one_line(key, value):
 
 
 def test_calibrated_thresholds_give_geant4_hit_fractions_per_crystal(trained):
-    maps, c = _toy_showers(3000, 9)
+    maps, c = toy_showers(3000, 9)
     trained.with_sampling(steps=4)
     before = (trained.sample(c, seed=2) > 0).mean(axis=0)
     trained.calibrate(maps, c, seed=1)
@@ -151,7 +130,7 @@ def test_calibrated_thresholds_give_geant4_hit_fractions_per_crystal(trained):
 def test_onnx_export_samples_the_same_maps_as_pytorch(tmp_path, trained, sampler):
     from caloforge.export import OnnxShowerModel, export_onnx
 
-    maps, c = _toy_showers(2000, 10)
+    maps, c = toy_showers(2000, 10)
     trained.with_sampling(sampler, 4).calibrate(maps, c, seed=1)  # the per-crystal thresholds go into the graph too
     onnx_model = OnnxShowerModel(export_onnx(trained, tmp_path / "diffusion.onnx"))
     assert onnx_model.noise_dim == trained.noise_size == 123

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from model_inputs import toy_conditions, toy_showers
+from model_inputs import toy_conditions, toy_showers, train_on_toy_showers
 
 from caloforge.models import CheckpointError, build_model, load_model
 from caloforge.models.base import Batch, ConfigError
@@ -24,18 +24,8 @@ def _small_flow(**changes) -> FlowModel:
 @pytest.fixture(scope="module")
 def trained_flow_state() -> dict:
     """The state of a tiny flow trained for 60 steps on toy showers (trained once for the module)."""
-    maps, c = toy_showers(2000, 1)
     model = _small_flow(lr=3e-3)
-    model.fit_normalisation(c)
-    model.fit_maps(maps, c)
-    optimizer = model.configure_optimizers()["flow"]
-    for step in range(60):
-        take = slice(128 * (step % 15), 128 * (step % 15 + 1))
-        batch = Batch(torch.as_tensor(maps[take]), torch.as_tensor(c[take]), torch.zeros(128, dtype=torch.long))
-        optimizer.zero_grad()
-        loss, _ = model.training_step("flow", batch)
-        loss.backward()
-        optimizer.step()
+    train_on_toy_showers(model, 60)
     return model.state_dict()
 
 

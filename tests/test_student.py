@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from model_inputs import toy_conditions, toy_showers
+from model_inputs import toy_conditions, toy_showers, train_on_toy_showers
 
 from caloforge.models import ConfigError, build_model, load_model
 from caloforge.models.base import Batch
@@ -27,16 +27,8 @@ def teacher() -> FlowModel:
     torch.manual_seed(0)
     model = build_model({"name": "flow", "particles": ["gamma"], "transforms": 2, "hidden": [32], "bins": 4,
                          "spline_bound": 5.0, "lr": 3e-3})
+    train_on_toy_showers(model, 30)
     maps, c = toy_showers(2000, 1)
-    model.fit_normalisation(c)
-    model.fit_maps(maps, c)
-    optimizer = model.configure_optimizers()["flow"]
-    for step in range(30):
-        take = slice(128 * (step % 15), 128 * (step % 15 + 1))
-        optimizer.zero_grad()
-        model.training_step("flow", Batch(torch.as_tensor(maps[take]), torch.as_tensor(c[take]),
-                                          torch.zeros(128, dtype=torch.long)))[0].backward()
-        optimizer.step()
     model.calibrate(maps, c, seed=1)
     return model.eval()
 
