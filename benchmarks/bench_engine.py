@@ -10,9 +10,10 @@ For each particle type (e-, e+, gamma) and the same random tracks (0-3 GeV/c, ba
   defaults are their 8-bit exports, ``gan_<particle>_int8.onnx``; the engine ``--repeats`` times, as the headline
   figure), and with the seed-size models the shipped defaults
   were distilled from (``seed_gan_<particle>.pt``, the seed's generator widths), when no ``--model`` is given;
-* at batch 10k, the flows (``--model flow``; the shipped ``flow_<particle>.pt`` or ``--flow`` files): sampling alone
-  on both backends and the engine end to end, beside the GANs' rows: the faster set and the one closer to
-  Geant4 side by side in one run;
+* at batch 10k, the flows (``--model flow``; the shipped ``flow_<particle>.pt`` or ``--flow`` files) and their
+  students (``--model student``; ``student_<particle>.pt`` or ``--student`` files): sampling alone on both
+  backends and the engine end to end (the students' ``--repeats`` times), beside the GANs' rows: the sets side by
+  side in one run;
 * the Geant4 reference (single thread, all cores would divide both sides alike) on ``--g4-tracks`` of
   the same tracks, before and after the engine runs of that particle type: the speed of these shared
   machines drifts (Geant4 on the same electrons: 65-104 showers/s in three runs of this benchmark on one
@@ -24,7 +25,7 @@ memory (max RSS) is its own. The table gives showers per second, the speed-up ov
 divided by Geant4's showers/s per core, both measured here), and the peak memory.
 
     python benchmarks/bench_engine.py [--tracks 50000] [--g4-tracks 300] [--repeats 3] [--model PATH ...]
-        [--flow PATH ...]
+        [--flow PATH ...] [--student PATH ...]
 """
 
 from __future__ import annotations
@@ -127,6 +128,21 @@ def median_run(func, args, repeats: int) -> dict:
     return r
 
 
+def _set_paths(family: str, given: list[str]) -> dict[str, str]:
+    """Particle -> model file of the set ``family``: the files ``given`` (checkpoints or exports), else the shipped
+    ones, if any."""
+    if not given:
+        return {name: str(p) for name, p in default_model_paths("torch", family=family).items()}
+    from caloforge.export import OnnxShowerModel
+    from caloforge.models import load_model
+
+    paths = {}
+    for path in given:
+        model = OnnxShowerModel(path) if path.endswith(".onnx") else load_model(path, device="cpu")
+        paths.update({name: path for name in model.particles})
+    return paths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracks", type=int, default=50_000)
@@ -136,21 +152,15 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=[], help="checkpoint(s); default the shipped models")
     parser.add_argument("--flow", action="append", default=[],
                         help="flow checkpoint(s) or export(s); default the shipped flows, if any")
+    parser.add_argument("--student", action="append", default=[],
+                        help="student checkpoint(s) or export(s); default the shipped students, if any")
     parser.add_argument("--particles", default="e-,e+,gamma")
     args = parser.parse_args()
 
     rows = []
     seed_models = seed_model_paths()
-    flows = {}
-    if args.flow:
-        from caloforge.export import OnnxShowerModel
-        from caloforge.models import load_model
-
-        for path in args.flow:
-            model = OnnxShowerModel(path) if path.endswith(".onnx") else load_model(path, device="cpu")
-            flows.update({name: path for name in model.particles})
-    else:
-        flows = {name: str(p) for name, p in default_model_paths("torch", family="flow").items()}
+    other_sets = {family: _set_paths(family, given) for family, given in (("flow", args.flow),
+                                                                          ("student", args.student))}
     for name in args.particles.split(","):
         pdg = PARTICLES[name]
         g4_before = run_isolated(_geant4, (pdg, args.g4_tracks, 5))
@@ -178,13 +188,16 @@ def main() -> None:
                 block.append((name, "sampling, seed-size (onnx)", batch, r))
                 r = run_isolated(_engine, (pdg, n, batch, seed_model, "onnx", 5, "zlib"))
                 block.append((name, "engine, seed-size model", batch, r))
-            if batch == 10_000 and name in flows:  # the set closer to Geant4, side by side
-                flow = [flows[name]]
+            for family, paths in other_sets.items():  # the sets closer to Geant4, side by side
+                if batch != 10_000 or name not in paths:
+                    continue
+                model = [paths[name]]
                 for backend in ("onnx", "torch"):
-                    r = run_isolated(_sampling, (pdg, n, batch, flow, backend, 5))
-                    block.append((name, f"sampling, flow ({backend})", batch, r))
-                r = run_isolated(_engine, (pdg, n, batch, flow, "onnx", 5, "zlib"))
-                block.append((name, "engine, flow (onnx)", batch, r))
+                    r = run_isolated(_sampling, (pdg, n, batch, model, backend, 5))
+                    block.append((name, f"sampling, {family} ({backend})", batch, r))
+                runs = repeats if family == "student" else 1  # a candidate default: the headline's repeats
+                r = median_run(_engine, (pdg, n, batch, model, "onnx", 5, "zlib"), runs)
+                block.append((name, f"engine, {family} (onnx)", batch, r))
         g4_after = run_isolated(_geant4, (pdg, args.g4_tracks, 5))
         g4_rate = (g4_before["showers"] + g4_after["showers"]) / (g4_before["seconds"] + g4_after["seconds"])
         rows.append((name, "Geant4 (1 thread), before", "-", g4_before, g4_rate))

@@ -85,9 +85,11 @@ def test_card_with_flows_puts_the_two_sets_side_by_side(shipped):
     student = copy.deepcopy(gamma)
     student.update(family="student", checkpoint="student_gamma.pt", onnx_showers_per_s=30000.0)
     three = render_card(shipped, {"gamma": gamma}, {"gamma": student})
-    assert "against `--model flow` against `--model student`" in three and "each cell reads GAN / flow / student" in three
+    assert "against `--model flow` against `--model student`" in three
+    assert "each cell reads GAN / flow / student" in three
     assert f"| {shipped['gamma']['onnx_showers_per_s']:,.0f} / 4,321 / 30,000 | - |" in three
-    assert "The third set, `caloforge simulate --model student`" in three and "## gamma, student: `student_gamma.pt`" in three
+    assert "The third set, `caloforge simulate --model student`" in three
+    assert "## gamma, student: `student_gamma.pt`" in three
 
 
 # ------------------------------------------------------------------------------------------------
