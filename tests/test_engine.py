@@ -108,9 +108,9 @@ def test_readout_reads_out_the_summed_deposits_and_drops_those_below_threshold()
     assert np.allclose(read.hit_energy_gev[kept], bare.hit_energy_gev[big], rtol=0, atol=3e-3)
     assert not np.array_equal(read.hit_energy_gev[kept], bare.hit_energy_gev[big])
     # the engine reads out with the pure function: the same as digitise of the bare hits with the block's seed
-    from caloforge.engine.fastsim import READOUT_STREAM, _stream_seed
+    from caloforge.engine.fastsim import READOUT_STREAM, stream_seed
 
-    again = digitise(bare.hit_energy_gev, bare.hit_gid, _stream_seed(1, 0, READOUT_STREAM), params)
+    again = digitise(bare.hit_energy_gev, bare.hit_gid, stream_seed(1, 0, READOUT_STREAM), params)
     assert np.array_equal(again[again > 0].astype(np.float32), read.hit_energy_gev)
     same = FastSimulation({22: CrossSampler()}, readout=BOSS_READOUT).simulate(parts, seed=1)
     assert np.array_equal(same.hit_energy_gev,

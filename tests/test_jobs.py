@@ -1,6 +1,7 @@
 """Chunked jobs on Dask (caloforge.jobs): a 2-worker local cluster gives the serial run's events, a chunk whose
 worker dies completes by retry, a stopped run resumes without redoing or duplicating chunks, a chunk that always
-fails is named and the others kept."""
+fails is named and the others kept; ``caloforge simulate`` of many particle files (one output each, the same on 2
+workers, resumed, a failing file named, bad inputs refused in one line)."""
 
 from __future__ import annotations
 
@@ -156,3 +157,113 @@ def test_geant4_two_workers_equal_serial(client, tmp_path: Path) -> None:
     chunk.rename(chunk.with_suffix(".gone"))
     with pytest.raises(ValueError, match="is missing"):
         read_sample(tmp_path / "chunked.h5")
+
+
+def _particle_csv(path: Path, n_events: int, seed: int) -> Path:
+    """A particle file of ``n_events`` events of two particles (a photon and an electron) each."""
+    from caloforge.engine import particle_gun
+
+    gun = particle_gun(22, 2 * n_events, momentum_gev=(0.1, 2.0), seed=seed)
+    rows = ["event,pdg,px,py,pz"] + [f"{k // 2 + 1},{(22, 11)[k % 2]},{px:.17g},{py:.17g},{pz:.17g}"
+                                     for k, (px, py, pz) in enumerate(gun.momentum_gev)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _particle_h5(path: Path, n_events: int, seed: int) -> Path:
+    """The same as :func:`_particle_csv` in the group ``gen`` of an HDF5 file."""
+    import h5py
+
+    from caloforge.engine import particle_gun
+
+    gun = particle_gun(22, n_events, seed=seed)
+    with h5py.File(path, "w") as f:
+        f["gen/event"], f["gen/pdg"] = np.arange(n_events), np.full(n_events, 22)
+        for k, axis in enumerate("xyz"):
+            f[f"gen/p{axis}"] = gun.momentum_gev[:, k]
+    return path
+
+
+def _hits(path: Path) -> dict[str, np.ndarray]:
+    import uproot
+
+    return uproot.open(path)["events"].arrays(["event", "hit_gid", "hit_energy_gev"], library="np")
+
+
+def _same_hits(a: Path, b: Path) -> bool:
+    x, y = _hits(a), _hits(b)
+    return all(len(x[k]) == len(y[k]) and all(np.array_equal(u, v) for u, v in zip(x[k], y[k])) for k in x)
+
+
+def test_many_files_serial_equal_two_workers(client, tmp_path: Path) -> None:
+    """Several particle files: one hits file each, named after the input, and their list; the serial run and a
+    2-worker run give the same files; a file's output does not depend on the others (the same file alone into a
+    folder), and two files of the same particles but other names draw other showers."""
+    from typer.testing import CliRunner
+
+    from caloforge.cli.main import app
+
+    inputs = [str(_particle_csv(tmp_path / "run_a.csv", 300, 1)), str(_particle_csv(tmp_path / "run_b.csv", 300, 1)),
+              f"{_particle_h5(tmp_path / 'run_c.h5', 200, 2)}:gen"]
+    runner = CliRunner()
+    result = runner.invoke(app, ["simulate", *inputs, "--seed", "7", "-o", str(tmp_path / "serial")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["simulate", *inputs[::-1], "--seed", "7", "-o", str(tmp_path / "dask"), "--cluster",
+                                 client.scheduler.address])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "serial.txt").read_text().split() == [f"serial/run_{x}.root" for x in "abc"]
+    assert all(_same_hits(tmp_path / "serial" / f"run_{x}.root", tmp_path / "dask" / f"run_{x}.root") for x in "abc")
+    (tmp_path / "alone").mkdir()
+    result = runner.invoke(app, ["simulate", inputs[1], "--seed", "7", "-o", str(tmp_path / "alone")])
+    assert result.exit_code == 0, result.output
+    assert _same_hits(tmp_path / "serial" / "run_b.root", tmp_path / "alone" / "run_b.root")
+    assert not _same_hits(tmp_path / "serial" / "run_a.root", tmp_path / "serial" / "run_b.root")
+
+
+def test_many_files_failure_named_and_resumed(tmp_path: Path) -> None:
+    """A corrupt input is named at the end (exit status 2), the other outputs written and no partial file left;
+    the same command run again keeps the finished outputs and writes the list once all are done."""
+    from typer.testing import CliRunner
+
+    from caloforge.cli.main import app
+
+    good = [_particle_csv(tmp_path / f"{x}.csv", 100, k) for k, x in enumerate("ab")]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("event,pdg,px,py,pz\n1,22,0.1,oops,0.3\n")
+    out = tmp_path / "hits"
+    command = ["simulate", *map(str, [*good, bad]), "-o", str(out), "--format", "h5"]
+    runner = CliRunner()
+    result = runner.invoke(app, command)
+    assert result.exit_code == 2 and "bad.csv (ParticleInputError" in result.output and "2 finished" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.h5", "b.h5"] and not (tmp_path / "hits.txt").exists()
+    written = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    _particle_csv(bad, 100, 5)
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert "3: 1 now (100 events), 2 done before" in result.output
+    assert {p: (out / p).stat().st_mtime_ns for p in written} == written
+    assert (tmp_path / "hits.txt").read_text().split() == ["hits/a.h5", "hits/b.h5", "hits/bad.h5"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["a.csv", "missing.csv", "-o", "out"], "missing.csv: no such file"),
+    (["a.csv", "sub/a.csv", "-o", "out"], "two inputs named 'a'"),
+    (["a.csv", "b.csv", "-o", "a.csv"], "a.csv: exists and is not a folder"),
+    (["a.csv", "b.csv", "-o", "out.root"], "-o is a folder"),
+    (["a.csv", "b.csv", "--gun", "gamma"], "not both"),
+    (["a.csv", "--format", "h5"], "--format is for a folder"),
+])
+def test_many_files_bad_input_one_line(tmp_path: Path, monkeypatch, args: list[str], message: str) -> None:
+    from typer.testing import CliRunner
+
+    from caloforge.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    for name in ("a.csv", "b.csv", "sub/a.csv"):
+        (tmp_path / name).write_text("event,pdg,px,py,pz\n1,22,0.1,0.2,0.3\n")
+    before = sorted(tmp_path.rglob("*"))
+    result = CliRunner().invoke(app, ["simulate", *args])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1
+    assert sorted(tmp_path.rglob("*")) == before

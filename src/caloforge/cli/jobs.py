@@ -1,6 +1,9 @@
 """The ``--cluster`` runs of ``caloforge samples``, ``fullsim`` and ``simulate``: the work cut into chunks (a range of
 attempts or of events -> one file) and run on Dask (:mod:`caloforge.jobs`): a local cluster, a scheduler's address
-or HTCondor / SLURM batch jobs from a YAML file (``examples/cluster/``). The serial commands stay the default."""
+or HTCondor / SLURM batch jobs from a YAML file (``examples/cluster/``). The serial commands stay the default.
+
+Also ``caloforge simulate`` of many particle files (:func:`simulate_files`): one hits file per input, one after the
+other or, with ``--cluster``, one Dask task each; resumed and listed as the chunks are."""
 
 from __future__ import annotations
 
@@ -14,7 +17,10 @@ import typer
 CLUSTER_HELP = ("Run on Dask in chunks: local (a cluster of --workers processes here), a scheduler address "
                 "(tcp://host:8786) or a cluster YAML file (HTCondor / SLURM, examples/cluster/). Finished chunks "
                 "are kept: the same command resumes.")
-CHUNK_HELP = "With --cluster: attempts (fullsim, samples) or events (simulate) per chunk file."
+CHUNK_HELP = ("With --cluster: attempts (fullsim, samples) or events (simulate of a gun or one particle file) per "
+              "chunk file.")
+OUTPUT_FORMATS = ("root", "h5")
+"""``caloforge simulate --format``: the hits files' format when ``-o`` is a folder (.root or .h5 files)."""
 
 
 @contextmanager
@@ -82,25 +88,90 @@ def simulate_file_chunked(output: Path, spec, particles: Path, seed: int, *, clu
                       names, cluster=cluster, workers=workers, quiet=quiet)
 
 
+def simulate_files(folder: Path, spec, inputs: list[Path], seed: int, fmt: str, *, cluster: Optional[str],
+                   workers: Optional[int], quiet: bool = False) -> None:
+    """``caloforge simulate A.csv B.root C.h5:group ... -o FOLDER``: each input file into ``FOLDER/<its stem>.<fmt>``
+    (one task each: one after the other here without ``cluster``, else on Dask) with the models' seed
+    :func:`caloforge.engine.chunks.input_seed` of (``seed``, its stem), then ``FOLDER.txt``, the list of the
+    outputs (see :func:`_run_engine_chunks`). An output that exists is a finished file: kept, not redone.
+
+    Raises:
+        ValueError: before any work, for a folder named ``.`` or with a hits file's suffix, an input file that does
+            not exist, two inputs of the same stem (one line each); after the run, for the inputs that failed
+            (:class:`caloforge.jobs.ChunksFailedError`, naming them; the other outputs kept).
+    """
+    from caloforge.cli.checks import check_writable
+    from caloforge.engine.chunks import build_engine, input_file, input_seed, simulate_file_chunk
+    from caloforge.engine.output import HitsWriter
+    from caloforge.jobs import Chunk
+
+    if folder.name in ("", ".", ".."):
+        raise ValueError(f"-o {folder}: name the folder of the hits files (their list, NAME.txt, is written beside it)")
+    if folder.suffix.lower() in (".root", ".h5", ".hdf5"):
+        raise ValueError(f"-o {folder}: with several particle files -o is a folder (FOLDER/<input name>.root each); "
+                         f"the format is --format root or h5")
+    if fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"--format {fmt!r}: choose root or h5")
+    check_writable(folder, folder=True)
+    by_stem: dict[str, Path] = {}
+    for path in inputs:
+        file = input_file(path)
+        if not file.is_file():
+            raise ValueError(f"{file}: no such file" if not file.exists() else f"{file}: not a file")
+        if file.stem in by_stem:
+            raise ValueError(f"{by_stem[file.stem]} and {path}: two inputs named {file.stem!r} would both write "
+                             f"{folder / file.stem}.{fmt}; rename one")
+        by_stem[file.stem] = path
+    _, names = build_engine(spec)  # the models' errors before any work
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:  # the compression for the format (a writer that is never entered writes nothing)
+        HitsWriter(folder / f".check.{fmt}", compression=spec.compression)
+    except ValueError:
+        if made:
+            folder.rmdir()
+        raise
+    chunks = [Chunk(str(path), folder / f"{stem}.{fmt}", (spec, str(path), input_seed(seed, stem)))
+              for stem, path in by_stem.items()]
+    _run_engine_chunks(simulate_file_chunk, chunks, folder.with_name(f"{folder.name}.txt"), folder, names,
+                       cluster=cluster, workers=workers, quiet=quiet, what="files")
+
+
+
 def _simulate_chunked(output: Path, func, args: list[tuple], ranges: list[tuple[int, int]], names: list[str], *,
                       cluster: str, workers: Optional[int], quiet: bool) -> None:
     """Run the engine's chunks ``func(output, *args[k])`` (events ``ranges[k]``) on Dask, one hits file each in
-    ``<stem>_chunks/``, and write their list ``<stem>.txt`` (one path a line, relative to it: for
-    ``uproot.concatenate`` or a ``TChain``)."""
-    from caloforge.atomic import write_text_atomic
-    from caloforge.jobs import Chunk, ChunksFailedError, run_chunks
+    ``<stem>_chunks/``, listed in ``<stem>.txt`` (:func:`_run_engine_chunks`)."""
+    from caloforge.jobs import Chunk
 
     folder = output.with_name(f"{output.stem}_chunks")
     folder.mkdir(exist_ok=True)
-    listing = output.with_suffix(".txt")
     chunks = [Chunk(f"{output.stem}_{k:06d}", folder / f"{output.stem}_{k:06d}{output.suffix}", a, stop - start)
               for k, (a, (start, stop)) in enumerate(zip(args, ranges, strict=True))]
-    with dask_client(cluster, workers) as client:
-        report = run_chunks(func, chunks, client=client, progress=not quiet, desc="engine")
+    _run_engine_chunks(func, chunks, output.with_suffix(".txt"), folder, names, cluster=cluster, workers=workers,
+                       quiet=quiet, what="chunks")
+
+
+def _run_engine_chunks(func, chunks: list, listing: Path, folder: Path, names: list[str], *, cluster: Optional[str],
+                       workers: Optional[int], quiet: bool, what: str) -> None:
+    """Run the engine's chunks (:func:`caloforge.jobs.run_chunks`: on Dask with ``cluster``, else here one after the
+    other, untried again), name those that failed (the others kept), and write ``listing``: one output path a
+    line, relative to it, for ``uproot.concatenate`` or a ``TChain``."""
+    from caloforge.atomic import write_text_atomic
+    from caloforge.jobs import ChunksFailedError, run_chunks
+
+    desc = f"engine, {len(chunks)} {what}"
+    if cluster is None:
+        report = run_chunks(func, chunks, retries=0, progress=not quiet, desc=desc)
+    else:
+        with dask_client(cluster, workers) as client:
+            report = run_chunks(func, chunks, client=client, progress=not quiet, desc=desc)
     if report.failed:
         raise ChunksFailedError(report.failed, kept=len(report.done) + len(report.skipped), folder=folder)
     write_text_atomic(listing, "".join(f"{c.output.relative_to(listing.parent)}\n" for c in chunks))
+    where = "on the cluster" if cluster is not None else "here"
     typer.echo(f"models      {'; '.join(names)}")
-    typer.echo(f"events      {ranges[-1][1] if ranges else 0} in {len(chunks)} chunks ({len(report.skipped)} done before)")
-    typer.echo(f"speed       {report.events_per_s:,.0f} events/s on the cluster")
-    typer.echo(f"wrote       {listing} (the list of {folder}/*{output.suffix})")
+    typer.echo(f"{what:<11} {len(chunks)}: {len(report.done)} now ({report.events} events), {len(report.skipped)} "
+               f"done before")
+    typer.echo(f"speed       {report.events_per_s:,.0f} events/s {where}")
+    typer.echo(f"wrote       {listing} (the list of {folder}/*{chunks[0].output.suffix if chunks else ''})")

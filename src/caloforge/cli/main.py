@@ -287,14 +287,28 @@ def recipe(
 @_user_errors
 def simulate(
     particles: Annotated[
-        Optional[Path], typer.Argument(help="Particles: .csv, .h5[:group] or .root[:tree] (event, pdg, px, py, pz[, vx, vy, vz]).")
+        Optional[list[Path]],
+        typer.Argument(help="Particle files: .csv, .h5[:group] or .root[:tree] (event, pdg, px, py, pz[, vx, vy, vz]). "
+                            "Several: one hits file each, FOLDER/<input name>.root (or .h5, --format) in the folder "
+                            "-o, and FOLDER.txt listing them (uproot.concatenate, TChain); outputs that exist are "
+                            "kept (the same command resumes); inputs that fail are named at the end, the rest kept.")
     ] = None,
-    output: Annotated[Path, typer.Option("--out", "-o", help="Hits file: .root (TTree) or .h5.")] = Path("hits.root"),
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--out", "-o", help="Hits file: .root (TTree) or .h5 (default hits.root). With several particle "
+                                         "files, or one and an existing folder: that folder (default hits), made if "
+                                         "missing."),
+    ] = None,
+    output_format: Annotated[
+        Optional[str], typer.Option("--format", help="With a folder -o: the hits files' format, root (default) or h5.")
+    ] = None,
     gun: Annotated[Optional[str], typer.Option(help="No input file: shoot this particle (e-, e+, gamma or a PDG id).")] = None,
     events: Annotated[int, typer.Option("--events", "-n", help="Gun: number of single-particle events.")] = 1000,
     momentum: Annotated[str, typer.Option(help="Gun: GeV/c, MIN:MAX or a fixed value.")] = "0:3",
     cos_theta: Annotated[str, typer.Option(help="Gun: cos(theta) range MIN:MAX.")] = "-0.83:0.83",
-    seed: Annotated[int, typer.Option(help="Seed of the gun and of the models (>= 0).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the gun and of the models (>= 0). With a folder -o, each file's "
+                                           "models' seed is derived from it and the file's name: an output does not "
+                                           "depend on the other files, their order or the workers.")] = 0,
     model: Annotated[
         Optional[list[Path]],
         typer.Option(help="Model checkpoint or ONNX export (repeat for several, one per particle type), or a shipped "
@@ -331,7 +345,18 @@ def simulate(
     chunk_events: Annotated[int, typer.Option(help=jobs.CHUNK_HELP)] = 1_000_000,
 ) -> None:
     """Fast simulation: particles in, BESIII EMC barrel hits out (uses the shipped models by default)."""
-    check_writable(output)  # before any work
+    inputs = particles or []
+    if inputs and gun is not None:
+        raise ValueError("give particle files or --gun PARTICLE, not both")
+    if not inputs and gun is None:
+        raise ValueError("give particle files or --gun PARTICLE")
+    many = len(inputs) > 1 or (len(inputs) == 1 and output is not None and output.is_dir())
+    if output_format is not None and not many:
+        raise ValueError("--format is for a folder -o (several particle files); a hits file's suffix gives its format")
+    output = output if output is not None else Path("hits" if many else "hits.root")
+    particles = None if many or not inputs else inputs[0]
+    if not many:
+        check_writable(output)  # before any work
     import time
 
     from caloforge.detector.conditions import particle as lookup
@@ -342,8 +367,6 @@ def simulate(
     from caloforge.export import load_samplers
 
     t_start = time.perf_counter()
-    if (particles is None) == (gun is None):
-        raise ValueError("give either a particle file or --gun PARTICLE")
     if out_of_range not in OUT_OF_RANGE:
         raise ValueError(f"--out-of-range {out_of_range!r}: choose one of {', '.join(OUT_OF_RANGE)}")
     if seed < 0:
@@ -354,14 +377,18 @@ def simulate(
         readout_params = readout_from_name(readout)
     except ValueError:
         raise ValueError(f"--readout {readout!r}: choose none or boss") from None
-    # checks the output before any work; the file appears when complete
-    writer = HitsWriter(output, compression=compression)
-    pdg = None if gun is None else lookup(int(gun) if gun.lstrip("-").isdigit() else gun).pdg
-    if cluster is not None:  # the models load in the chunks' engine (and once here, to check them), not twice
+    if many or cluster is not None:  # the models load in the chunks' engine (and once here, to check them), not twice
         from caloforge.engine.chunks import EngineGun, EngineSpec
 
         spec = EngineSpec(tuple(str(m) for m in model or ()), backend, device, int8, readout, out_of_range,
                           compression, chunk)
+        if many:
+            return jobs.simulate_files(output, spec, inputs, seed, output_format or "root", cluster=cluster,
+                                       workers=workers)
+    # checks the output before any work; the file appears when complete
+    writer = HitsWriter(output, compression=compression)
+    pdg = None if gun is None else lookup(int(gun) if gun.lstrip("-").isdigit() else gun).pdg
+    if cluster is not None:
         if particles is not None:
             return jobs.simulate_file_chunked(output, spec, particles, seed, cluster=cluster, workers=workers,
                                               chunk=chunk_events)

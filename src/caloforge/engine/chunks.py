@@ -6,6 +6,11 @@ number in the run) and simulates those events only: a gun's chunk draws the gun'
 (:func:`gun_particles`), a file's chunk reads the file and keeps the particles of its events
 (:func:`file_particles`). Its hits are those of the same events in one serial run, bit for bit: the events of a
 run depend on (seed, event rank) alone, whatever the number of workers.
+
+Many particle files in one run (``caloforge simulate A.csv B.root ... -o FOLDER``) are one chunk each
+(:func:`simulate_file_chunk` over the whole file) with the models' seed :func:`input_seed` of (seed, the file's
+name): each output depends on its input, its name, the seed and the settings alone, whatever the other files, their
+order and the number of workers.
 """
 
 from __future__ import annotations
@@ -16,9 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from caloforge.engine.fastsim import EVENT_BLOCK, FastSimulation
+from caloforge.engine.fastsim import EVENT_BLOCK, FastSimulation, stream_seed
 from caloforge.engine.output import HitsWriter
-from caloforge.engine.particles import MODEL_MOMENTUM_RANGE_GEV, Particles, PhysicsRange, make_particles, read_particles
+from caloforge.engine.particles import (MODEL_MOMENTUM_RANGE_GEV, Particles, PhysicsRange, split_object,
+                                       make_particles, read_particles)
+
+INPUT_STREAM = 0
+"""The stream number of :func:`input_seed` (no particle type's, ``2 |pdg| + (pdg < 0)``, nor the read-out's, 1)."""
 
 
 def gun_particles(
@@ -106,10 +115,24 @@ class EngineGun:
     seed: int = 0
 
 
-def file_particles(path: str | os.PathLike, start: int, stop: int) -> Particles:
-    """The particles of the events of ranks ``[start, stop)`` (in the order of the event numbers) of the particle
-    file ``path`` (:func:`caloforge.engine.read_particles`)."""
+def input_file(path: str | os.PathLike) -> Path:
+    """The file of a particle input ``path`` (``file.h5:group`` and ``file.root:tree`` name an object in it)."""
+    return split_object(str(path))[0]
+
+
+def input_seed(seed: int, name: str) -> int:
+    """The models' seed of the input file called ``name`` (its stem) in a run of many files with ``seed`` (>= 0): the
+    engine's stream seed (:mod:`caloforge.engine.fastsim`) of (seed, the name's UTF-8 bytes read as one number,
+    :data:`INPUT_STREAM`), so that files of other names, or of other runs' seeds, draw other random streams."""
+    return stream_seed(seed, int.from_bytes(name.encode("utf-8"), "big"), INPUT_STREAM)
+
+
+def file_particles(path: str | os.PathLike, start: int = 0, stop: int | None = None) -> Particles:
+    """The particles of the events of ranks ``[start, stop)`` (in the order of the event numbers; ``stop`` None: to
+    the last) of the particle file ``path`` (:func:`caloforge.engine.read_particles`)."""
     particles = read_particles(path)
+    if start == 0 and stop is None:
+        return particles
     events = np.unique(particles.event)  # (E,) in rank order
     take = np.isin(particles.event, events[start:stop])
     return Particles(particles.event[take], particles.pdg[take], particles.momentum_gev[take],
@@ -142,14 +165,17 @@ def simulate_gun_chunk(output: str | os.PathLike, spec: EngineSpec, gun: EngineG
         return writer.n_events
 
 
-def simulate_file_chunk(output: str | os.PathLike, spec: EngineSpec, path: str, seed: int, start: int, stop: int) -> int:
+def simulate_file_chunk(output: str | os.PathLike, spec: EngineSpec, path: str, seed: int, start: int = 0,
+                        stop: int | None = None) -> int:
     """Simulate the events of ranks ``[start, stop)`` of the particle file ``path`` (``start`` a multiple of
-    :data:`EVENT_BLOCK`) with ``seed`` into the hits file ``output`` (written atomically); returns the events
-    written. A chunk function of :func:`caloforge.jobs.run_chunks`."""
+    :data:`EVENT_BLOCK`; the defaults: the whole file) with ``seed`` into the hits file ``output`` (written
+    atomically); returns the events written. A chunk function of :func:`caloforge.jobs.run_chunks`."""
     if start % EVENT_BLOCK:
         raise ValueError(f"a chunk starts at a block of {EVENT_BLOCK} events, not at event {start}")
     engine, _ = build_engine(spec)
     particles = file_particles(path, start, stop)
+    if spec.out_of_range == "error":
+        engine.physics_range.check(particles, source=str(path))
     with HitsWriter(Path(output), compression=spec.compression) as writer:
         for result in engine.simulate_chunks(particles, spec.batch, seed=seed, first_event=start):
             writer.append(result)

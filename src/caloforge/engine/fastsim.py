@@ -55,7 +55,7 @@ READOUT_STREAM = 1
 """Stream number of the read-out; a particle type's stream is ``2 |pdg| + (pdg < 0)`` (never 1)."""
 
 
-def _stream_seed(seed: int, block: int, stream: int) -> int:
+def stream_seed(seed: int, block: int, stream: int) -> int:
     """The seed of one block's stream: 64 bits of numpy's SeedSequence of (seed, block, stream)."""
     return int(np.random.SeedSequence([seed, block, stream]).generate_state(1, np.uint64)[0])
 
@@ -173,7 +173,7 @@ def _readout_blocks(
         lo = max(0, block * EVENT_BLOCK - first_event)
         hi = min(n_events, (block + 1) * EVENT_BLOCK - first_event)
         a, b = np.searchsorted(ev, [lo, hi])
-        read[a:b] = digitise(energy[a:b], gid[a:b], _stream_seed(seed, block, READOUT_STREAM), readout)
+        read[a:b] = digitise(energy[a:b], gid[a:b], stream_seed(seed, block, READOUT_STREAM), readout)
     keep = read > 0
     return ev[keep], cell[keep], read[keep]
 
@@ -302,7 +302,7 @@ class FastSimulation:
             cuts = np.flatnonzero(np.diff(block[rows])) + 1
             for group in np.split(rows, cuts):
                 out = self.models[p].sample(
-                    conditions[group], seed=_stream_seed(seed, int(block[group[0]]), _particle_stream(p))
+                    conditions[group], seed=stream_seed(seed, int(block[group[0]]), _particle_stream(p))
                 )
                 contiguous = bool(np.all(np.diff(group) == 1))
                 if maps is None and len(group) == len(pdg) and contiguous:

@@ -307,7 +307,7 @@ def _from_columns(columns: dict[str, np.ndarray], source: str, row_name: RowName
     )
 
 
-def _split_object(path: str) -> tuple[Path, str | None]:
+def split_object(path: str) -> tuple[Path, str | None]:
     """``file.root:tree`` -> (file, tree)."""
     text = str(path)
     head, sep, tail = text.rpartition(":")
@@ -432,7 +432,7 @@ def read_particles(path: str | os.PathLike, *, physics_range: PhysicsRange | Non
 
     ``physics_range``: also refuse particles outside it (:meth:`PhysicsRange.check`, naming the first one's line
     or entry)."""
-    file, obj = _split_object(str(path))
+    file, obj = split_object(str(path))
     if not file.exists():
         raise ParticleInputError(f"{file}: no such file")
     if not file.is_file():
