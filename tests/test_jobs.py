@@ -73,6 +73,24 @@ def test_serial_runner_retries_and_names_failures(tmp_path: Path) -> None:
     assert list(report.failed) == ["broken"]
 
 
+@pytest.mark.parametrize("on_client", [False, True])
+def test_chunks_added_as_others_finish_run_in_the_same_call(client, tmp_path: Path, on_client: bool) -> None:
+    """``then`` adds chunks as chunks finish (not for skipped or failed ones): they run in the same call, those
+    whose output exists are skipped."""
+    (tmp_path / "c3.txt").write_text("kept")
+    seen = []
+
+    def then(chunk: Chunk, n: int) -> list[Chunk]:
+        seen.append(chunk.name)
+        k = int(chunk.name[1:])
+        return [Chunk(f"c{k + 2}", tmp_path / f"c{k + 2}.txt", (k + 2,), 1)] if k + 2 < 6 else []
+
+    report = run_chunks(_write, _chunks(tmp_path, 2), client=client if on_client else None, progress=False,
+                        then=then)
+    assert sorted(report.done) == ["c0", "c1", "c2", "c4"] and report.skipped == ["c3"] and report.events == 4
+    assert sorted(seen) == sorted(report.done) and (tmp_path / "c3.txt").read_text() == "kept"
+
+
 def _assert_same_hits(serial: Path, listing: Path, n_chunks: int) -> None:
     """The hits of the serial ROOT file equal those of the ``n_chunks`` chunk files that ``listing`` names, event
     for event."""
@@ -157,6 +175,45 @@ def test_geant4_two_workers_equal_serial(client, tmp_path: Path) -> None:
     chunk.rename(chunk.with_suffix(".gone"))
     with pytest.raises(ValueError, match="is missing"):
         read_sample(tmp_path / "chunked.h5")
+
+
+def _fails_on(name: str):
+    """:func:`caloforge.data.production.simulate_sample_chunk`, raising for the chunk file ``name``."""
+    from caloforge.data.production import simulate_sample_chunk
+
+    def chunk(output: str, *args) -> int:
+        if Path(output).name == name:
+            raise RuntimeError("worker lost")
+        return simulate_sample_chunk(output, *args)
+
+    return chunk
+
+
+@pytest.mark.geant4
+def test_geant4_samples_in_one_run_named_failure_and_resume(client, tmp_path: Path, monkeypatch) -> None:
+    """``caloforge samples --cluster`` in small: the chunks of all files in one run; a chunk that fails every try is
+    named by file and chunk, the other files' manifests written; the same call resumes (on 2 workers) keeping the
+    finished chunks, and a file equals the serial production's event for event."""
+    from caloforge.data import production
+    from caloforge.data.io import read_sample
+    from caloforge.fullsim.runner import GunSpec
+
+    out = tmp_path / "samples"
+    kwargs = dict(n_train=6, n_test=4, n_floor=3, particles=("e-", "gamma"), chunk_attempts=4, progress=False)
+    monkeypatch.setattr(production, "simulate_sample_chunk", _fails_on("train_gamma_000000.h5"))
+    with pytest.raises(ChunksFailedError, match=r"1 chunk\(s\) failed every try: train_gamma_000000 \(RuntimeError"):
+        production.make_reference_samples_chunked(out, **kwargs)
+    manifests = {f"{split}_{particle}.h5" for split in ("test", "train", "floor") for particle in ("e-", "gamma")}
+    assert {p.name for p in out.glob("*.h5")} == manifests - {"train_gamma.h5"}
+    kept = {p: p.stat().st_mtime_ns for p in out.glob("*_chunks/*.h5")}
+    monkeypatch.undo()
+    summaries = production.make_reference_samples_chunked(out, client=client, **kwargs)
+    assert [s.path.name for s in summaries] == ["train_gamma.h5"]
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
+    production.make_sample(tmp_path / "serial.h5", GunSpec(particle="gamma", seed=201), 6, workers=1, progress=False)
+    a, b = read_sample(tmp_path / "serial.h5"), read_sample(out / "train_gamma.h5")
+    assert np.array_equal(a.maps_gev, b.maps_gev) and np.array_equal(a.seed, b.seed)
+    assert production.make_reference_samples_chunked(out, client=client, **kwargs) == []
 
 
 def _particle_csv(path: Path, n_events: int, seed: int) -> Path:

@@ -6,7 +6,7 @@ import json
 import os
 import time
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -262,6 +262,123 @@ def _acceptance(gun: GunSpec, n_attempts: int = 1000) -> float:
     return max(float(propagate_to_front(np.zeros_like(mom), mom, charge).hit.mean()), 0.01)
 
 
+@dataclass
+class _ChunkedSample:
+    """One sample file of a chunked production and where it stands: chunk ``c`` is attempts
+    ``[c * chunk_attempts, (c + 1) * chunk_attempts)`` of the run of ``gun``, a sample file in :func:`chunk_folder`;
+    chunks are planned in rounds until the finished ones hold ``n_events`` accepted events, then the manifest
+    ``output`` is written.
+
+    Attributes:
+        n_chunks: the chunks planned so far (``0 .. n_chunks - 1``).
+        pending: the names of the planned chunks not finished yet.
+        n_new: the events of the chunks finished by this run.
+        seconds: from the start of the run to the manifest (None before it is written).
+    """
+
+    output: Path
+    gun: GunSpec
+    n_events: int
+    settings: dict
+    chunk_attempts: int
+    acceptance: float
+    n_chunks: int = 0
+    pending: set[str] = field(default_factory=set)
+    n_new: int = 0
+    seconds: float | None = None
+
+    def chunk_path(self, c: int) -> Path:
+        """The file of chunk ``c``."""
+        return chunk_folder(self.output) / f"{self.output.stem}_{c:06d}.h5"
+
+    def advance(self, t0: float) -> list[Chunk]:
+        """The chunks to run next, once the planned ones are finished: if they hold fewer than ``n_events`` accepted
+        events, as many more as the acceptance says are missing (those whose file exists from an earlier run are
+        counted, not run, and planning goes on past them); else none, the manifest written (``t0``: the run's
+        start, :func:`time.perf_counter`). None while chunks of the file are pending or once it is complete."""
+        todo: list[Chunk] = []
+        while not self.pending and self.seconds is None:
+            paths = [self.chunk_path(c) for c in range(self.n_chunks)]
+            have = sum(read_attrs(p)["n_events"] for p in paths)
+            if have >= self.n_events:
+                write_sample_manifest(self.output, paths, self.n_events)
+                self.seconds = time.perf_counter() - t0
+                break
+            more = max(1, int(np.ceil((self.n_events - have) / (self.chunk_attempts * self.acceptance))))
+            todo = [
+                Chunk(self.chunk_path(c).stem, self.chunk_path(c),
+                      (self.gun, self.settings, c * self.chunk_attempts, self.chunk_attempts),
+                      int(self.chunk_attempts * self.acceptance))
+                for c in range(self.n_chunks, self.n_chunks + more)
+                if not self.chunk_path(c).exists()
+            ]
+            self.n_chunks += more
+            self.pending = {chunk.name for chunk in todo}
+        return todo
+
+    def summary(self) -> ProductionSummary:
+        """What this run did for the file (complete)."""
+        return ProductionSummary(self.output, self.n_new, self.n_events, self.n_chunks * self.chunk_attempts,
+                                 self.seconds or 0.0)
+
+
+def _chunked_sample(output: Path, gun: GunSpec, n_events: int, chunk_attempts: int, tof: bool,
+                    production_cut_mm: float) -> _ChunkedSample:
+    """Check the settings of one chunked sample file and claim its chunk folder (``run.json``: the run's gun,
+    settings and chunk size; a folder of another run is refused)."""
+    gun.validate()
+    if n_events <= 0 or chunk_attempts <= 0:
+        raise FullsimError(f"the numbers of events and of attempts per chunk must be positive, got {n_events} "
+                           f"and {chunk_attempts}")
+    check_production_cut(production_cut_mm)
+    check_geant4_data()
+    if output.exists() and "manifest" not in read_attrs(output):
+        raise SampleFileError(f"{output} exists and is not a manifest of chunk files: remove it or choose another name")
+    settings = {"tof": tof, "production_cut_mm": production_cut_mm, "b_field_t": 1.0}
+    folder = chunk_folder(output)
+    folder.mkdir(exist_ok=True)
+    key = {**_run_key(gun, settings, _geant4_provenance()), "chunk_attempts": chunk_attempts}
+    key_file = folder / "run.json"
+    if key_file.exists():
+        if json.loads(key_file.read_text(encoding="utf-8")) != json.loads(json.dumps(key)):
+            raise SampleFileError(f"{folder}: holds the chunks of another run (other gun, settings or chunk size); "
+                                  "remove it or choose another output name")
+    else:
+        write_text_atomic(key_file, json.dumps(key, indent=1))
+    return _ChunkedSample(output, gun, n_events, settings, chunk_attempts, _acceptance(gun))
+
+
+def _run_chunked_samples(samples: list[_ChunkedSample], *, client, retries: int, progress: bool, desc: str,
+                         folder: Path) -> None:
+    """Make the sample files ``samples`` in one :func:`caloforge.jobs.run_chunks` call: the first chunks of every
+    file submitted together, a file's further chunks as soon as its own are finished and short of events, its
+    manifest as soon as they are not.
+
+    Raises:
+        caloforge.jobs.runner.ChunksFailedError: chunks that failed every try, named by file and chunk (the files
+            without a failed chunk are complete, their manifests written; the finished chunks are kept in ``folder``).
+    """
+    t0 = time.perf_counter()
+    owner: dict[str, _ChunkedSample] = {}  # chunk name -> its sample file
+
+    def claim(sample: _ChunkedSample, chunks: list[Chunk]) -> list[Chunk]:
+        owner.update((chunk.name, sample) for chunk in chunks)
+        return chunks
+
+    def then(chunk: Chunk, n: int) -> list[Chunk]:
+        sample = owner[chunk.name]
+        sample.pending.discard(chunk.name)
+        sample.n_new += n
+        return claim(sample, sample.advance(t0))
+
+    first = [chunk for sample in samples for chunk in claim(sample, sample.advance(t0))]
+    report = run_chunks(simulate_sample_chunk, first, client=client, retries=retries, progress=progress, desc=desc,
+                        then=then)
+    if report.failed:
+        kept = sum(s.chunk_path(c).exists() for s in samples for c in range(s.n_chunks))
+        raise ChunksFailedError(report.failed, kept=kept, folder=folder)
+
+
 def make_sample_chunked(
     output: str | os.PathLike,
     gun: GunSpec,
@@ -285,48 +402,11 @@ def make_sample_chunked(
         SampleFileError: ``output`` is a sample file that is not a manifest; the chunk folder holds another run.
         caloforge.jobs.runner.ChunksFailedError: chunks that failed every try (named; the others are kept).
     """
-    gun.validate()
-    if n_events <= 0 or chunk_attempts <= 0:
-        raise FullsimError(f"the numbers of events and of attempts per chunk must be positive, got {n_events} "
-                           f"and {chunk_attempts}")
-    check_production_cut(production_cut_mm)
-    check_geant4_data()
     output = Path(output)
-    if output.exists() and "manifest" not in read_attrs(output):
-        raise SampleFileError(f"{output} exists and is not a manifest of chunk files: remove it or choose another name")
-    settings = {"tof": tof, "production_cut_mm": production_cut_mm, "b_field_t": 1.0}
-    folder = chunk_folder(output)
-    folder.mkdir(exist_ok=True)
-    key = {**_run_key(gun, settings, _geant4_provenance()), "chunk_attempts": chunk_attempts}
-    key_file = folder / "run.json"
-    if key_file.exists():
-        if json.loads(key_file.read_text(encoding="utf-8")) != json.loads(json.dumps(key)):
-            raise SampleFileError(f"{folder}: holds the chunks of another run (other gun, settings or chunk size); "
-                                  "remove it or choose another output name")
-    else:
-        write_text_atomic(key_file, json.dumps(key, indent=1))
-    t0 = time.perf_counter()
-    acceptance = _acceptance(gun)
-    n_new, n_chunks, report = 0, 0, None
-    while True:
-        paths = [folder / f"{output.stem}_{c:06d}.h5" for c in range(n_chunks)]
-        have = sum(read_attrs(p)["n_events"] for p in paths)
-        if have >= n_events:
-            break
-        more = max(1, int(np.ceil((n_events - have) / (chunk_attempts * acceptance))))
-        chunks = [
-            Chunk(f"{output.stem}_{c:06d}", folder / f"{output.stem}_{c:06d}.h5",
-                  (gun, settings, c * chunk_attempts, chunk_attempts), int(chunk_attempts * acceptance))
-            for c in range(n_chunks, n_chunks + more)
-        ]
-        report = run_chunks(simulate_sample_chunk, chunks, client=client, retries=retries, progress=progress,
-                            desc=f"Geant4 {gun.particle}")
-        if report.failed:
-            raise ChunksFailedError(report.failed, kept=len(report.done) + len(report.skipped), folder=folder)
-        n_new += report.events
-        n_chunks += more
-    write_sample_manifest(output, paths, n_events)
-    return ProductionSummary(output, n_new, n_events, n_chunks * chunk_attempts, time.perf_counter() - t0)
+    sample = _chunked_sample(output, gun, n_events, chunk_attempts, tof, production_cut_mm)
+    _run_chunked_samples([sample], client=client, retries=retries, progress=progress, desc=f"Geant4 {gun.particle}",
+                         folder=chunk_folder(output))
+    return sample.summary()
 
 
 def write_sample_manifest(path: str | os.PathLike, sources: list[Path], n_events: int) -> Path:
@@ -384,15 +464,25 @@ def make_reference_samples_chunked(
     n_floor: int = REFERENCE_SAMPLES["floor"][0],
     particles: tuple[str, ...] = ("e-", "e+", "gamma"),
     chunk_attempts: int = 1000,
+    retries: int = 2,
     progress: bool = True,
 ) -> list[ProductionSummary]:
-    """The samples of :func:`make_reference_samples` (the same events), each made by :func:`make_sample_chunked`:
-    ``{split}_{particle}.h5`` a manifest over ``{split}_{particle}_chunks/``. A sample file that already holds enough
-    events (a manifest or a file of the serial production) is left alone; a shorter file of the serial production is
-    an error (complete it without ``--cluster``, or remove it)."""
+    """The samples of :func:`make_reference_samples` (the same events), each as :func:`make_sample_chunked` makes it:
+    ``{split}_{particle}.h5`` a manifest over ``{split}_{particle}_chunks/``. The chunks of all files that are not
+    complete run in one :func:`caloforge.jobs.run_chunks` call (one progress bar): submitted together, a file's
+    further chunks as soon as its own are short of events, its manifest written as soon as they are not. A sample
+    file that already holds enough events (a manifest or a file of the serial production) is left alone; a shorter
+    file of the serial production is an error (complete it without ``--cluster``, or remove it), raised before any
+    chunk runs. Returns the summaries of the files made (``seconds``: from the start of the run to the file's
+    manifest).
+
+    Raises:
+        caloforge.jobs.runner.ChunksFailedError: chunks that failed every try, named by file and chunk; the other
+            files are complete (their manifests written) and the finished chunks kept: the same call resumes.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summaries = []
+    samples = []
     for split, n_wanted in (("test", n_test), ("train", n_train), ("floor", n_floor)):
         for name in particles:
             path = out / f"{split}_{name}.h5"
@@ -404,6 +494,6 @@ def make_reference_samples_chunked(
                     raise SampleFileError(f"{path}: {attrs['n_events']} of {n_wanted} events, made without --cluster: "
                                           "complete it without --cluster, or remove it")
             gun = GunSpec(particle=name, seed=REFERENCE_SAMPLES[split][1] + SEED_BY_PARTICLE[name])
-            summaries.append(make_sample_chunked(path, gun, n_wanted, client=client, chunk_attempts=chunk_attempts,
-                                                 progress=progress))
-    return summaries
+            samples.append(_chunked_sample(path, gun, n_wanted, chunk_attempts, True, 0.7))
+    _run_chunked_samples(samples, client=client, retries=retries, progress=progress, desc="Geant4 samples", folder=out)
+    return [sample.summary() for sample in samples]

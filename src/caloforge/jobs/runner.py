@@ -5,7 +5,8 @@ file that exists is a finished chunk, so a run that was stopped or killed resume
 finished chunks and without duplicates. Without a client the chunks run one after the other in this process; with
 one they are submitted to its cluster with ``retries`` (a chunk that raises is run again) and the cluster's
 ``allowed-failures`` (a chunk whose worker dies is given to another worker). A chunk that fails every time is
-named in :attr:`RunReport.failed`; the other chunks are kept.
+named in :attr:`RunReport.failed`; the other chunks are kept. A job whose size is known only from its results
+(Geant4 chunks until enough events are accepted) adds chunks as others finish (``then``), in the same run.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def run_chunks(
     retries: int = 2,
     progress: bool = True,
     desc: str = "chunks",
+    then: Callable[[Chunk, int], Sequence[Chunk]] | None = None,
 ) -> RunReport:
     """Run ``func(chunk.output, *chunk.args)`` for every chunk whose output does not exist yet.
 
@@ -87,22 +89,33 @@ def run_chunks(
         retries: extra tries of a chunk that raises (Dask's ``retries``; here too without a client).
         progress: one progress bar over all chunks, in events (events per second shown).
         desc: the progress bar's label.
+        then: called here (not on a worker) with each chunk done now and the events it wrote, as soon as it is
+            done; the chunks it returns (names unique among all) are run in the same call, submitted at once, and
+            counted in the same progress bar. Not called for skipped or failed chunks.
 
     Raises:
         caloforge.atomic.Interrupted: a stop signal (the chunks in flight are cancelled; finished ones kept).
     """
     report = RunReport(dashboard=getattr(client, "dashboard_link", None) if client is not None else None)
-    todo = []
-    for chunk in chunks:
-        if Path(chunk.output).exists():
-            report.skipped.append(chunk.name)
-        else:
-            todo.append(chunk)
+    todo = _not_done(chunks, report)
     t0 = time.perf_counter()
     total = sum(c.events for c in todo) or None
     with tqdm(total=total, unit="evt", disable=not progress, desc=desc, smoothing=0.1) as bar:
+
+        def finished(chunk: Chunk, n: int) -> list[Chunk]:
+            """Count a chunk done now; the chunks that ``then`` adds (their expected events added to the bar)."""
+            report.done.append(chunk.name)
+            report.events += n
+            bar.update(n)
+            more = _not_done(then(chunk, n), report) if then is not None else []
+            if more:
+                bar.total = (bar.total or 0) + sum(c.events for c in more)
+                bar.refresh()
+            return more
+
         if client is None:
-            for chunk in todo:
+            queue = list(todo)
+            for chunk in queue:  # grows while it is walked: the chunks that ``then`` adds run after the others
                 raise_if_stopped()
                 for attempt in range(retries + 1):
                     try:
@@ -113,36 +126,47 @@ def run_chunks(
                         if attempt == retries:
                             report.failed[chunk.name] = _error_line(err)
                         continue
-                    report.done.append(chunk.name)
-                    report.events += n
-                    bar.update(n)
+                    queue.extend(finished(chunk, n))
                     break
         else:
-            _run_on_client(func, todo, client, retries, report, bar)
+            _run_on_client(func, todo, client, retries, report, finished)
     report.seconds = time.perf_counter() - t0
     return report
 
 
+def _not_done(chunks: Sequence[Chunk], report: RunReport) -> list[Chunk]:
+    """The chunks whose output does not exist yet; the others are counted skipped in ``report``."""
+    todo = []
+    for chunk in chunks:
+        if Path(chunk.output).exists():
+            report.skipped.append(chunk.name)
+        else:
+            todo.append(chunk)
+    return todo
+
+
 def _run_on_client(func: Callable[..., int], todo: Sequence[Chunk], client: Any, retries: int, report: RunReport,
-                   bar: tqdm) -> None:
-    """Submit ``todo`` to ``client`` and collect the results as they come (see :func:`run_chunks`)."""
+                   finished: Callable[[Chunk, int], list[Chunk]]) -> None:
+    """Submit ``todo`` to ``client`` and collect the results as they come, submitting the chunks that ``finished``
+    adds at once (see :func:`run_chunks`)."""
     from distributed import as_completed
 
-    futures = {
-        client.submit(func, str(c.output), *c.args, key=f"{c.name}-{c.output}", retries=retries, pure=False): c
-        for c in todo
-    }
+    def submit(c: Chunk) -> Any:
+        return client.submit(func, str(c.output), *c.args, key=f"{c.name}-{c.output}", retries=retries, pure=False)
+
+    futures = {submit(c): c for c in todo}
+    results = as_completed(futures)
     try:
-        for future in as_completed(futures):
+        for future in results:
             raise_if_stopped()
             chunk = futures[future]
             if future.status == "error":
                 report.failed[chunk.name] = _error_line(future.exception())
                 continue
-            n = int(future.result())
-            report.done.append(chunk.name)
-            report.events += n
-            bar.update(n)
+            for more in finished(chunk, int(future.result())):
+                new = submit(more)
+                futures[new] = more
+                results.add(new)
     except BaseException:
         client.cancel(list(futures))
         raise
