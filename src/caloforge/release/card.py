@@ -270,9 +270,10 @@ def _model_section(name: str, c: dict) -> list[str]:
     ts, run = c["training_sample"], c["run"]
     data = run["config"]["data"]
     family = c.get("family", "gan")
-    flow = family != "gan"  # shipped without exports, its weights in 16 bits
+    gan = family == "gan"
     lines = [
-        f"## {name}, {family}: `{c['checkpoint']}`" if flow else f"## {name}: `{c['checkpoint']}`, `{c['onnx']}`",
+        f"## {name}, {family}: `{c['checkpoint']}`{f', `{o}`' if (o := c.get('onnx')) else ''}" if not gan
+        else f"## {name}: `{c['checkpoint']}`, `{c['onnx']}`",
         "",
         f"Targets: {'; '.join(str(check) for check in check_targets(c))}.",
         "",
@@ -284,7 +285,7 @@ def _model_section(name: str, c: dict) -> list[str]:
         f"- Training run `{run['folder']}`: `caloforge train {run['config_file']}`"
         f"{_started_from(run['config']['training'])}. Settings: "
         f"{run['config']['model']}; training {run['config']['training']}; "
-        f"{run['epochs_done']} epochs done{'' if flow else ' (regressor pre-training included)'}; the shipped one "
+        f"{run['epochs_done']} epochs done{' (regressor pre-training included)' if gan else ''}; the shipped one "
         f"is epoch {run['best_epoch']}, chosen by {_selection_words(run)} on the held-out events.",
         *_energy_line(c.get("energy_fit")),
         *_distill_lines(c.get("distilled")),
@@ -295,7 +296,7 @@ def _model_section(name: str, c: dict) -> list[str]:
         f"(`{Path(c['report']).parent.name}/report.html`): "
         f"overall **{c['summary']['overall']}**, {c['summary']['counts']}.",
         f"- ONNX Runtime sampling on this machine: {c['onnx_showers_per_s']:,.0f} showers/s (batch 10k, 2 cores"
-        f"{'; the export made when the checkpoint is loaded' if flow else ''}).",
+        f"{'; the export made when the checkpoint is loaded' if not c.get('onnx') else ''}).",
         "",
         "| observable | separation power (model) | Geant4 floor | verdict |",
         "| --- | --- | --- | --- |",

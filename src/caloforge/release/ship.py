@@ -338,7 +338,8 @@ def _ship_one(name: str, model: ShowerModel, *, samples_dir: Path, out_dir: Path
               bar: tqdm, run: dict, mean_shower_change: float, energy_fit: dict | None,
               distilled: dict | None = None, family: str = "gan") -> dict:
     """Save ``model`` as the model of ``name`` in set ``family`` of ``out_dir`` (a GAN with its ONNX export, the
-    other sets with 16-bit weights and none), validate it and return its record (without ``distilled``, which the
+    other sets with 16-bit weights, and their export if ONNX Runtime runs them faster), validate it and return its
+    record (without ``distilled``, which the
     caller adds)."""
     bar.set_description(f"{name}: save and export")
     target = shipped_checkpoint(name, out_dir, family)
@@ -349,14 +350,17 @@ def _ship_one(name: str, model: ShowerModel, *, samples_dir: Path, out_dir: Path
         else:  # validated as stored: the weights rounded to 16 bits first
             model.round_weights_to_half()
             model.save(target, half_weights=True)
-            onnx_path = export_onnx(model, Path(tmp) / target.with_suffix(".onnx").name)
+            if model.faster_in_onnx_runtime:  # shipped beside it: the engine runs it without exporting at loading
+                onnx_path = export_replacing(model, target.with_suffix(".onnx"))
+            else:
+                onnx_path = export_onnx(model, Path(tmp) / target.with_suffix(".onnx").name)
         checks = _validation_record(name, model, target, onnx_path, samples_dir=samples_dir, work_dir=work_dir,
                                     events=events, bar=bar, stem=_report_stem(name, family))
     record = {
         "validated_on": date.today().isoformat(),
         "family": family,
         "checkpoint": target.name,
-        "onnx": onnx_path.name if family == "gan" else None,
+        "onnx": onnx_path.name if family == "gan" or model.faster_in_onnx_runtime else None,
         "parameters": model.parameter_counts() if hasattr(model, "parameter_counts") else model.n_parameters,
         "run": {**run, "selection_metric": model.selection_metric},
         "training_sample": provenance.sample_description(samples_dir / f"train_{name}.h5"),
