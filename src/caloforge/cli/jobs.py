@@ -137,7 +137,6 @@ def simulate_files(folder: Path, spec, inputs: list[Path], seed: int, fmt: str, 
                        cluster=cluster, workers=workers, quiet=quiet, what="files")
 
 
-
 def _simulate_chunked(output: Path, func, args: list[tuple], ranges: list[tuple[int, int]], names: list[str], *,
                       cluster: str, workers: Optional[int], quiet: bool) -> None:
     """Run the engine's chunks ``func(output, *args[k])`` (events ``ranges[k]``) on Dask, one hits file each in
