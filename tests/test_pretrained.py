@@ -240,3 +240,24 @@ def test_the_shipped_flows_are_small_16_bit_and_run_in_the_engine(tmp_path):
         energy = f["hits/energy_gev"][:]
         momenta_gev = np.linalg.norm(f["particles/momentum_gev"][:], axis=1)
     assert energy.sum() > 0 and (energy > 0).all() and energy.sum() < momenta_gev.sum()
+
+
+def test_the_shipped_students_are_16_bit_with_their_exports_and_run_in_the_engine(tmp_path):
+    from caloforge.export import OnnxShowerModel
+    from caloforge.models.pretrained import RECORD_FILES, STUDENT_STEMS
+
+    records = json.loads((HERE / RECORD_FILES["student"]).read_text())
+    assert sorted(records) == sorted(PARTICLES) == sorted(default_model_paths("torch", family="student"))
+    c = np.tile(np.array([1.0, 0.01, 0.03, 0.5, 0.002, 20.0], dtype=np.float32), (200, 1))
+    for name in PARTICLES:
+        path = HERE / f"{STUDENT_STEMS[name]}.pt"
+        assert records[name]["checkpoint"] == path.name and records[name]["onnx"] == path.with_suffix(".onnx").name
+        state = torch.load(path, weights_only=True)["state_dict"]
+        model = load_model(path, device="cpu")
+        assert {state[k].dtype for k, _ in model.named_parameters()} == {torch.float16}  # the weights; buffers float32
+        a, b = model.sample(c, seed=2), OnnxShowerModel(path.with_suffix(".onnx")).sample(c, seed=2)
+        assert np.mean((a > 0) != (b > 0)) < 1e-3 and np.allclose(a.sum(axis=(1, 2)), b.sum(axis=(1, 2)), rtol=1e-4)
+    out = tmp_path / "hits.h5"
+    result = CliRunner().invoke(app, ["simulate", "--gun", "e-", "-n", "300", "--model", "student", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "student_e-.onnx (e-; onnx)" in result.output  # the shipped export, not an export at loading
