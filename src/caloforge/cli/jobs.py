@@ -102,7 +102,7 @@ def simulate_files(folder: Path, spec, inputs: list[Path], seed: int, fmt: str, 
     """
     from caloforge.cli.checks import check_writable
     from caloforge.engine.chunks import build_engine, input_file, input_seed, simulate_file_chunk
-    from caloforge.engine.output import HitsWriter
+    from caloforge.engine.output import check_compression
     from caloforge.jobs import Chunk
 
     if folder.name in ("", ".", ".."):
@@ -112,6 +112,7 @@ def simulate_files(folder: Path, spec, inputs: list[Path], seed: int, fmt: str, 
                          f"the format is --format root or h5")
     if fmt not in OUTPUT_FORMATS:
         raise ValueError(f"--format {fmt!r}: choose root or h5")
+    check_compression(spec.compression, root=fmt == "root")
     check_writable(folder, folder=True)
     by_stem: dict[str, Path] = {}
     for path in inputs:
@@ -123,14 +124,7 @@ def simulate_files(folder: Path, spec, inputs: list[Path], seed: int, fmt: str, 
                              f"{folder / file.stem}.{fmt}; rename one")
         by_stem[file.stem] = path
     _, names = build_engine(spec)  # the models' errors before any work
-    made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    try:  # the compression for the format (a writer that is never entered writes nothing)
-        HitsWriter(folder / f".check.{fmt}", compression=spec.compression)
-    except ValueError:
-        if made:
-            folder.rmdir()
-        raise
     chunks = [Chunk(str(path), folder / f"{stem}.{fmt}", (spec, str(path), input_seed(seed, stem)))
               for stem, path in by_stem.items()]
     _run_engine_chunks(simulate_file_chunk, chunks, folder.with_name(f"{folder.name}.txt"), folder, names,

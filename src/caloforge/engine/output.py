@@ -55,6 +55,15 @@ ROOT_ZLIB_LEVEL = 3
 (its level 0 wrote 18.3 MB instead of 15.3 MB, no faster)."""
 
 
+def check_compression(compression: str, *, root: bool) -> None:
+    """ValueError (one line) unless ``compression`` is one of :data:`COMPRESSIONS` that the format takes (``root``:
+    a ROOT file; else HDF5, which takes zlib or none)."""
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression {compression!r}: choose one of {', '.join(COMPRESSIONS)}")
+    if not root and compression not in ("zlib", "none"):
+        raise ValueError(f"compression {compression!r} is for ROOT output; HDF5 takes zlib or none")
+
+
 def _root_codec(compression: str):
     """The uproot compression object of :data:`COMPRESSIONS` entry ``compression`` (None: uncompressed)."""
     import uproot
@@ -145,8 +154,6 @@ class HitsWriter:
     ) -> None:
         if flush_events <= 0:
             raise ValueError(f"flush_events must be positive, got {flush_events}")
-        if compression not in COMPRESSIONS:
-            raise ValueError(f"compression {compression!r}: choose one of {', '.join(COMPRESSIONS)}")
         self.path = Path(path)
         self.flush_events = flush_events
         self._pending: list[SimulationResult] = []
@@ -159,8 +166,7 @@ class HitsWriter:
         if not self.path.parent.exists():
             raise ValueError(f"{self.path.parent}: no such directory")
         self.root = suffix == ".root"
-        if not self.root and compression not in ("zlib", "none"):
-            raise ValueError(f"compression {compression!r} is for ROOT output; HDF5 takes zlib or none")
+        check_compression(compression, root=self.root)
         self.compression = compression
         self._atomic = atomic_path(self.path)
         self.tmp = partial_path(self.path)

@@ -211,7 +211,8 @@ class StudentModel(TwoStageModel):
         maps = torch.as_tensor(np.asarray(maps_gev, dtype=np.float32)).flatten(1)  # (N, 121)
         total = maps.sum(dim=1, keepdim=True).clamp_min(EMPTY_GEV)  # (N, 1)
         noise = torch.rand(maps.shape, generator=torch.Generator().manual_seed(seed))
-        geant4 = self.shape.cpu()(maps / total, noise)  # (N, 121)
-        self.shape.to(self.hit_offset.device)
+        device = self.hit_offset.device
+        with torch.no_grad():
+            geant4 = self.shape((maps / total).to(device), noise.to(device)).cpu()  # (N, 121)
         self.value_map.fit([values[hit[:, i], i] for i in range(N_CELLS)],
                            [geant4[maps[:, i] > 0, i] for i in range(N_CELLS)])
