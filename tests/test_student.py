@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -53,7 +55,7 @@ def test_the_student_takes_the_teachers_stages_and_a_fresh_network(teacher):
     student = student_of_two_stage(teacher, (32,))
     assert isinstance(student, StudentModel) and student.config.teacher == "flow"
     t, s = teacher.state_dict(), student.state_dict()
-    shared = [k for k in s if not k.startswith(("net.", "value_map.")) and k != "hit_offset"]
+    shared = [k for k in s if not k.startswith(("net.", "value_map.")) and k not in ("hit_offset", "p_edges_gev")]
     assert any(k.startswith("energy_stage.") for k in shared) and "shape.cell_threshold" in shared
     for key in shared:
         assert torch.equal(t[key], s[key]), key
@@ -104,20 +106,44 @@ def test_calibrated_offsets_give_geant4_hit_fractions_per_crystal(distilled):
 
 
 def test_the_value_map_starts_as_the_identity_and_maps_one_distribution_onto_another():
-    value_map = ValueMap()
+    value_map = ValueMap(bins=2)
     y = torch.linspace(-15, 15, 121 * 4).view(4, 121)
-    assert torch.allclose(value_map(y), y, atol=1e-3)  # float rounding of the grid
+    assert torch.allclose(value_map(y, torch.tensor([0, 1, 1, 0])), y, atol=1e-3)  # float rounding of the grid
     rng = torch.Generator().manual_seed(0)
     source = [torch.randn(5000, generator=rng) * 0.5 for _ in range(121)]  # a narrow student
     target = [torch.randn(4000, generator=rng) * 2.0 + 1.0 for _ in range(121)]  # a wider Geant4
     source[3], target[3] = source[3][:10], target[3][:10]  # too few hits: left as the identity
-    value_map.fit(source, target)
-    mapped = value_map(torch.stack([s[:4000] for s in source[:3]] + [torch.zeros(4000)] * 118, dim=1))
+    value_map.fit(source, target, bins=[1])
+    x = torch.stack([s[:4000] for s in source[:3]] + [torch.zeros(4000)] * 118, dim=1)  # (4000, 121)
+    mapped = value_map(x, torch.ones(4000, dtype=torch.long))
     assert torch.allclose(mapped[:, :3].mean(dim=0), torch.full((3,), 1.0), atol=0.1)
     assert torch.allclose(mapped[:, :3].std(dim=0), torch.full((3,), 2.0), rtol=0.05)
     assert torch.allclose(mapped[:, 3], torch.zeros(4000), atol=1e-3)
     order = torch.argsort(source[0][:4000])
     assert (mapped[order, 0].diff() >= -1e-6).all()  # monotone: the order of the values is kept
+    assert torch.allclose(value_map(x, torch.zeros(4000, dtype=torch.long)), x, atol=1e-3)  # bin 0 untouched
+    value_map.reset()
+    assert torch.allclose(value_map(x, torch.ones(4000, dtype=torch.long)), x, atol=1e-3)
+
+
+def test_the_corrections_are_fitted_in_each_momentum_bin(distilled):
+    """Toy showers whose halo is five times denser below 1 GeV/c than above: the calibrated student hits the
+    halo as often as they do on both sides (one correction for all momenta would give the average)."""
+    student = copy.deepcopy(distilled.model)
+    rng = np.random.default_rng(4)
+    c = toy_conditions(24000, 4)
+    dense = np.where(c[:, 0] < 1.0, 0.5, 0.1).astype(np.float32)[:, None, None]
+    maps = (rng.exponential(1.0, (24000, 11, 11)) * (rng.random((24000, 11, 11)) < dense)).astype(np.float32)
+    maps[:, 5, 5] += 5.0
+    maps *= (0.9 * c[:, 0] / maps.sum(axis=(1, 2)))[:, None, None]
+    student.calibrate(maps, c, seed=1)
+    sampled = student.sample(c, seed=2) > 0
+    for low in (True, False):
+        rows = ((c[:, 0] >= 0.3) & (c[:, 0] < 1.0)) if low else (c[:, 0] >= 1.0)  # bin 0 has too few events
+        halo = np.ones((11, 11), dtype=bool)
+        halo[5, 5] = False
+        assert sampled[rows][:, halo].mean() == pytest.approx((maps[rows] > 0)[:, halo].mean(), abs=0.03)
+    assert (student.hit_offset[1] != student.hit_offset[-1]).any()
 
 
 def test_samples_are_finite_reproducible_and_survive_a_checkpoint(tmp_path, distilled):
@@ -148,7 +174,8 @@ def test_onnx_export_samples_the_same_maps_as_pytorch(tmp_path, distilled):
     assert np.isclose(a, b, rtol=1e-3, atol=1e-6).all(axis=(1, 2)).mean() > 0.95
 
 
-@pytest.mark.parametrize("key, value", [("hidden", []), ("teacher", ""), ("dequantisation", 0.0)])
+@pytest.mark.parametrize("key, value", [("hidden", []), ("teacher", ""), ("dequantisation", 0.0),
+                                        ("calibration_p_edges_gev", [1.0, 0.5])])
 def test_bad_settings_are_refused_in_one_line(key, value):
     with pytest.raises(ConfigError, match=f"model.{key}"):
         build_model({"name": "student", "particles": ["gamma"], key: value})

@@ -13,9 +13,12 @@ two heads per crystal:
 A single squared error over all cells blurs the step between the band of empty cells and the smallest deposits
 into spurious small deposits; the two heads keep it. Regression also narrows the spread of the values, most in
 the outer crystals. So after training :meth:`StudentModel.calibrate` fits two per-crystal corrections on Geant4
-training events under their conditions: an offset on the hit logits, so that each crystal is hit as often as in
-Geant4, and a monotone map of the values (:class:`ValueMap`), so that each crystal's deposits, where hit, have
-Geant4's distribution (quantile mapping). A hit cell's value is at least its threshold; the rest is empty.
+training events under their conditions, in each momentum bin (``calibration_p_edges_gev``): an offset on the hit
+logits, so that each crystal is hit as often as in Geant4, and a monotone map of the values (:class:`ValueMap`),
+so that each crystal's deposits, where hit, have Geant4's distribution (quantile mapping). Per momentum bin,
+because the shape changes most with the momentum: fitted once for all momenta, the corrections leave the
+teacher's large deposits in outer crystals, common below 0.5 GeV/c, at every momentum
+(``docs/experiments/flow.md``). A hit cell's value is at least its threshold; the rest is empty.
 
 The energy stage, the shape variables' standardisation and the thresholds are the teacher's, copied
 (:func:`caloforge.training.distill_shape.student_of_two_stage`); the student model is complete on its own:
@@ -49,37 +52,50 @@ VALUE_MAP_MIN_HITS = 200
 identity)."""
 IDENTITY_RANGE = 20.0
 """The identity map spans [-IDENTITY_RANGE, IDENTITY_RANGE] standard deviations of a shape variable."""
+MIN_BIN_EVENTS = 2000
+"""Fewest calibration events of a momentum bin for corrections of its own (else: those fitted on all events)."""
 
 
 class ValueMap(nn.Module):
-    """One monotone, piecewise-linear map per crystal of the shape variables (B, 121) -> (B, 121): the value at
-    each of :data:`VALUE_MAP_POINTS` points of a uniform grid from ``lo`` in steps of ``step`` (per crystal),
-    linear in between, constant beyond the ends. A uniform grid needs no search: the map exports to ONNX as a
-    few element-wise operations and one gather. Starts as the identity."""
+    """One monotone, piecewise-linear map per momentum bin and crystal of the shape variables (B, 121) ->
+    (B, 121): the value at each of :data:`VALUE_MAP_POINTS` points of a uniform grid from ``lo`` in steps of
+    ``step`` (per bin and crystal), linear in between, constant beyond the ends. A uniform grid needs no search:
+    the map exports to ONNX as a few element-wise operations and gathers. Starts as the identity.
 
-    def __init__(self) -> None:
+    Args:
+        bins: momentum bins, each with its own maps.
+    """
+
+    def __init__(self, bins: int = 1) -> None:
         super().__init__()
         grid = torch.linspace(-IDENTITY_RANGE, IDENTITY_RANGE, VALUE_MAP_POINTS)
-        self.register_buffer("lo", torch.full((N_CELLS,), -IDENTITY_RANGE))  # (121,)
-        self.register_buffer("step", torch.full((N_CELLS,), float(grid[1] - grid[0])))  # (121,)
-        self.register_buffer("table", grid.repeat(N_CELLS, 1))  # (121, points)
+        self.register_buffer("lo", torch.full((bins, N_CELLS), -IDENTITY_RANGE))  # (bins, 121)
+        self.register_buffer("step", torch.full((bins, N_CELLS), float(grid[1] - grid[0])))  # (bins, 121)
+        self.register_buffer("table", grid.repeat(bins, N_CELLS, 1))  # (bins, 121, points)
 
-    def forward(self, values: torch.Tensor) -> torch.Tensor:
-        points = self.table.shape[1]
-        u = ((values - self.lo) / self.step).clamp(0.0, points - 1.0)  # (B, 121) position on the grid
+    def forward(self, values: torch.Tensor, bin_index: torch.Tensor) -> torch.Tensor:
+        """The mapped values (B, 121) of ``values`` (B, 121) in momentum bins ``bin_index`` (B,)."""
+        points = self.table.shape[2]
+        u = ((values - self.lo[bin_index]) / self.step[bin_index]).clamp(0.0, points - 1.0)  # (B, 121) on the grid
         left = u.floor().clamp_max(points - 2.0)  # (B, 121)
-        index = (left.long() + torch.arange(N_CELLS, device=values.device) * points).flatten()  # (B * 121,)
-        flat = self.table.flatten()  # (121 * points,)
+        row = bin_index[:, None] * N_CELLS + torch.arange(N_CELLS, device=values.device)  # (B, 121)
+        index = (left.long() + row * points).flatten()  # (B * 121,)
+        flat = self.table.flatten()  # (bins * 121 * points,)
         v0, v1 = flat[index].view_as(u), flat[index + 1].view_as(u)
         return v0 + (u - left) * (v1 - v0)
 
-    def fit(self, source: list[torch.Tensor], target: list[torch.Tensor]) -> None:
+    def reset(self) -> None:
+        """Every map the identity."""
+        identity = ValueMap(self.table.shape[0])
+        self.load_state_dict(identity.to(self.table.device).state_dict())
+
+    def fit(self, source: list[torch.Tensor], target: list[torch.Tensor], bins: list[int] | None = None) -> None:
         """Per crystal, the map that takes the distribution of the values ``source[i]`` (any number, 1-D) to that of
-        ``target[i]``: their :data:`VALUE_MAP_QUANTILES` quantiles joined, tabulated over the source's range; the
-        identity where either has fewer than :data:`VALUE_MAP_MIN_HITS` values."""
+        ``target[i]``: their :data:`VALUE_MAP_QUANTILES` quantiles joined, tabulated over the source's range, set
+        in the momentum bins ``bins`` (None: all); a crystal where either has fewer than
+        :data:`VALUE_MAP_MIN_HITS` values keeps its map."""
         levels = np.linspace(0.0, 1.0, VALUE_MAP_QUANTILES)
-        identity = ValueMap()
-        lo, step, table = identity.lo.clone(), identity.step.clone(), identity.table.clone()
+        bins = list(range(self.table.shape[0])) if bins is None else bins
         for i, (a, b) in enumerate(zip(source, target)):
             if len(a) < VALUE_MAP_MIN_HITS or len(b) < VALUE_MAP_MIN_HITS:
                 continue
@@ -88,11 +104,10 @@ class ValueMap(nn.Module):
             if qa[-1] <= qa[0]:
                 continue
             grid = np.linspace(qa[0], qa[-1], VALUE_MAP_POINTS)
-            lo[i], step[i] = float(qa[0]), float(grid[1] - grid[0])
-            table[i] = torch.as_tensor(np.interp(grid, qa, qb), dtype=table.dtype)
-        self.lo.copy_(lo)
-        self.step.copy_(step)
-        self.table.copy_(table)
+            self.lo[bins, i] = float(qa[0])
+            self.step[bins, i] = float(grid[1] - grid[0])
+            self.table[bins, i] = torch.as_tensor(np.interp(grid, qa, qb), dtype=self.table.dtype,
+                                                  device=self.table.device)
 
 
 @dataclass
@@ -102,17 +117,23 @@ class StudentConfig(TwoStageConfig):
     Attributes:
         hidden: hidden layer widths of the fully connected network (SiLU). Default (512, 512, 512).
         teacher: the model family of the teacher (``flow``), for the record.
+        calibration_p_edges_gev: the edges (GeV/c, ascending) of the momentum bins in which the per-crystal
+            corrections are fitted (:meth:`StudentModel.calibrate`). Default (0.3, 0.6, 1.0, 1.5, 2.2): six bins,
+            narrower at low momentum, where the shape changes fastest.
     """
 
     name: str = "student"
     hidden: tuple[int, ...] = (512, 512, 512)
     teacher: str = "flow"
+    calibration_p_edges_gev: tuple[float, ...] = (0.3, 0.6, 1.0, 1.5, 2.2)
 
     def __post_init__(self) -> None:
         if self.name != "student":
             raise ConfigError(f"model.name: a StudentConfig has name 'student', got {self.name!r}")
         super().__post_init__()
-        self.check({"hidden": len(self.hidden) >= 1 and min(self.hidden) >= 1, "teacher": bool(self.teacher)})
+        edges = self.calibration_p_edges_gev
+        self.check({"hidden": len(self.hidden) >= 1 and min(self.hidden) >= 1, "teacher": bool(self.teacher),
+                    "calibration_p_edges_gev": all(0 < a < b for a, b in zip((1e-9, *edges), edges))})
 
 
 class StudentModel(TwoStageModel):
@@ -131,8 +152,10 @@ class StudentModel(TwoStageModel):
             width = h
         layers.append(nn.Linear(width, 2 * N_CELLS))
         self.net = nn.Sequential(*layers)
-        self.register_buffer("hit_offset", torch.zeros(N_CELLS))  # (121,) added to the hit logits
-        self.value_map = ValueMap()
+        bins = len(config.calibration_p_edges_gev) + 1
+        self.register_buffer("p_edges_gev", torch.tensor(config.calibration_p_edges_gev, dtype=torch.float32))
+        self.register_buffer("hit_offset", torch.zeros(bins, N_CELLS))  # (bins, 121) added to the hit logits
+        self.value_map = ValueMap(bins)
 
     @property
     def shape_noise_size(self) -> int:
@@ -145,6 +168,11 @@ class StudentModel(TwoStageModel):
         out = self.net(torch.cat([context, noise], dim=1))  # (B, 242)
         return out[:, :N_CELLS], out[:, N_CELLS:]
 
+    def momentum_bin(self, context: torch.Tensor) -> torch.Tensor:
+        """The momentum bin (B,) of each shower of a context (B, :attr:`n_context`), from its normalised momentum."""
+        edges = (self.p_edges_gev - self.cond_mean[0]) / self.cond_std[0]  # (bins - 1,) normalised
+        return (context[:, :1] >= edges[None, :]).sum(dim=1)
+
     def threshold_variables(self) -> torch.Tensor:
         """The least shape variable of a hit cell (121,): its threshold's, plus :data:`THRESHOLD_MARGIN` so that
         the rounding of the way back to fractions cannot empty it."""
@@ -155,8 +183,9 @@ class StudentModel(TwoStageModel):
         """Shape variables (B, 121): the value head through the value map where the calibrated hit logit is
         positive (at least the crystal's threshold), -inf (empty) elsewhere."""
         logits, values = self.heads(noise, context)
-        hit = logits + self.hit_offset > 0  # (B, 121)
-        values = torch.maximum(self.value_map(values), self.threshold_variables())
+        bin_index = self.momentum_bin(context)  # (B,)
+        hit = logits + self.hit_offset[bin_index] > 0  # (B, 121)
+        values = torch.maximum(self.value_map(values, bin_index), self.threshold_variables())
         return torch.where(hit, values, torch.full_like(values, -torch.inf))
 
     def distillation_losses(
@@ -191,7 +220,9 @@ class StudentModel(TwoStageModel):
         batch_size: int = 8192,
     ) -> None:
         """Fit the two per-crystal corrections on Geant4 maps (N, 11, 11) in GeV with their conditions (N, 6)
-        (training events, never the test sample), sampling the student under the same conditions:
+        (training events, never the test sample), sampling the student under the same conditions, in each
+        momentum bin (a bin with fewer than :data:`MIN_BIN_EVENTS` events takes the corrections fitted on all
+        events; a crystal with too few hits in its bin keeps the student's own values):
 
         * the offsets of the hit logits, so that each crystal has a deposit in as many sampled showers as in
           Geant4's: minus the ``1 - p`` quantile of the crystal's sampled logits, ``p`` its Geant4 hit fraction;
@@ -202,17 +233,28 @@ class StudentModel(TwoStageModel):
             f = self.energy_stage.fraction(x, noise[:, :ENERGY_NOISE_DIM])
             return torch.cat(self.heads(noise[:, ENERGY_NOISE_DIM:], self.context(x, f)), dim=1)  # (B, 242)
 
-        sampled, hit_probability = self.sampled_per_cell(
-            maps_gev, conditions, particle_index, heads, seed, batch_size
-        )
+        sampled, _ = self.sampled_per_cell(maps_gev, conditions, particle_index, heads, seed, batch_size)
         logits, values = sampled[:, :N_CELLS], sampled[:, N_CELLS:]  # (N, 121) each
-        self.hit_offset.copy_(-hit_edges(logits, hit_probability).to(self.hit_offset))
-        hit = logits + self.hit_offset.cpu() > 0  # (N, 121)
         maps = torch.as_tensor(np.asarray(maps_gev, dtype=np.float32)).flatten(1)  # (N, 121)
         total = maps.sum(dim=1, keepdim=True).clamp_min(EMPTY_GEV)  # (N, 1)
         noise = torch.rand(maps.shape, generator=torch.Generator().manual_seed(seed))
         device = self.hit_offset.device
         with torch.no_grad():
             geant4 = self.shape((maps / total).to(device), noise.to(device)).cpu()  # (N, 121)
-        self.value_map.fit([values[hit[:, i], i] for i in range(N_CELLS)],
-                           [geant4[maps[:, i] > 0, i] for i in range(N_CELLS)])
+        p = torch.as_tensor(np.asarray(conditions, dtype=np.float32)[:, 0])
+        edges = self.p_edges_gev.cpu()
+        bin_index = (p[:, None] >= edges[None, :]).sum(dim=1)  # (N,)
+        self.value_map.reset()
+        counts = torch.bincount(bin_index, minlength=len(edges) + 1)
+        thin = [k for k in range(len(edges) + 1) if counts[k] < MIN_BIN_EVENTS]
+        for k in range(-1 if thin else 0, len(edges) + 1):  # -1: all events, for the bins with too few
+            if k >= 0 and k in thin:
+                continue
+            rows = torch.ones(len(p), dtype=torch.bool) if k < 0 else bin_index == k
+            bins = thin if k < 0 else [k]
+            g4_hit = maps[rows] > 0  # (n, 121)
+            offsets = -hit_edges(logits[rows], g4_hit.double().mean(dim=0))  # (121,)
+            self.hit_offset[bins] = offsets.to(self.hit_offset)
+            hit, v, g = logits[rows] + offsets > 0, values[rows], geant4[rows]  # (n, 121) each
+            self.value_map.fit([v[hit[:, i], i] for i in range(N_CELLS)],
+                               [g[g4_hit[:, i], i] for i in range(N_CELLS)], bins)

@@ -7,8 +7,8 @@ noise and the context (conditions and the energy stage's draw) under the conditi
 from one torch generator seeded with ``training.seed`` and sampled by the teacher, so that the student never
 sees the same pair twice; sampling them costs about as much as the student's step.
 
-After each epoch the student's hit offsets are calibrated on Geant4 training events
-(:meth:`~caloforge.models.student.StudentModel.calibrate`) and it is measured like any model on held-out
+After each epoch the student's per-crystal corrections are calibrated on :data:`CALIBRATION_EVENTS` Geant4
+training events (:meth:`~caloforge.models.student.StudentModel.calibrate`) and it is measured like any model on held-out
 events (:func:`caloforge.training.plans.validate`): ``best.pt`` is the epoch with the lowest
 ``val_sp_occupancy``, the selection metric of the two-stage models. The held-out distillation losses
 (``val_hit``, ``val_value``, on :data:`~caloforge.training.distill.HELD_OUT_INPUTS` fixed pairs) are logged
@@ -34,10 +34,14 @@ from caloforge.models.two_stage import TwoStageModel
 from caloforge.training.config import LoopConfig, TrainConfig, expand_path, resolve_sample_path
 from caloforge.training.data import ShowerData
 from caloforge.training.distill import HELD_OUT_INPUTS, MIN_STEPS
-from caloforge.training.plans import CALIBRATION_EVENTS, TrainingPlan, load_data, load_start, model_from_checkpoint
+from caloforge.training.plans import TrainingPlan, load_data, load_start, model_from_checkpoint
 from caloforge.training.plans import validate as validate_model
 
 __all__ = ["ShapeDistillPlan", "student_config_of", "student_of_two_stage", "teacher_pairs"]
+
+CALIBRATION_EVENTS = 100_000
+"""Training events on which the student calibrates itself after each epoch: more than other models'
+(:data:`caloforge.training.plans.CALIBRATION_EVENTS`), for its corrections are fitted per momentum bin."""
 
 STEP = "student"
 """The plan's one training step (and optimizer): the student's network."""
