@@ -3,17 +3,15 @@
 For each particle type (e-, e+, gamma) and the same random tracks (0-3 GeV/c, barrel directions):
 
 * the engine end to end (particle gun, transport, conditions, model sampling, placement, ROOT writing)
-  on ``--tracks`` tracks, called with batches of 1, 100 and 10k particles (batch 1 on fewer tracks), and
-  at batch 10k once more with a zstd-compressed ROOT file instead of zlib;
+  on ``--tracks`` tracks with the default set (the shipped students, ``student_<particle>.onnx``) or ``--model``
+  files, called with batches of 1, 100 and 10k particles (batch 1 on fewer tracks), and at batch 10k once more
+  with a zstd-compressed ROOT file instead of zlib;
 * the model sampling alone (ONNX Runtime and PyTorch) at the same batch sizes;
-* at batch 10k, the engine and the ONNX sampling once more with the float32 exports of the shipped models (the
-  defaults are their 8-bit exports, ``gan_<particle>_int8.onnx``; the engine ``--repeats`` times, as the headline
-  figure), and with the seed-size models the shipped defaults
-  were distilled from (``seed_gan_<particle>.pt``, the seed's generator widths), when no ``--model`` is given;
-* at batch 10k, the flows (``--model flow``; the shipped ``flow_<particle>.pt`` or ``--flow`` files) and their
-  students (``--model student``; ``student_<particle>.pt`` or ``--student`` files): sampling alone on both
-  backends and the engine end to end (the students' ``--repeats`` times), beside the GANs' rows: the sets side by
-  side in one run;
+* at batch 10k, the other shipped sets side by side (or ``--gan``, ``--flow``, ``--student`` files): sampling alone
+  on both backends and the engine end to end (``--repeats`` times, as the headline figure, but for the slow
+  flows): the GANs (their 8-bit exports ``gan_<particle>_int8.onnx``, and once more their float32 exports and
+  the seed-size models they were distilled from, ``seed_gan_<particle>.pt``), the flows and, with ``--model``,
+  the students;
 * the Geant4 reference (single thread, all cores would divide both sides alike) on ``--g4-tracks`` of
   the same tracks, before and after the engine runs of that particle type: the speed of these shared
   machines drifts (Geant4 on the same electrons: 65-104 showers/s in three runs of this benchmark on one
@@ -25,7 +23,7 @@ memory (max RSS) is its own. The table gives showers per second, the speed-up ov
 divided by Geant4's showers/s per core, both measured here), and the peak memory.
 
     python benchmarks/bench_engine.py [--tracks 50000] [--g4-tracks 300] [--repeats 3] [--model PATH ...]
-        [--flow PATH ...] [--student PATH ...]
+        [--gan PATH ...] [--flow PATH ...] [--student PATH ...]
 """
 
 from __future__ import annotations
@@ -41,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from caloforge.export import load_samplers
-from caloforge.models.pretrained import DEFAULT_STEMS, HERE, default_model_paths, seed_model_paths
+from caloforge.models.pretrained import DEFAULT_FAMILY, GAN_STEMS, HERE, default_model_paths, seed_model_paths
 
 PARTICLES = {"e-": 11, "e+": -11, "gamma": 22}
 
@@ -128,18 +126,20 @@ def median_run(func, args, repeats: int) -> dict:
     return r
 
 
-def _set_paths(family: str, given: list[str]) -> dict[str, str]:
-    """Particle -> model file of the set ``family``: the files ``given`` (checkpoints or exports), else the shipped
-    ones, if any."""
+def _set_paths(family: str, given: list[str]) -> dict[str, dict[str, str]]:
+    """Particle -> backend (``onnx``, ``torch``) -> model file of the set ``family``: the files ``given``
+    (checkpoints or exports, for both backends), else the shipped ones, if any (the export the engine runs by
+    default for ONNX Runtime, the checkpoint for PyTorch)."""
     if not given:
-        return {name: str(p) for name, p in default_model_paths("torch", family=family).items()}
+        shipped = {kind: default_model_paths(kind, family=family) for kind in ("onnx", "torch")}
+        return {name: {kind: str(shipped[kind][name]) for kind in shipped} for name in shipped["torch"]}
     from caloforge.export import OnnxShowerModel
     from caloforge.models import load_model
 
     paths = {}
     for path in given:
         model = OnnxShowerModel(path) if path.endswith(".onnx") else load_model(path, device="cpu")
-        paths.update({name: path for name in model.particles})
+        paths.update({name: {"onnx": path, "torch": path} for name in model.particles})
     return paths
 
 
@@ -149,7 +149,10 @@ def main() -> None:
     parser.add_argument("--batch1-tracks", type=int, default=500, help="tracks for batch size 1")
     parser.add_argument("--g4-tracks", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3, help="runs of the engine end to end at batch 10k")
-    parser.add_argument("--model", action="append", default=[], help="checkpoint(s); default the shipped models")
+    parser.add_argument("--model", action="append", default=[],
+                        help="checkpoint(s) or export(s); default the shipped default set")
+    parser.add_argument("--gan", action="append", default=[],
+                        help="GAN checkpoint(s) or export(s); default the shipped GANs")
     parser.add_argument("--flow", action="append", default=[],
                         help="flow checkpoint(s) or export(s); default the shipped flows, if any")
     parser.add_argument("--student", action="append", default=[],
@@ -159,8 +162,9 @@ def main() -> None:
 
     rows = []
     seed_models = seed_model_paths()
-    other_sets = {family: _set_paths(family, given) for family, given in (("flow", args.flow),
-                                                                          ("student", args.student))}
+    given = {"gan": args.gan, "flow": args.flow, "student": args.student}
+    other_sets = {family: _set_paths(family, files) for family, files in given.items()
+                  if args.model or family != DEFAULT_FAMILY}
     for name in args.particles.split(","):
         pdg = PARTICLES[name]
         g4_before = run_isolated(_geant4, (pdg, args.g4_tracks, 5))
@@ -173,38 +177,39 @@ def main() -> None:
             repeats = args.repeats if batch == 10_000 else 1
             r = median_run(_engine, (pdg, n, batch, args.model, "onnx", 5, "zlib"), repeats)
             block.append((name, "engine end to end (onnx)", batch, r))
-            if batch == 10_000:  # the same with the faster ROOT compression (caloforge simulate --compression)
-                r = run_isolated(_engine, (pdg, n, batch, args.model, "onnx", 5, "zstd"))
-                block.append((name, "engine, zstd ROOT file", batch, r))
-            if batch == 10_000 and not args.model:  # the shipped float32 export beside the default 8-bit one
-                float_model = [str(HERE / f"{DEFAULT_STEMS[name]}.onnx")]
-                r = run_isolated(_sampling, (pdg, n, batch, float_model, "onnx", 5))
-                block.append((name, "sampling, float32 export", batch, r))
-                r = median_run(_engine, (pdg, n, batch, float_model, "onnx", 5, "zlib"), repeats)
-                block.append((name, "engine, float32 export", batch, r))
-            seed_model = [str(seed_models[name])] if name in seed_models else []
-            if batch == 10_000 and seed_model and not args.model:  # the teacher of the default, side by side
-                r = run_isolated(_sampling, (pdg, n, batch, seed_model, "onnx", 5))
-                block.append((name, "sampling, seed-size (onnx)", batch, r))
-                r = run_isolated(_engine, (pdg, n, batch, seed_model, "onnx", 5, "zlib"))
-                block.append((name, "engine, seed-size model", batch, r))
-            for family, paths in other_sets.items():  # the sets closer to Geant4, side by side
-                if batch != 10_000 or name not in paths:
+            if batch != 10_000:
+                continue
+            # the same with the faster ROOT compression (caloforge simulate --compression)
+            r = run_isolated(_engine, (pdg, n, batch, args.model, "onnx", 5, "zstd"))
+            block.append((name, "engine, zstd ROOT file", batch, r))
+            for family, paths in other_sets.items():  # the other sets, side by side
+                if name not in paths:
                     continue
-                model = [paths[name]]
                 for backend in ("onnx", "torch"):
-                    r = run_isolated(_sampling, (pdg, n, batch, model, backend, 5))
+                    r = run_isolated(_sampling, (pdg, n, batch, [paths[name][backend]], backend, 5))
                     block.append((name, f"sampling, {family} ({backend})", batch, r))
-                runs = repeats if family == "student" else 1  # a candidate default: the headline's repeats
-                r = median_run(_engine, (pdg, n, batch, model, "onnx", 5, "zlib"), runs)
+                runs = 1 if family == "flow" else repeats
+                r = median_run(_engine, (pdg, n, batch, [paths[name]["onnx"]], "onnx", 5, "zlib"), runs)
                 block.append((name, f"engine, {family} (onnx)", batch, r))
+                if family == "gan" and not args.gan:  # the shipped float32 export and the seed-size teacher
+                    float_model = [str(HERE / f"{GAN_STEMS[name]}.onnx")]
+                    r = run_isolated(_sampling, (pdg, n, batch, float_model, "onnx", 5))
+                    block.append((name, "sampling, gan float32 export", batch, r))
+                    r = median_run(_engine, (pdg, n, batch, float_model, "onnx", 5, "zlib"), repeats)
+                    block.append((name, "engine, gan float32 export", batch, r))
+                    if name in seed_models:
+                        seed_model = [str(seed_models[name])]
+                        r = run_isolated(_sampling, (pdg, n, batch, seed_model, "onnx", 5))
+                        block.append((name, "sampling, seed-size gan (onnx)", batch, r))
+                        r = run_isolated(_engine, (pdg, n, batch, seed_model, "onnx", 5, "zlib"))
+                        block.append((name, "engine, seed-size gan", batch, r))
         g4_after = run_isolated(_geant4, (pdg, args.g4_tracks, 5))
         g4_rate = (g4_before["showers"] + g4_after["showers"]) / (g4_before["seconds"] + g4_after["seconds"])
         rows.append((name, "Geant4 (1 thread), before", "-", g4_before, g4_rate))
         rows.append((name, "Geant4 (1 thread), after", "-", g4_after, g4_rate))
         rows.extend((*row, g4_rate) for row in block)
 
-    print(f"{'particle':>8} {'what':>26} {'batch':>6} {'showers':>8} {'seconds':>8} {'showers/s':>10} "
+    print(f"{'particle':>8} {'what':>30} {'batch':>6} {'showers':>8} {'seconds':>8} {'showers/s':>10} "
           f"{'vs Geant4':>9} {'peak MB':>8}  where the time goes")
     for name, what, batch, r, g4_rate in rows:
         rate = r["showers"] / r["seconds"]
@@ -215,7 +220,7 @@ def main() -> None:
             where += f" ({r['range']})"
         if what.startswith("Geant4"):
             where = f"both runs: {g4_rate:.0f} showers/s, what the speed-ups divide by"
-        print(f"{name:>8} {what:>26} {batch!s:>6} {r['showers']:>8} {r['seconds']:>8.2f} {rate:>10.0f} "
+        print(f"{name:>8} {what:>30} {batch!s:>6} {r['showers']:>8} {r['seconds']:>8.2f} {rate:>10.0f} "
               f"{rate / g4_rate:>8.0f}x {r['maxrss_mb']:>8.0f}  {where}")
 
 

@@ -222,7 +222,8 @@ def test_simulate_bad_options_and_inputs_give_one_line(tmp_path):
     _one_line_error(_simulate("--gun", "gamma", "--readout", "bes2", "-o", out), "--readout")
     _one_line_error(_simulate("--gun", "gamma", "--seed", "-1", "-o", out), "--seed")
     _one_line_error(_simulate("--gun", "gamma", "--chunk", "0", "-o", out), "--chunk")
-    paths = default_model_paths("onnx", int8=True)["gamma"], default_model_paths("onnx", int8=False)["gamma"]
+    paths = (default_model_paths("onnx", family="gan")["gamma"],
+             default_model_paths("onnx", int8=False, family="gan")["gamma"])
     _one_line_error(_simulate("--gun", "gamma", "--model", paths[0], "--model", paths[1], "-o", out),
                     "a second model for gamma", paths[0].name)
     csv = tmp_path / "p.csv"

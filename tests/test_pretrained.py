@@ -1,5 +1,5 @@
-"""The shipped default models: present for every particle type, both backends agree, physically sane,
-described by their model card, and used by ``caloforge simulate`` when no model is given."""
+"""The shipped models: present for every particle type, both backends agree, physically sane, described by their
+model card, and the default set (the students) used by ``caloforge simulate`` when no model is given."""
 
 import json
 
@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from caloforge.cli.main import app
 from caloforge.export import OnnxShowerModel
 from caloforge.models import load_model
-from caloforge.models.pretrained import DEFAULT_STEMS, HERE, SEED_STEMS, default_model_paths, seed_model_paths
+from caloforge.models.pretrained import GAN_STEMS, HERE, SEED_STEMS, default_model_paths, seed_model_paths
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -42,7 +42,7 @@ def test_every_particle_has_a_checkpoint_and_an_onnx_export():
         assert sorted(default_model_paths(backend)) == sorted(PARTICLES)
     assert sorted(seed_model_paths()) == sorted(PARTICLES)
     for name in PARTICLES:
-        for stem in (DEFAULT_STEMS[name], SEED_STEMS[name]):
+        for stem in (GAN_STEMS[name], SEED_STEMS[name]):
             assert (HERE / f"{stem}.pt").stat().st_size < 2_000_000  # small files in the package
 
 
@@ -51,7 +51,7 @@ def test_defaults_are_students_of_the_seed_size_models(name):
     """The defaults are fully connected generators distilled from the seed-size models (caloforge distill): the
     rest of the model is the teacher's, the mean shower trained along stays near the teacher's, and the same noise
     gives nearly the same showers."""
-    student = load_model(HERE / f"{DEFAULT_STEMS[name]}.pt", device="cpu")
+    student = load_model(HERE / f"{GAN_STEMS[name]}.pt", device="cpu")
     teacher = load_model(HERE / f"{SEED_STEMS[name]}.pt", device="cpu")
     assert teacher.config.generator_channels == (16, 16, 16, 8)
 
@@ -77,8 +77,8 @@ def test_defaults_are_students_of_the_seed_size_models(name):
 
 @pytest.mark.parametrize("name", PARTICLES)
 def test_shipped_backends_agree_and_showers_are_physical(name):
-    torch_model = load_model(HERE / f"{DEFAULT_STEMS[name]}.pt", device="cpu")
-    onnx_model = OnnxShowerModel(HERE / f"{DEFAULT_STEMS[name]}.onnx")
+    torch_model = load_model(HERE / f"{GAN_STEMS[name]}.pt", device="cpu")
+    onnx_model = OnnxShowerModel(HERE / f"{GAN_STEMS[name]}.onnx")
     assert torch_model.particles == (name,) and onnx_model.particles == [name]
     c = _conditions(2000, 1.0, name)
     a = torch_model.sample(c, seed=5)
@@ -104,9 +104,9 @@ def test_shipped_onnx_graphs_are_the_inference_form(name):
     would have the leaky-gradient operators (Less, Cast) of the final ReLU."""
     import onnx
 
-    nodes = onnx.load(HERE / f"{DEFAULT_STEMS[name]}.onnx").graph.node
+    nodes = onnx.load(HERE / f"{GAN_STEMS[name]}.onnx").graph.node
     ops = [node.op_type for node in nodes if node.name.startswith("/generator/")]  # not the energy model's
-    hidden = load_model(HERE / f"{DEFAULT_STEMS[name]}.pt", device="cpu").config.generator_hidden
+    hidden = load_model(HERE / f"{GAN_STEMS[name]}.pt", device="cpu").config.generator_hidden
     assert ops.count("Gemm") == len(hidden) + 1 and "Conv" not in ops
     assert not {"ConvTranspose", "Resize", "Upsample", "Less", "Cast", "Gather"} & set(ops)
 
@@ -116,14 +116,15 @@ def test_shipped_checkpoints_hold_the_removed_options_switched_off_and_load():
     values at which they did nothing, which loading accepts (and drops)."""
     removed = {"cell_covariance_weight": 0.0, "cell_covariance_size": 5, "condition_moment_weight": 0.0,
                "regressor_loss": "mse"}
-    paths = [*default_model_paths("torch").values(), *seed_model_paths().values()]
+    paths = [*default_model_paths("torch", family="gan").values(), *seed_model_paths().values()]
     assert len(paths) == 2 * len(PARTICLES)
     for path in paths:
         config = torch.load(path, weights_only=True)["config"]
         assert {k: config.get(k, v) for k, v in removed.items()} == removed, path.name
         model = load_model(path, device="cpu")
         assert not set(removed) & set(vars(model.config)), path.name
-    assert "cell_covariance_weight" in torch.load(default_model_paths("torch")["gamma"], weights_only=True)["config"]
+    assert "cell_covariance_weight" in torch.load(default_model_paths("torch", family="gan")["gamma"],
+                                                  weights_only=True)["config"]
 
 
 def test_model_card_and_validation_numbers_cover_every_particle():
@@ -136,20 +137,25 @@ def test_model_card_and_validation_numbers_cover_every_particle():
         assert numbers[name]["onnx_showers_per_s"] > 0
 
 
-def test_simulate_runs_on_the_shipped_models_without_a_model_argument(tmp_path):
+def test_simulate_runs_the_shipped_students_without_a_model_argument_and_the_gans_on_request(tmp_path):
     out = tmp_path / "hits.h5"
     result = CliRunner().invoke(app, ["simulate", "--gun", "e-", "-n", "200", "-o", str(out), "--seed", "3"])
     assert result.exit_code == 0, result.output
-    assert "gan_e-_int8.onnx" in result.output  # the 8-bit exports by default
+    assert "student_e-.onnx" in result.output  # the default set, its shipped export
     with h5py.File(out) as f:
         energy = f["hits/energy_gev"][:]
     assert energy.sum() > 0 and (energy > 0).all()
-    # the float32 exports on request: the same tracks and noise, energies within the 8-bit export's differences
-    args = ["simulate", "--gun", "e-", "-n", "200", "-o", str(tmp_path / "f.h5"), "--seed", "3", "--no-int8"]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0 and "gan_e-.onnx" in result.output and "int8" not in result.output
-    with h5py.File(tmp_path / "f.h5") as f:
-        assert f["hits/energy_gev"][:].sum() == pytest.approx(energy.sum(), rel=1e-3)
+    # the GANs: their 8-bit exports unless --no-int8; the same tracks and noise, energies within the 8-bit
+    # export's differences
+    sums = []
+    for extra, shown in ((), "gan_e-_int8.onnx"), (("--no-int8",), "gan_e-.onnx"):
+        args = ["simulate", "--gun", "e-", "-n", "200", "-o", str(tmp_path / f"gan{len(sums)}.h5"), "--seed", "3",
+                "--model", "gan", *extra]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0 and shown in result.output, result.output
+        with h5py.File(tmp_path / f"gan{len(sums)}.h5") as f:
+            sums.append(f["hits/energy_gev"][:].sum())
+    assert sums[1] == pytest.approx(sums[0], rel=1e-3)
 
 
 @pytest.mark.parametrize("name", PARTICLES)
@@ -165,7 +171,7 @@ def test_showers_from_displaced_vertices_keep_their_shape(name):
     from caloforge.engine import FastSimulation, particle_gun
 
     pdg = KINDS[name].pdg
-    sim = FastSimulation({pdg: load_model(HERE / f"{DEFAULT_STEMS[name]}.pt", device="cpu")})
+    sim = FastSimulation({pdg: load_model(HERE / f"{GAN_STEMS[name]}.pt", device="cpu")})
     base = particle_gun(pdg, 1500, momentum_gev=(0.9, 1.1), seed=3)
     shares = []
     for offset_cm in ([0, 0, 0], [0.1, 0, 0], [0, 0.2, 0], [0, 0, 1.5], [0, 0, -1.5]):
@@ -196,7 +202,7 @@ def test_the_onnx_fast_simulation_runs_without_pytorch():
 
 
 def test_onnx_sampling_is_the_same_in_one_call_or_several_and_takes_no_conditions():
-    model = OnnxShowerModel(HERE / f"{DEFAULT_STEMS['gamma']}.onnx")
+    model = OnnxShowerModel(HERE / f"{GAN_STEMS['gamma']}.onnx")
     c = _conditions(300, 1.0, "gamma")
     whole = model.sample(c, seed=3)  # one ONNX Runtime call: its output array, as it comes
     parts = model.sample(c, seed=3, batch_size=64)  # five calls into one array
@@ -209,8 +215,9 @@ def test_model_sets_are_named_by_family_and_an_unshipped_set_says_so(monkeypatch
     from caloforge.export import load_samplers
     from caloforge.models import pretrained
 
-    by_name = load_samplers(["gan"]).names
-    assert by_name == load_samplers([]).names and all("_int8.onnx" in n for n in by_name)
+    by_name = load_samplers(["student"]).names
+    assert by_name == load_samplers([]).names and all(".onnx" in n and "student_" in n for n in by_name)
+    assert all("_int8.onnx" in n for n in load_samplers(["gan"]).names)
     with pytest.raises(ValueError, match="model set 'vae': the shipped sets are gan, flow"):
         default_model_paths(family="vae")
     monkeypatch.setattr(pretrained, "HERE", tmp_path)  # an installation without shipped flows

@@ -1,6 +1,7 @@
 """The 8-bit export of the fully connected generators (caloforge.export.quantize) and the shipped 8-bit files."""
 
 import json
+from functools import partial
 
 import numpy as np
 import onnx
@@ -11,7 +12,7 @@ from caloforge.cli.main import app
 from caloforge.export import OnnxShowerModel
 from caloforge.export.quantize import NotQuantizableError, calibration_rows, quantize_hidden_layers
 from caloforge.models.inputs import NOISE_BOUND, gaussian_noise
-from caloforge.models.pretrained import DEFAULT_STEMS, HERE, INT8_SUFFIX, SEED_STEMS, default_model_paths
+from caloforge.models.pretrained import GAN_STEMS, HERE, INT8_SUFFIX, SEED_STEMS, default_model_paths
 
 PARTICLES = ("gamma", "e-", "e+")
 
@@ -35,7 +36,7 @@ def test_noise_bound_is_the_largest_box_muller_value():
 
 def test_8bit_graph_gives_nearly_the_float_maps_and_no_batch_dependence(photon_rows, tmp_path):
     noise, cond, note = photon_rows
-    float_path = HERE / f"{DEFAULT_STEMS['gamma']}.onnx"
+    float_path = HERE / f"{GAN_STEMS['gamma']}.onnx"
     q = quantize_hidden_layers(onnx.load(float_path), noise, cond, calibration_note=note)
     ops = [n.op_type for n in q.graph.node if n.name.startswith("/generator/")]
     assert ops.count("QGemm") == 2 and ops.count("Gemm") == 2  # the conditions' product and the output layer
@@ -58,7 +59,7 @@ def test_8bit_graph_gives_nearly_the_float_maps_and_no_batch_dependence(photon_r
 
 def test_8bit_export_refuses_what_it_cannot_quantise(photon_rows, tmp_path):
     noise, cond, _ = photon_rows
-    q = quantize_hidden_layers(onnx.load(HERE / f"{DEFAULT_STEMS['gamma']}.onnx"), noise[:500], cond[:500])
+    q = quantize_hidden_layers(onnx.load(HERE / f"{GAN_STEMS['gamma']}.onnx"), noise[:500], cond[:500])
     with pytest.raises(NotQuantizableError, match="quantised already"):
         quantize_hidden_layers(q, noise[:500], cond[:500])
     # the seed-size generator is convolutional: a clear error, no file
@@ -70,11 +71,11 @@ def test_8bit_export_refuses_what_it_cannot_quantise(photon_rows, tmp_path):
 
 
 @pytest.mark.parametrize("name", PARTICLES)
-def test_shipped_8bit_exports_are_the_engine_default(name):
-    path = default_model_paths("onnx")[name]
-    assert path.name == f"{DEFAULT_STEMS[name]}{INT8_SUFFIX}" and path.stat().st_size < 1_000_000
-    assert default_model_paths("onnx", int8=False)[name].name == f"{DEFAULT_STEMS[name]}.onnx"
-    q, f = OnnxShowerModel(path), OnnxShowerModel(HERE / f"{DEFAULT_STEMS[name]}.onnx")
+def test_shipped_8bit_exports_are_what_the_gan_set_runs(name):
+    path = default_model_paths("onnx", family="gan")[name]
+    assert path.name == f"{GAN_STEMS[name]}{INT8_SUFFIX}" and path.stat().st_size < 1_000_000
+    assert default_model_paths("onnx", int8=False, family="gan")[name].name == f"{GAN_STEMS[name]}.onnx"
+    q, f = OnnxShowerModel(path), OnnxShowerModel(HERE / f"{GAN_STEMS[name]}.onnx")
     assert "quantization" in q.metadata and "quantization" not in f.metadata
     c = calibration_rows(name, 136, 1000, seed=5)[1]
     assert np.abs(_share(q.sample(c, seed=1)) - _share(f.sample(c, seed=1))).mean() < 3e-3
@@ -88,8 +89,7 @@ def test_default_paths_fall_back_to_float32_where_no_8bit_export_is_shipped(tmp_
     for stem in ("gan_gamma.onnx", "gan_e-.onnx", "gan_e-_int8.onnx", "gan_e-.pt"):
         (tmp_path / stem).write_bytes(b"")
     monkeypatch.setattr(pretrained, "HERE", tmp_path)
-    assert {k: p.name for k, p in pretrained.default_model_paths("onnx").items()} == {
-        "e-": "gan_e-_int8.onnx", "gamma": "gan_gamma.onnx"}
-    assert {k: p.name for k, p in pretrained.default_model_paths("onnx", int8=False).items()} == {
-        "e-": "gan_e-.onnx", "gamma": "gan_gamma.onnx"}
-    assert {k: p.name for k, p in pretrained.default_model_paths("torch").items()} == {"e-": "gan_e-.pt"}
+    paths = partial(pretrained.default_model_paths, family="gan")
+    assert {k: p.name for k, p in paths("onnx").items()} == {"e-": "gan_e-_int8.onnx", "gamma": "gan_gamma.onnx"}
+    assert {k: p.name for k, p in paths("onnx", int8=False).items()} == {"e-": "gan_e-.onnx", "gamma": "gan_gamma.onnx"}
+    assert {k: p.name for k, p in paths("torch").items()} == {"e-": "gan_e-.pt"}

@@ -47,9 +47,10 @@ class StandIns:
         _write_run(out_dir, config.training.epochs, f"{stage} {len(self.calls)}")
         return out_dir / "best.pt"
 
-    def ship(self, checkpoint: Path, particle: str, *, runs_dir: Path, models_dir: Path, distilled: bool) -> None:
-        self.calls.append("ship" if distilled else "ship-seed")
-        default = models_dir / f"gan_{particle}.pt"
+    def ship(self, checkpoint: Path, particle: str, *, runs_dir: Path, models_dir: Path, distilled: bool,
+             family: str = "gan") -> None:
+        self.calls.append(("ship" if distilled else "ship-seed") if family == "gan" else f"ship-{family}")
+        default = models_dir / f"{family}_{particle}.pt"
         if distilled:
             shutil.copyfile(default, models_dir / f"seed_gan_{particle}.pt")
         default.write_text(f"shipped {checkpoint.read_text()}")
@@ -66,10 +67,10 @@ def stand_ins(monkeypatch):
     return install
 
 
-def _recipe(tmp_path: Path, particle: str = "gamma"):
+def _recipe(tmp_path: Path, particle: str = "gamma", family: str = "gan"):
     models = tmp_path / "models"
     models.mkdir(exist_ok=True)
-    return make_recipe(particle, runs_dir=tmp_path / "runs", models_dir=models)
+    return make_recipe(particle, runs_dir=tmp_path / "runs", models_dir=models, family=family)
 
 
 def _states(recipe) -> dict[str, str]:
@@ -80,9 +81,9 @@ def test_dry_run_lists_the_stages_and_runs_nothing(tmp_path, stand_ins):
     fake = stand_ins()
     lines: list[str] = []
     states = run_recipe(_recipe(tmp_path), dry_run=True, echo=lines.append)
-    assert [name for name, _ in states] == list(STAGES)
+    assert [name for name, _ in states] == list(STAGES["gan"])
     assert all(state == TO_RUN for _, state in states)
-    assert len(lines) == len(STAGES)
+    assert len(lines) == len(STAGES["gan"])
     assert lines[0].startswith("nbmmd") and "configs/nbmmd.yaml --particle gamma" in lines[0]
     assert fake.calls == [] and not (tmp_path / "runs").exists()
 
@@ -104,6 +105,22 @@ def test_recipe_runs_every_stage_once_then_skips_them(tmp_path, stand_ins):
     fake.calls.clear()
     run_recipe(recipe, echo=lambda line: None)
     assert fake.calls == []
+
+
+def test_the_default_sets_recipe_ships_the_flow_then_its_student(tmp_path, stand_ins):
+    fake = stand_ins()
+    recipe = _recipe(tmp_path, "e-", family="student")
+    assert make_recipe("e-").family == "student"  # the default set's recipe by default
+    lines: list[str] = []
+    run_recipe(recipe, echo=lines.append)
+    assert fake.calls == ["flow", "ship-flow", "student", "ship-student"]
+    assert "caloforge ship --particle e-" in lines[2] and "--family flow" in lines[2]
+    # the student learns from the flow the recipe shipped
+    assert fake.configs["student"].training.teacher == str(tmp_path / "models" / "flow_e-.pt")
+    assert (tmp_path / "models" / "student_e-.pt").read_text() == "shipped best student 3"
+    assert set(_states(recipe).values()) == {DONE}
+    (tmp_path / "runs" / "flow_e-" / "best.pt").write_text("best flow, trained again")
+    assert _states(recipe)["ship-flow"] == TO_RUN and _states(recipe)["ship-student"] == DONE
 
 
 def test_an_interrupted_stage_is_partly_done_and_resumed(tmp_path, stand_ins):
@@ -138,20 +155,26 @@ def test_training_state_reads_the_run_folder(tmp_path):
 
 def test_default_folders_keep_the_configurations_as_written(tmp_path, monkeypatch):
     monkeypatch.setenv("CALOFORGE_CACHE", str(tmp_path / "cache"))
-    recipe = make_recipe("e+")
+    recipe = make_recipe("e+", family="gan")
     assert recipe.runs_dir == tmp_path / "cache" / "runs"
     for stage in ("nbmmd", "energy_fit", "energy", "moments"):
         assert recipe.train_config(stage).to_dict() == load_config(REPO / "configs" / f"{stage}.yaml", "e+").to_dict()
+    for stage in ("flow", "student"):
+        config = make_recipe("e+").train_config(stage).to_dict()
+        assert config == load_config(REPO / "configs" / f"{stage}.yaml", "e+").to_dict()
     with pytest.raises(ValueError, match="choose one of"):
         make_recipe("mu-")
+    with pytest.raises(ValueError, match="the recipes are student, gan"):
+        make_recipe("e+", family="vae")
 
 
 def test_cli_recipe_dry_run_and_train_particle_errors(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(app, ["recipe", "--particle", "gamma", "--dry-run", "--runs", str(tmp_path / "runs"),
-                                 "--models", str(tmp_path)])
-    assert result.exit_code == 0, result.output
-    assert [line.split()[:2] for line in result.output.splitlines()] == [[s, "to"] for s in STAGES]
+    for family in STAGES:
+        result = runner.invoke(app, ["recipe", "--particle", "gamma", "--dry-run", "--runs", str(tmp_path / "runs"),
+                                     "--models", str(tmp_path), "--family", family])
+        assert result.exit_code == 0, result.output
+        assert [line.split()[:2] for line in result.output.splitlines()] == [[s, "to"] for s in STAGES[family]]
     result = runner.invoke(app, ["train", str(REPO / "configs" / "nbmmd.yaml"), "-o", str(tmp_path / "x")])
     assert result.exit_code == 2 and "give one of them (--particle)" in result.output
     assert "gamma, e-, e+" in result.output and not (tmp_path / "x").exists()

@@ -66,8 +66,8 @@ def test_card_with_flows_puts_the_two_sets_side_by_side(shipped):
     text = render_card(shipped, {"gamma": gamma})
     gans_only = render_card(shipped)
     assert gans_only[gans_only.index("## "):] in text  # the GANs' sections as without flows
-    assert "The second set, `caloforge simulate --model flow`" in text and "The second set" not in gans_only
-    table = text[text.index("## The sets side by side: `--model gan` (default) against `--model flow`"):
+    assert "- **flow**, `--model flow`: the students' teachers" in text and "**flow**" not in gans_only
+    table = text[text.index("## The sets side by side: `--model gan` against `--model flow`"):
                  text.index("## gamma:")]
     assert "| measure (target) | gamma | Geant4 floor |" in table  # only the particle with both sets
     low = shipped["gamma"]["classifier"]["low_level"]
@@ -85,10 +85,10 @@ def test_card_with_flows_puts_the_two_sets_side_by_side(shipped):
     student = copy.deepcopy(gamma)
     student.update(family="student", checkpoint="student_gamma.pt", onnx_showers_per_s=30000.0)
     three = render_card(shipped, {"gamma": gamma}, {"gamma": student})
-    assert "against `--model flow` against `--model student`" in three
+    assert "against `--model flow` against `--model student` (default)" in three
     assert "each cell reads GAN / flow / student" in three
     assert f"| {shipped['gamma']['onnx_showers_per_s']:,.0f} / 4,321 / 30,000 | - |" in three
-    assert "The third set, `caloforge simulate --model student`" in three
+    assert "- **student**, the default (`caloforge simulate` without `--model`), `--model student`" in three
     assert "## gamma, student: `student_gamma.pt`" in three
 
 

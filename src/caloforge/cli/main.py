@@ -269,13 +269,18 @@ def recipe(
     models: Annotated[
         Optional[Path], typer.Option(help="Where the ship stages put the models (default: the shipped models' folder).")
     ] = None,
+    family: Annotated[
+        str, typer.Option(help="The shipped set: student (the default set: train the flow, ship it, distil its "
+                               "student, ship it) or gan (train, fit the energy model, fine-tune, ship, distil, "
+                               "ship).")
+    ] = "student",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list the stages, their state and commands.")] = False,
 ) -> None:
-    """Reproduce a shipped model from the Geant4 samples: train, fit the energy model, fine-tune, ship, distil,
-    ship; stages already done are skipped, an interrupted one continues when the command is run again."""
+    """Reproduce a shipped model from the Geant4 samples, every stage of its recipe (--dry-run lists them); stages
+    already done are skipped, an interrupted one continues when the command is run again."""
     from caloforge.release.recipe import make_recipe, run_recipe
 
-    plan = make_recipe(particle, runs_dir=runs, configs_dir=configs, models_dir=models)
+    plan = make_recipe(particle, runs_dir=runs, configs_dir=configs, models_dir=models, family=family)
     try:
         run_recipe(plan, dry_run=dry_run, echo=typer.echo)
     except KeyboardInterrupt:
@@ -312,8 +317,8 @@ def simulate(
     model: Annotated[
         Optional[list[Path]],
         typer.Option(help="Model checkpoint or ONNX export (repeat for several, one per particle type), or a shipped "
-                          "set: gan (the default, fastest), flow (closest to Geant4, slowest) or student (the "
-                          "flows' one-pass students; see the model card)."),
+                          "set: student (the default: the flows' one-pass students), gan (the fastest, farthest from "
+                          "Geant4) or flow (the students' teachers, slowest); see the model card."),
     ] = None,
     out_of_range: Annotated[
         str,
@@ -325,11 +330,12 @@ def simulate(
         str, typer.Option(help="none (the deposited energies) or boss (BOSS's digitisation: noise, photo-statistics, "
                                "pedestal, threshold; docs/readout.md).")
     ] = "none",
-    backend: Annotated[str, typer.Option(help="auto (per model the faster on a CPU: ONNX Runtime for the GANs, "
-                                                "PyTorch for the flows), onnx (ONNX Runtime) or torch.")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto (per model the faster on a CPU: ONNX Runtime for the GANs and "
+                                                "the students, PyTorch for the flows), onnx (ONNX Runtime) or "
+                                                "torch.")] = "auto",
     int8: Annotated[
-        bool, typer.Option(help="Shipped models on ONNX Runtime: the 8-bit export (faster; see the model card) "
-                                "or the float32 one.")
+        bool, typer.Option(help="The shipped GANs on ONNX Runtime: their 8-bit exports (faster; see the model card) "
+                                "or the float32 ones.")
     ] = True,
     chunk: Annotated[
         int, typer.Option(help="Particles per engine call (events are never split; the showers do not depend on it).")

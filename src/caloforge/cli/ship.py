@@ -17,7 +17,8 @@ def ship(
         Optional[Path], typer.Option(help="Folder of the training runs.", show_default="$CALOFORGE_CACHE/runs")
     ] = None,
     family: Annotated[
-        str, typer.Option(help="The model set to ship: gan (the default set of caloforge simulate), flow or student.")
+        str, typer.Option(help="The model set to ship: gan, flow or student (the default set of caloforge "
+                                "simulate).")
     ] = "gan",
     run_name: Annotated[
         Optional[str], typer.Option(help="Run folder in --runs, {particle} per particle.",
@@ -72,7 +73,7 @@ def ship(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Ship trained models as one of the package's model sets (--family gan, the default set, flow or student):
+    """Ship trained models as one of the package's model sets (--family gan, flow or student, the default set):
     validate them against Geant4, export GANs to ONNX (float32 and 8-bit) and write the set's records
     (validation.json, validation_flow.json, validation_student.json) and MODEL_CARD.md (see caloforge.release.ship).
 
@@ -111,9 +112,9 @@ def ship(
         folders = {}
         for item in run or []:
             name, sep, folder = item.partition("=")
-            if not sep or name not in release.DEFAULT_STEMS:
+            if not sep or name not in release.GAN_STEMS:
                 raise ValueError(f"--run {item!r}: expected PARTICLE=FOLDER with PARTICLE one of "
-                                 f"{', '.join(release.DEFAULT_STEMS)}")
+                                 f"{', '.join(release.GAN_STEMS)}")
             folders[name] = Path(folder).expanduser()
         run_name = run_name or ("moments_{particle}" if family == "gan" else f"{family}_{{particle}}")
         checkpoints = {name: folders.get(name, runs_dir / run_name.format(particle=name)) / checkpoint

@@ -3,9 +3,9 @@
 ``.onnx`` files run in ONNX Runtime; ``.pt`` checkpoints run in PyTorch with ``backend="torch"``, or
 are exported to a temporary ONNX file first with ``backend="onnx"``; ``backend="auto"`` takes, per checkpoint, the
 faster of the two on a CPU (:attr:`caloforge.models.ShowerModel.faster_in_onnx_runtime`: ONNX Runtime for the
-GANs, PyTorch for the flows).
+students and the GANs, PyTorch for the flows).
 
-The momentum range a model was trained on is taken from the ``validation.json`` that ``caloforge ship`` writes
+The momentum range a model was trained on is taken from the validation records that ``caloforge ship`` writes
 beside the models it ships (the Geant4 gun of their training sample); other model files record none.
 """
 
@@ -73,12 +73,12 @@ def load_samplers(
     ranges the models record.
 
     Args:
-        paths: model files (``.pt`` checkpoints or ``.onnx`` exports), or the name of a shipped set (``gan``,
-            ``flow``: :data:`caloforge.models.pretrained.FAMILY_STEMS`) for its models; empty: the shipped
-            defaults.
+        paths: model files (``.pt`` checkpoints or ``.onnx`` exports), or the name of a shipped set (``student``,
+            ``gan``, ``flow``: :data:`caloforge.models.pretrained.FAMILY_STEMS`) for its models; empty: the
+            default set (:data:`~caloforge.models.pretrained.DEFAULT_FAMILY`).
         backend: ``auto``, ``onnx`` or ``torch`` (``.onnx`` files always run in ONNX Runtime; see the module).
         device: PyTorch device for ``backend="torch"``.
-        int8: with no ``paths`` and ``backend="onnx"``: the shipped 8-bit exports (the default) or the
+        int8: for a shipped set on ONNX Runtime that has 8-bit exports (the GANs): those (the default) or the
             float32 ones.
 
     Raises:

@@ -1,8 +1,8 @@
 """The model card (``MODEL_CARD.md``) of the shipped models, rendered from their validation records alone.
 
 Each shipped set has its records file, one record per particle type (written by :mod:`caloforge.release.ship`):
-``validation.json`` for the GANs (the default set), ``validation_flow.json`` for the flows,
-``validation_student.json`` for the flows' students. The card is a pure function of them, :func:`render_card`, so
+``validation.json`` for the GANs, ``validation_flow.json`` for the flows, ``validation_student.json`` for the flows'
+students (the default set). The card is a pure function of them, :func:`render_card`, so
 that it can be rendered again from the JSON at any time and give the same text; with other sets than the GANs
 shipped it begins with a table of the sets side by side. :func:`write_cards` writes a set's records and the card.
 """
@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from caloforge.atomic import write_text_atomic
-from caloforge.models.pretrained import RECORD_FILES
+from caloforge.models.pretrained import DEFAULT_FAMILY, RECORD_FILES
 from caloforge.release.targets import (
     CLASSIFIER_AUC_MAX,
     ENERGY_RESPONSE_TOLERANCE,
@@ -28,7 +28,7 @@ from caloforge.release.targets import (
 )
 
 VALIDATION_FILE = RECORD_FILES["gan"]
-"""The validation records of the default set (the GANs), beside the shipped models."""
+"""The validation records of the GANs, beside the shipped models."""
 CARD_FILE = "MODEL_CARD.md"
 """The model card, beside the shipped models."""
 
@@ -214,7 +214,7 @@ def side_by_side(sets: dict[str, dict[str, dict]]) -> list[str]:
     if not names:
         return []
     labels = " / ".join(SET_LABELS[f] for f in families)
-    options = " against ".join(f"`--model {f}`" + (" (default)" if f == "gan" else "") for f in families)
+    options = " against ".join(f"`--model {f}`" + (" (default)" if f == DEFAULT_FAMILY else "") for f in families)
     lines = [f"## The sets side by side: {options}", "",
              "All validated against the same Geant4 test events, with the independent Geant4 sample as the floor; "
              f"each cell reads {labels}. The other sets' own sections follow the GANs'.", "",
@@ -230,37 +230,46 @@ def side_by_side(sets: dict[str, dict[str, dict]]) -> list[str]:
 
 
 def _header(cards: dict[str, dict], flows: dict[str, dict], students: dict[str, dict]) -> list[str]:
-    flow_lines = [
-        "The second set, `caloforge simulate --model flow`: one conditional normalizing flow per particle type",
-        "(`src/caloforge/models/flow/`: the deposited energy, then a coupling spline flow over the 121 cell fractions",
-        "of E11x11), `flow_<particle>.pt` with its weights in 16 bits, its numbers in `validation_flow.json`; closer",
-        "to Geant4 and slower (the table below and each flow's section).",
-    ] if flows else []
+    def default(family: str) -> str:
+        return ", the default (`caloforge simulate` without `--model`)" if family == DEFAULT_FAMILY else ""
+
     student_lines = [
-        "The third set, `caloforge simulate --model student`: one-pass students of the flows",
-        "(`src/caloforge/models/student.py`: the flow's energy stage, then a fully connected network of the flow's",
-        "noise with a hit and a value head per crystal, distilled from the flow by `configs/student.yaml`),",
-        "`student_<particle>.pt` with its weights in 16 bits, its numbers in `validation_student.json`.",
+        f"- **student**{default('student')}, `--model student`: one-pass students of the flows",
+        "  (`src/caloforge/models/student.py`: the flow's energy stage, then a fully connected network of the flow's",
+        "  noise with a hit and a value head per crystal, distilled from the flow by `configs/student.yaml`, its",
+        "  per-crystal corrections fitted to Geant4 in momentum bins); `student_<particle>.pt` with its weights in 16",
+        "  bits and its ONNX export `student_<particle>.onnx`; numbers in `validation_student.json`.",
     ] if students else []
+    gan_lines = [
+        f"- **gan**{default('gan')}, `--model gan`: the fastest and the farthest from Geant4. One conditional GAN per",
+        "  particle type: the seed's generator and discriminator (SPEC section 4; `src/caloforge/models/gan/`) trained",
+        "  as a WGAN-GP with the changes listed in its configuration (below), with `caloforge train <configuration>`;",
+        "  where a model says it was distilled, its generator is a narrower (`generator_channels`) or a fully",
+        "  connected one (`generator_hidden`) trained by `caloforge distill` to give the same maps as that seed-size",
+        "  model (`seed_gan_<particle>.pt`, shipped beside it) for the same noise and conditions. `gan_<particle>.pt`",
+        "  with its float32 export `.onnx` and `_int8.onnx`, the export with 8-bit hidden layers that `--model gan`",
+        "  runs (each model's section \"8-bit export\"; `--no-int8` runs the float32 one); numbers in",
+        "  `validation.json`.",
+    ] if cards else []
+    flow_lines = [
+        f"- **flow**{default('flow')}, `--model flow`: the students' teachers, one conditional normalizing flow per",
+        "  particle type (`src/caloforge/models/flow/`: the deposited energy, then a coupling spline flow over the 121",
+        "  cell fractions of E11x11), slow; `flow_<particle>.pt` with its weights in 16 bits; numbers in",
+        "  `validation_flow.json`.",
+    ] if flows else []
     dated = {**cards, **{f"flow {k}": v for k, v in flows.items()}, **{f"student {k}": v for k, v in students.items()}}
     return [
-        "# caloforge default models: model card",
+        "# caloforge shipped models: model card",
         "",
-        f"Written by `caloforge ship` on {card_date(dated)};",
-        "the numbers below are in `validation.json` beside this file, each model's validation date with it. One",
-        "conditional GAN per particle type, the default set: the seed's generator and discriminator (SPEC section 4;",
-        "`src/caloforge/models/gan/`)",
-        "trained as a WGAN-GP with the changes listed in its configuration (below), trained with",
-        "`caloforge train <configuration>`; where a model says it was distilled, its generator is a narrower",
-        "(`generator_channels`) or a fully connected one (`generator_hidden`) trained by `caloforge distill` to",
-        "give the same maps as that seed-size model (`seed_gan_<particle>.pt`, shipped beside it) for the same",
-        "noise and conditions.",
-        "Inputs: the six conditions of `docs/conventions.md` of the undisturbed track at the crystal front face;",
-        "output: the 11x11 crystal energies in GeV. `.pt` is the PyTorch checkpoint, `.onnx` its float32 ONNX export,",
-        "`_int8.onnx` the export with 8-bit hidden layers that `caloforge simulate` runs by default (each model's",
-        "section \"8-bit export\"; `caloforge simulate --no-int8` runs the float32 one).",
-        *flow_lines,
+        f"Written by `caloforge ship` on {card_date(dated)}; the numbers below are in the records files beside this",
+        "file, each model's validation date with it. Three sets, one model per particle type each:",
+        "",
         *student_lines,
+        *gan_lines,
+        *flow_lines,
+        "",
+        "Inputs: the six conditions of `docs/conventions.md` of the undisturbed track at the crystal front face;",
+        "output: the 11x11 crystal energies in GeV. `.pt` is the PyTorch checkpoint, `.onnx` its ONNX export.",
         "",
     ]
 

@@ -1,8 +1,19 @@
 """The recipe of a shipped model, from the Geant4 samples to the shipped checkpoint (``caloforge recipe``).
 
-The stages, in order, for one particle type ``P`` (run folders in ``runs``, ``$CALOFORGE_CACHE/runs`` by
-default; configurations in the repository's ``configs/``; every training and plan stage is
-``caloforge train configs/<stage>.yaml --particle P -o runs/<stage>_P``):
+Each shipped set has its recipe (``--family``); every training and plan stage is
+``caloforge train configs/<stage>.yaml --particle P -o runs/<stage>_P`` (run folders in ``runs``,
+``$CALOFORGE_CACHE/runs`` by default; configurations in the repository's ``configs/``). The stages, in order, for
+one particle type ``P``:
+
+``student`` (the default set, :data:`caloforge.models.pretrained.DEFAULT_FAMILY`):
+
+* ``flow``: trains the conditional normalizing flow (``configs/flow.yaml``) -> ``flow_P/best.pt``;
+* ``ship-flow``: ``caloforge ship --family flow`` of it -> ``flow_P.pt`` in the shipped models' folder;
+* ``student``: distils the shipped flow into its one-pass student (plan ``distill``, ``configs/student.yaml``)
+  -> ``student_P/best.pt``;
+* ``ship-student``: ``caloforge ship --family student`` of it -> ``student_P.pt``.
+
+``gan``:
 
 * ``nbmmd``: trains the GAN (``configs/nbmmd.yaml``) -> ``nbmmd_P/best.pt``;
 * ``energy-fit``: fits its energy model (plan ``energy``, ``configs/energy_fit.yaml``) -> ``energy_fit_P/best.pt``;
@@ -13,7 +24,7 @@ default; configurations in the repository's ``configs/``; every training and pla
 * ``distill``: distils that model into a fully connected generator (plan ``distill``,
   ``configs/distill.yaml``) -> ``distill_P/best.pt``;
 * ``ship``: ``caloforge ship --distilled`` of the student (:func:`caloforge.release.ship.ship_distilled`) ->
-  the default ``gan_P.pt``, the seed-size model kept beside it as ``seed_gan_P.pt``.
+  ``gan_P.pt``, the seed-size model kept beside it as ``seed_gan_P.pt``.
 
 Each stage is ``done`` (skipped), ``partly done`` (an interrupted training run: resumed from its last epoch)
 or ``to run``. A training or plan stage is done when its run folder holds ``best.pt`` and all its epochs; a
@@ -35,10 +46,14 @@ from pathlib import Path
 
 from caloforge.atomic import write_text_atomic
 from caloforge.detector.conditions import PARTICLES
+from caloforge.models.pretrained import DEFAULT_FAMILY
 from caloforge.training.config import TrainConfig, cache_dir, expand_path, load_config
 
-STAGES: tuple[str, ...] = ("nbmmd", "energy-fit", "energy", "moments", "ship-seed", "distill", "ship")
-"""The recipe's stages, in the order they run."""
+STAGES: dict[str, tuple[str, ...]] = {
+    "student": ("flow", "ship-flow", "student", "ship-student"),
+    "gan": ("nbmmd", "energy-fit", "energy", "moments", "ship-seed", "distill", "ship"),
+}
+"""Shipped set -> the stages of its recipe, in the order they run."""
 
 DONE, PARTLY_DONE, TO_RUN = "done", "partly done", "to run"
 """The states of a stage."""
@@ -85,12 +100,14 @@ class Recipe:
         runs_dir: the folder of the run folders (``nbmmd_<particle>``, ``energy_<particle>``, ...).
         configs_dir: the folder of the stage configurations.
         models_dir: where the ship stages put the shipped models.
+        family: the shipped set (a key of :data:`STAGES`).
     """
 
     particle: str
     runs_dir: Path
     configs_dir: Path
     models_dir: Path
+    family: str = "gan"
 
     @property
     def record_file(self) -> Path:
@@ -112,14 +129,20 @@ class Recipe:
         """The run folder of a training stage: ``runs_dir/<stage>_<particle>``."""
         return self.runs_dir / f"{stage}_{self.particle}"
 
+    def shipped(self, family: str) -> Path:
+        """The shipped model of set ``family``: ``models_dir/<family>_<particle>.pt``."""
+        return self.models_dir / f"{family}_{self.particle}.pt"
+
     def starts(self) -> dict[str, dict[str, Path]]:
         """Per stage, the checkpoints it starts from (``training.init_from`` or ``teacher``): the outputs of
-        the stages before it in ``runs_dir``, and the shipped seed-size model in ``models_dir``."""
+        the stages before it in ``runs_dir``, and the shipped teachers (the seed-size GAN, the flow) in
+        ``models_dir``."""
         return {
             "energy_fit": {"init_from": self.run_dir("nbmmd") / "best.pt"},
             "energy": {"init_from": self.run_dir("energy_fit") / "best.pt"},
             "moments": {"init_from": self.run_dir("energy") / "best.pt"},
             "distill": {"teacher": self.shipped_default},
+            "student": {"teacher": self.shipped("flow")},
         }
 
     def train_config(self, stage: str) -> TrainConfig:
@@ -136,7 +159,7 @@ class Recipe:
                 if expand_path(getattr(cfg.training, key) or "").resolve() != path.resolve()}
 
     def stages(self) -> list[Stage]:
-        """The stages of :data:`STAGES`, in order."""
+        """The stages of the set's recipe (:data:`STAGES`), in order."""
         p = self.particle
 
         def training(name: str, stage: str) -> Stage:
@@ -154,27 +177,37 @@ class Recipe:
         ship_command = f"caloforge ship --particle {p} --runs {self.runs_dir}"
         if self.models_dir.resolve() != default_models_dir().resolve():
             ship_command += f" --out-dir {self.models_dir}"
-        ship_seed = f"{ship_command} --config 'configs/moments.yaml --particle {p}'"
-        ship_student = f"{ship_command} --distilled {self.run_dir('distill') / 'best.pt'}"
 
-        def shipping(name: str, source: Path, keeps: tuple[Path, ...], distilled: bool) -> Stage:
+        def shipping(name: str, source: Path, output: Path, keeps: tuple[Path, ...], command: str,
+                     family: str, distilled: bool = False) -> Stage:
             return Stage(
                 name=name,
-                command=ship_student if distilled else ship_seed,
-                output=self.shipped_default,
+                command=command,
+                output=output,
                 state=lambda: DONE if self._shipped(name, source, keeps) else TO_RUN,
-                run=lambda: self._ship(name, source, distilled),
+                run=lambda: self._ship(name, source, output, family, distilled),
             )
 
+        if self.family == "student":
+            return [
+                training("flow", "flow"),
+                shipping("ship-flow", self.run_dir("flow") / "best.pt", self.shipped("flow"), (self.shipped("flow"),),
+                         f"{ship_command} --family flow", "flow"),
+                training("student", "student"),
+                shipping("ship-student", self.run_dir("student") / "best.pt", self.shipped("student"),
+                         (self.shipped("student"),), f"{ship_command} --family student", "student"),
+            ]
         return [
             training("nbmmd", "nbmmd"),
             training("energy-fit", "energy_fit"),
             training("energy", "energy"),
             training("moments", "moments"),
-            shipping("ship-seed", self.run_dir("moments") / "best.pt", (self.shipped_default, self.shipped_seed),
-                     distilled=False),
+            shipping("ship-seed", self.run_dir("moments") / "best.pt", self.shipped_default,
+                     (self.shipped_default, self.shipped_seed),
+                     f"{ship_command} --config 'configs/moments.yaml --particle {p}'", "gan"),
             training("distill", "distill"),
-            shipping("ship", self.run_dir("distill") / "best.pt", (self.shipped_default,), distilled=True),
+            shipping("ship", self.run_dir("distill") / "best.pt", self.shipped_default, (self.shipped_default,),
+                     f"{ship_command} --distilled {self.run_dir('distill') / 'best.pt'}", "gan", distilled=True),
         ]
 
     def _records(self) -> dict[str, dict[str, str]]:
@@ -189,12 +222,13 @@ class Recipe:
             return False
         return any(path.exists() and file_sha256(path) == record["output_sha256"] for path in keeps)
 
-    def _ship(self, stage: str, source: Path, distilled: bool) -> None:
-        """Ship ``source`` as ``gan_<particle>.pt`` and record both files' hashes."""
-        ship_model(source, self.particle, runs_dir=self.runs_dir, models_dir=self.models_dir, distilled=distilled)
+    def _ship(self, stage: str, source: Path, output: Path, family: str, distilled: bool) -> None:
+        """Ship ``source`` as ``output``, a model of set ``family``, and record both files' hashes."""
+        ship_model(source, self.particle, runs_dir=self.runs_dir, models_dir=self.models_dir, distilled=distilled,
+                   family=family)
         records = self._records()
         records[stage] = {"input": str(source), "input_sha256": file_sha256(source),
-                          "output": str(self.shipped_default), "output_sha256": file_sha256(self.shipped_default)}
+                          "output": str(output), "output_sha256": file_sha256(output)}
         write_text_atomic(self.record_file, json.dumps(records, indent=1) + "\n")
 
 
@@ -203,20 +237,25 @@ def make_recipe(
     runs_dir: str | os.PathLike | None = None,
     configs_dir: str | os.PathLike | None = None,
     models_dir: str | os.PathLike | None = None,
+    family: str = DEFAULT_FAMILY,
 ) -> Recipe:
-    """The :class:`Recipe` of ``particle``; folders default to ``$CALOFORGE_CACHE/runs``,
-    :func:`default_configs_dir` and :func:`default_models_dir`.
+    """The :class:`Recipe` of ``particle``'s model of the shipped set ``family`` (by default the default set, the
+    students); folders default to ``$CALOFORGE_CACHE/runs``, :func:`default_configs_dir` and
+    :func:`default_models_dir`.
 
     Raises:
-        ValueError: an unknown particle.
+        ValueError: an unknown particle or set.
     """
     if particle not in PARTICLES:
         raise ValueError(f"particle {particle!r}: choose one of {', '.join(PARTICLES)}")
+    if family not in STAGES:
+        raise ValueError(f"--family {family!r}: the recipes are {', '.join(STAGES)}")
     return Recipe(
         particle=particle,
         runs_dir=Path(runs_dir).expanduser() if runs_dir is not None else cache_dir() / "runs",
         configs_dir=Path(configs_dir) if configs_dir is not None else default_configs_dir(),
         models_dir=Path(models_dir) if models_dir is not None else default_models_dir(),
+        family=family,
     )
 
 
@@ -269,10 +308,13 @@ def run_training(config: TrainConfig, out_dir: Path) -> Path:
     return train(config, out_dir)
 
 
-def ship_model(checkpoint: Path, particle: str, *, runs_dir: Path, models_dir: Path, distilled: bool) -> None:
-    """A ship stage: ``caloforge ship`` of a trained seed-size ``checkpoint`` (``best.pt`` of the moments run;
-    :func:`caloforge.release.ship.ship`) or, with ``distilled``, of the student of the distillation
-    (:func:`caloforge.release.ship.ship_distilled`, its teacher's run in ``runs_dir``), into ``models_dir``."""
+def ship_model(
+    checkpoint: Path, particle: str, *, runs_dir: Path, models_dir: Path, distilled: bool, family: str = "gan"
+) -> None:
+    """A ship stage: ``caloforge ship`` of a trained ``checkpoint`` into ``models_dir``: for the GANs, a seed-size
+    model (``best.pt`` of the moments run; :func:`caloforge.release.ship.ship`) or, with ``distilled``, the student
+    of the distillation (:func:`caloforge.release.ship.ship_distilled`, its teacher's run in ``runs_dir``); for the
+    other sets (``flow``, ``student``), the model of that set."""
     from caloforge.release.ship import ship, ship_distilled
 
     samples = cache_dir() / "samples"
@@ -280,5 +322,6 @@ def ship_model(checkpoint: Path, particle: str, *, runs_dir: Path, models_dir: P
         ship_distilled({particle: checkpoint}, samples_dir=samples, runs_dir=runs_dir, out_dir=models_dir,
                        progress=True)
     else:
+        stage_config = "moments" if family == "gan" else family
         ship({particle: checkpoint}, samples_dir=samples, out_dir=models_dir, progress=True,
-             config=f"configs/moments.yaml --particle {particle}")
+             config=f"configs/{stage_config}.yaml --particle {particle}", family=family)

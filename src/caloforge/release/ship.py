@@ -44,7 +44,7 @@ from caloforge.export import OnnxShowerModel, export_onnx
 from caloforge.export.quantize import NotQuantizableError
 from caloforge.models import ShowerModel, load_model
 from caloforge.engine.generate import generate_like
-from caloforge.models.pretrained import DEFAULT_STEMS, FAMILY_STEMS, HERE, INT8_SUFFIX, RECORD_FILES, SEED_STEMS
+from caloforge.models.pretrained import GAN_STEMS, FAMILY_STEMS, HERE, INT8_SUFFIX, RECORD_FILES, SEED_STEMS
 from caloforge.release import provenance, studies
 from caloforge.release.card import read_cards, write_cards
 from caloforge.release.targets import TARGET_OBSERVABLES, worst_slice
@@ -292,7 +292,7 @@ def int8_exports(
         for name in particles:
             bar.set_description(f"{name}: 8-bit export")
             target = shipped_checkpoint(name, out_dir)
-            paths = {"float32": target.with_suffix(".onnx"), "int8": out_dir / f"{DEFAULT_STEMS[name]}{INT8_SUFFIX}"}
+            paths = {"float32": target.with_suffix(".onnx"), "int8": out_dir / f"{GAN_STEMS[name]}{INT8_SUFFIX}"}
             try:
                 export_replacing(load_model(target, device="cpu"), paths["int8"], int8=True)
             except NotQuantizableError as err:
@@ -515,9 +515,9 @@ def _keep_teacher(name: str, cards: dict, out_dir: Path) -> dict:
 
 
 def _check_particles(particles: list[str]) -> None:
-    unknown = [p for p in particles if p not in DEFAULT_STEMS]
+    unknown = [p for p in particles if p not in GAN_STEMS]
     if unknown or not particles:
-        raise ShipError(f"particles {', '.join(unknown) or '(none)'}: expected some of {', '.join(DEFAULT_STEMS)}")
+        raise ShipError(f"particles {', '.join(unknown) or '(none)'}: expected some of {', '.join(GAN_STEMS)}")
 
 
 def _report_stem(particle: str, family: str) -> str:

@@ -1,11 +1,11 @@
 """The shipped models, described in MODEL_CARD.md: three sets (families), one model per particle type each.
 
-* ``gan`` (the default, the fastest): ``gan_<particle>.pt`` checkpoints with their ONNX exports, and the
-  seed-size models they were distilled from (``seed_gan_<particle>.pt``);
-* ``flow`` (closest to Geant4, slower): ``flow_<particle>.pt`` checkpoints, their weights stored in 16 bits
-  (exported to ONNX when loaded for ONNX Runtime);
-* ``student`` (one-pass students of the flows): ``student_<particle>.pt`` checkpoints, weights in 16 bits
-  (exported to ONNX when loaded).
+* ``student`` (the default): one-pass students of the flows, ``student_<particle>.pt`` checkpoints (weights in
+  16 bits) with their ONNX exports;
+* ``gan`` (the fastest, the farthest from Geant4): ``gan_<particle>.pt`` checkpoints with their ONNX and 8-bit
+  ONNX exports, and the seed-size models they were distilled from (``seed_gan_<particle>.pt``);
+* ``flow`` (the students' teachers, slow): ``flow_<particle>.pt`` checkpoints, their weights stored in 16 bits
+  (exported to ONNX when loaded for ONNX Runtime).
 """
 
 from __future__ import annotations
@@ -13,33 +13,35 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_STEMS = {"e-": "gan_e-", "e+": "gan_e+", "gamma": "gan_gamma"}
-"""Particle -> file name (without suffix) in this folder: ``.pt`` checkpoint, ``.onnx`` export and
-``_int8.onnx`` 8-bit export."""
+GAN_STEMS = {"e-": "gan_e-", "e+": "gan_e+", "gamma": "gan_gamma"}
+"""Particle -> file name (without suffix) of the shipped GAN in this folder: ``.pt`` checkpoint, ``.onnx``
+export and ``_int8.onnx`` 8-bit export."""
 FLOW_STEMS = {"e-": "flow_e-", "e+": "flow_e+", "gamma": "flow_gamma"}
 """Particle -> file name (without suffix) of the shipped flow: a ``.pt`` checkpoint."""
 STUDENT_STEMS = {"e-": "student_e-", "e+": "student_e+", "gamma": "student_gamma"}
-"""Particle -> file name (without suffix) of the shipped student of the flow: a ``.pt`` checkpoint."""
-FAMILY_STEMS = {"gan": DEFAULT_STEMS, "flow": FLOW_STEMS, "student": STUDENT_STEMS}
+"""Particle -> file name (without suffix) of the shipped student of the flow: a ``.pt`` checkpoint and its
+``.onnx`` export."""
+FAMILY_STEMS = {"gan": GAN_STEMS, "flow": FLOW_STEMS, "student": STUDENT_STEMS}
 """Model set name (``caloforge simulate --model gan``, ``flow`` or ``student``) -> its file names per particle."""
 RECORD_FILES = {"gan": "validation.json", "flow": "validation_flow.json", "student": "validation_student.json"}
 """Model set -> its validation records (particle -> record, written by ``caloforge ship``), beside the models."""
-DEFAULT_FAMILY = "gan"
+DEFAULT_FAMILY = "student"
 """The set ``caloforge simulate`` runs without ``--model``."""
-SEED_STEMS = {name: f"seed_{stem}" for name, stem in DEFAULT_STEMS.items()}
+SEED_STEMS = {name: f"seed_{stem}" for name, stem in GAN_STEMS.items()}
 """Particle -> file name (without suffix) of the seed-size model (the seed's generator widths) that the default
 was distilled from (``caloforge distill``): a ``.pt`` checkpoint, for comparisons and further training."""
 
 
 INT8_SUFFIX = "_int8.onnx"
 """File name ending of the 8-bit exports (``gan_<particle>_int8.onnx``, :mod:`caloforge.export.quantize`): the
-models ``caloforge simulate`` runs by default."""
+GANs ``caloforge simulate --model gan`` runs by default."""
 
 
 def default_model_paths(backend: str = "onnx", *, int8: bool = True, family: str = DEFAULT_FAMILY) -> dict[str, Path]:
-    """Particle -> path of the shipped model of set ``family`` (:data:`FAMILY_STEMS`) for the backend, those
-    present: ``onnx``: the 8-bit export (``int8``, the default; else, or for a model without one, the float32
-    export; for a model shipped without exports, its checkpoint); ``torch``: the ``.pt`` checkpoint.
+    """Particle -> path of the shipped model of set ``family`` (:data:`FAMILY_STEMS`, the default set unless
+    given) for the backend, those present: ``onnx``: the 8-bit export (``int8``, the default, where the set has one,
+    the GANs; else the float32 export; for a model shipped without exports, its checkpoint); ``torch``: the
+    ``.pt`` checkpoint.
 
     Raises:
         ValueError: an unknown set.
