@@ -292,6 +292,7 @@ def test_many_files_failure_named_and_resumed(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(app, command)
     assert result.exit_code == 2 and "bad.csv (ParticleInputError" in result.output and "2 finished" in result.output
+    assert "engine, 3 files:  67%" in result.output and "2/3" in result.output  # the bar counts the files
     assert sorted(p.name for p in out.iterdir()) == ["a.h5", "b.h5"] and not (tmp_path / "hits.txt").exists()
     written = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     _particle_csv(bad, 100, 5)

@@ -154,11 +154,12 @@ def _run_engine_chunks(func, chunks: list, listing: Path, folder: Path, names: l
     from caloforge.jobs import ChunksFailedError, run_chunks
 
     desc = f"engine, {len(chunks)} {what}"
+    per_chunk = "file" if what == "files" else None  # whole input files: their events are not counted before
     if cluster is None:
-        report = run_chunks(func, chunks, retries=0, progress=not quiet, desc=desc)
+        report = run_chunks(func, chunks, retries=0, progress=not quiet, desc=desc, per_chunk=per_chunk)
     else:
         with dask_client(cluster, workers) as client:
-            report = run_chunks(func, chunks, client=client, progress=not quiet, desc=desc)
+            report = run_chunks(func, chunks, client=client, progress=not quiet, desc=desc, per_chunk=per_chunk)
     if report.failed:
         raise ChunksFailedError(report.failed, kept=len(report.done) + len(report.skipped), folder=folder)
     write_text_atomic(listing, "".join(f"{c.output.relative_to(listing.parent)}\n" for c in chunks))

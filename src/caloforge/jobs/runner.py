@@ -79,6 +79,7 @@ def run_chunks(
     progress: bool = True,
     desc: str = "chunks",
     then: Callable[[Chunk, int], Sequence[Chunk]] | None = None,
+    per_chunk: str | None = None,
 ) -> RunReport:
     """Run ``func(chunk.output, *chunk.args)`` for every chunk whose output does not exist yet.
 
@@ -89,6 +90,9 @@ def run_chunks(
         retries: extra tries of a chunk that raises (Dask's ``retries``; here too without a client).
         progress: one progress bar over all chunks, in events (events per second shown).
         desc: the progress bar's label.
+        per_chunk: what a chunk is (e.g. ``file``), to have the progress bar count chunks, the events written so
+            far beside it (for chunks whose events are not known before they run, such as whole input files);
+            None: it counts events.
         then: called here (not on a worker) with each chunk done now and the events it wrote, as soon as it is
             done; the chunks it returns (names unique among all) are run in the same call, submitted at once, and
             counted in the same progress bar. Not called for skipped or failed chunks.
@@ -99,17 +103,22 @@ def run_chunks(
     report = RunReport(dashboard=getattr(client, "dashboard_link", None) if client is not None else None)
     todo = _not_done(chunks, report)
     t0 = time.perf_counter()
-    total = sum(c.events for c in todo) or None
-    with tqdm(total=total, unit="evt", disable=not progress, desc=desc, smoothing=0.1) as bar:
+    def size(some: Sequence[Chunk]) -> int:
+        """What ``some`` chunks add to the progress bar's total."""
+        return len(some) if per_chunk else sum(c.events for c in some)
+
+    with tqdm(total=size(todo) or None, unit=per_chunk or "evt", disable=not progress, desc=desc, smoothing=0.1) as bar:
 
         def finished(chunk: Chunk, n: int) -> list[Chunk]:
             """Count a chunk done now; the chunks that ``then`` adds (their expected events added to the bar)."""
             report.done.append(chunk.name)
             report.events += n
-            bar.update(n)
+            bar.update(1 if per_chunk else n)
+            if per_chunk:
+                bar.set_postfix_str(f"{report.events:,} events", refresh=False)
             more = _not_done(then(chunk, n), report) if then is not None else []
             if more:
-                bar.total = (bar.total or 0) + sum(c.events for c in more)
+                bar.total = (bar.total or 0) + size(more)
                 bar.refresh()
             return more
 
