@@ -149,3 +149,26 @@ def test_onnx_export_samples_the_same_maps_as_pytorch(tmp_path, trained_flow):
     close = np.isclose(a, b, rtol=1e-3, atol=1e-6).all(axis=(1, 2))  # (500,) maps that agree cell by cell
     assert flips < 1e-3 and close.mean() > 0.95  # float rounding: a cell at its threshold may flip in a few maps
     assert np.allclose(a.sum(axis=(1, 2)), b.sum(axis=(1, 2)), rtol=1e-4)  # the same energies
+
+
+def test_fourier_features_of_the_conditions_widen_the_input_and_export(tmp_path):
+    """``condition_frequencies``: sines and cosines of the normalised conditions beside them, in both stages; the
+    model trains, samples finite maps, exports to ONNX with the same maps, and a student of it takes the same
+    input."""
+    from caloforge.export import OnnxShowerModel, export_onnx
+    from caloforge.training.distill_shape import student_of_two_stage
+
+    model = _small_flow(lr=3e-3, condition_frequencies=3)
+    assert model.n_condition_inputs == 6 + 2 * 6 * 3 and model.n_context == model.n_condition_inputs + 1
+    train_on_toy_showers(model, 20)
+    x = model.condition_input(torch.as_tensor(toy_conditions(4, 1)), torch.zeros(4, dtype=torch.long))
+    assert x.shape == (4, 42) and torch.allclose(x[:, 6:24].pow(2) + x[:, 24:].pow(2), torch.ones(4, 18))
+    c = toy_conditions(300, 11)
+    a = model.sample(c, seed=4)
+    assert np.isfinite(a).all() and a.min() >= 0
+    b = OnnxShowerModel(export_onnx(model, tmp_path / "flow.onnx")).sample(c, seed=4)
+    assert np.mean((a > 0) != (b > 0)) < 1e-3 and np.allclose(a.sum(axis=(1, 2)), b.sum(axis=(1, 2)), rtol=1e-4)
+    student = student_of_two_stage(model, (16,))
+    assert student.config.condition_frequencies == 3 and student.n_context == model.n_context
+    with pytest.raises(ConfigError, match="model.condition_frequencies"):
+        _small_flow(condition_frequencies=-1)

@@ -18,6 +18,7 @@ that each is hit as often as in Geant4: :meth:`TwoStageModel.calibrate`) is empt
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ import torch
 from caloforge.models.base import Batch, ConfigError, ModelConfig, ShowerModel, TrainingStep
 from caloforge.models.energy import NOISE_DIM as ENERGY_NOISE_DIM
 from caloforge.models.energy import EnergyModel, fraction_to_y
-from caloforge.models.inputs import gaussian_noise
+from caloforge.models.inputs import N_CONDITIONS, gaussian_noise
 from caloforge.models.shape_space import ShapeTransform
 from caloforge.models.transforms import MIN_MOMENTUM_GEV
 
@@ -52,6 +53,10 @@ class TwoStageConfig(ModelConfig):
         logit_alpha: margin of the logit transform. Default 1e-6.
         lr: AdamW's learning rate of both stages. Default 1e-3.
         weight_decay: AdamW's (decoupled) weight decay. Default 0.
+        condition_frequencies: Fourier features of the normalised conditions given to both stages besides them:
+            ``sin`` and ``cos`` of ``2^k pi x`` for ``k < condition_frequencies`` of each normalised condition
+            ``x`` (0, the default: none). They let the networks follow sharp changes with the conditions, such as
+            the centre crystal's share where the particle enters near a crystal's edge.
     """
 
     dequantisation: float = 1e-6
@@ -59,6 +64,7 @@ class TwoStageConfig(ModelConfig):
     logit_alpha: float = 1e-6
     lr: float = 1e-3
     weight_decay: float = 0.0
+    condition_frequencies: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -68,6 +74,7 @@ class TwoStageConfig(ModelConfig):
             "logit_alpha": 0 < self.logit_alpha < 0.1,
             "lr": self.lr > 0,
             "weight_decay": self.weight_decay >= 0,
+            "condition_frequencies": 0 <= self.condition_frequencies <= 12,
         })
 
     def check(self, checks: dict[str, bool]) -> None:
@@ -93,6 +100,23 @@ class TwoStageModel(ShowerModel):
         self.shape = ShapeTransform(config.dequantisation, config.logit_alpha, config.threshold)
         self.register_buffer("energy_y_mean", torch.tensor(0.0))
         self.register_buffer("energy_y_std", torch.tensor(1.0))
+
+    @property
+    def n_condition_inputs(self) -> int:
+        """Width of the networks' condition input: the normalised conditions (+ one-hot type), and their Fourier
+        features (``config.condition_frequencies``)."""
+        return super().n_condition_inputs + 2 * N_CONDITIONS * self.config.condition_frequencies
+
+    def condition_input(self, conditions: torch.Tensor, particle_index: torch.Tensor) -> torch.Tensor:
+        """Network input (B, :attr:`n_condition_inputs`) from raw conditions (B, 6) and particle indices (B,): the
+        normalised conditions (+ one-hot type), then the sines and cosines of their Fourier features."""
+        x = super().condition_input(conditions, particle_index)  # (B, 6 [+ n_particles])
+        k = self.config.condition_frequencies
+        if k == 0:
+            return x
+        scales = math.pi * 2.0 ** torch.arange(k, dtype=x.dtype, device=x.device)  # (k,)
+        angles = (x[:, :N_CONDITIONS, None] * scales).flatten(1)  # (B, 6 k)
+        return torch.cat([x, torch.sin(angles), torch.cos(angles)], dim=1)
 
     @property
     def n_context(self) -> int:

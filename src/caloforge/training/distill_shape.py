@@ -50,8 +50,8 @@ TEACHER_CHUNK_STEPS = 8
 
 
 def student_config_of(teacher: TwoStageModel, hidden: Sequence[int]) -> StudentConfig:
-    """The configuration of a student of ``teacher`` with ``hidden`` layer widths: the teacher's particles and
-    shape variables (dequantisation, threshold, logit margin).
+    """The configuration of a student of ``teacher`` with ``hidden`` layer widths: the teacher's particles, shape
+    variables (dequantisation, threshold, logit margin) and condition input (its Fourier features).
 
     Raises:
         ConfigError: ``teacher`` is not a two-stage model, or invalid ``hidden``.
@@ -60,7 +60,8 @@ def student_config_of(teacher: TwoStageModel, hidden: Sequence[int]) -> StudentC
         raise ConfigError(f"a student learns the shape stage of a two-stage model, not of a {teacher.name} model")
     t = teacher.config
     return StudentConfig(particles=list(t.particles), hidden=tuple(int(h) for h in hidden), teacher=teacher.name,
-                         dequantisation=t.dequantisation, threshold=t.threshold, logit_alpha=t.logit_alpha)
+                         dequantisation=t.dequantisation, threshold=t.threshold, logit_alpha=t.logit_alpha,
+                         condition_frequencies=t.condition_frequencies)
 
 
 def student_of_two_stage(teacher: TwoStageModel, hidden: Sequence[int], *, seed: int = 0) -> StudentModel:
