@@ -107,7 +107,7 @@ class Recipe:
     runs_dir: Path
     configs_dir: Path
     models_dir: Path
-    family: str = "gan"
+    family: str = DEFAULT_FAMILY
 
     @property
     def record_file(self) -> Path:
@@ -115,10 +115,10 @@ class Recipe:
         return self.runs_dir / f"recipe_{self.particle}.json"
 
     @property
-    def shipped_default(self) -> Path:
-        """The shipped default model ``models_dir/gan_<particle>.pt``: the seed-size model after ``ship-seed``
-        (the distillation's teacher), the student after ``ship``."""
-        return self.models_dir / f"gan_{self.particle}.pt"
+    def shipped_gan(self) -> Path:
+        """The shipped GAN ``models_dir/gan_<particle>.pt``: the seed-size model after ``ship-seed`` (the
+        distillation's teacher), the student after ``ship``."""
+        return self.shipped("gan")
 
     @property
     def shipped_seed(self) -> Path:
@@ -141,7 +141,7 @@ class Recipe:
             "energy_fit": {"init_from": self.run_dir("nbmmd") / "best.pt"},
             "energy": {"init_from": self.run_dir("energy_fit") / "best.pt"},
             "moments": {"init_from": self.run_dir("energy") / "best.pt"},
-            "distill": {"teacher": self.shipped_default},
+            "distill": {"teacher": self.shipped_gan},
             "student": {"teacher": self.shipped("flow")},
         }
 
@@ -202,11 +202,11 @@ class Recipe:
             training("energy-fit", "energy_fit"),
             training("energy", "energy"),
             training("moments", "moments"),
-            shipping("ship-seed", self.run_dir("moments") / "best.pt", self.shipped_default,
-                     (self.shipped_default, self.shipped_seed),
+            shipping("ship-seed", self.run_dir("moments") / "best.pt", self.shipped_gan,
+                     (self.shipped_gan, self.shipped_seed),
                      f"{ship_command} --config 'configs/moments.yaml --particle {p}'", "gan"),
             training("distill", "distill"),
-            shipping("ship", self.run_dir("distill") / "best.pt", self.shipped_default, (self.shipped_default,),
+            shipping("ship", self.run_dir("distill") / "best.pt", self.shipped_gan, (self.shipped_gan,),
                      f"{ship_command} --distilled {self.run_dir('distill') / 'best.pt'}", "gan", distilled=True),
         ]
 
