@@ -81,6 +81,7 @@ def ship(
 
     Needs the Geant4 samples of `caloforge samples` ($CALOFORGE_CACHE is ~/.cache/caloforge if not set).
     """
+    from caloforge.detector.conditions import PARTICLES
     from caloforge.release import ship as release
 
     names = [p.strip() for p in particles.split(",") if p.strip()]
@@ -112,9 +113,9 @@ def ship(
         folders = {}
         for item in run or []:
             name, sep, folder = item.partition("=")
-            if not sep or name not in release.GAN_STEMS:
+            if not sep or name not in PARTICLES:
                 raise ValueError(f"--run {item!r}: expected PARTICLE=FOLDER with PARTICLE one of "
-                                 f"{', '.join(release.GAN_STEMS)}")
+                                 f"{', '.join(PARTICLES)}")
             folders[name] = Path(folder).expanduser()
         run_name = run_name or ("moments_{particle}" if family == "gan" else f"{family}_{{particle}}")
         checkpoints = {name: folders.get(name, runs_dir / run_name.format(particle=name)) / checkpoint

@@ -22,6 +22,7 @@ from caloforge.data.io import SampleFileError, open_sample_writer, read_attrs
 from caloforge.fullsim.runner import (
     ACCEPTED,
     MISSED,
+    PRODUCTION_CUT_MM,
     FullsimError,
     GunSpec,
     attempt_kinematics,
@@ -108,7 +109,7 @@ def make_sample(
     n_events: int,
     *,
     tof: bool = True,
-    production_cut_mm: float = 0.7,
+    production_cut_mm: float = PRODUCTION_CUT_MM,
     append: bool = False,
     workers: int | None = None,
     progress: bool = True,
@@ -387,7 +388,7 @@ def make_sample_chunked(
     client=None,
     chunk_attempts: int = 1000,
     tof: bool = True,
-    production_cut_mm: float = 0.7,
+    production_cut_mm: float = PRODUCTION_CUT_MM,
     retries: int = 2,
     progress: bool = True,
 ) -> ProductionSummary:
@@ -494,6 +495,7 @@ def make_reference_samples_chunked(
                     raise SampleFileError(f"{path}: {attrs['n_events']} of {n_wanted} events, made without --cluster: "
                                           "complete it without --cluster, or remove it")
             gun = GunSpec(particle=name, seed=REFERENCE_SAMPLES[split][1] + SEED_BY_PARTICLE[name])
-            samples.append(_chunked_sample(path, gun, n_wanted, chunk_attempts, True, 0.7))
+            samples.append(_chunked_sample(path, gun, n_wanted, chunk_attempts, tof=True,
+                                           production_cut_mm=PRODUCTION_CUT_MM))
     _run_chunked_samples(samples, client=client, retries=retries, progress=progress, desc="Geant4 samples", folder=out)
     return [sample.summary() for sample in samples]

@@ -54,6 +54,8 @@ MAX_MOMENTUM_GEV = 5.0
 REACH_RADIUS_CM = 94.0
 MAX_PRODUCTION_CUT_MM = 1000.0
 """Upper bound of the Geant4 production cut (a range in the material): 1 m, 3.5 times the crystals' 28 cm."""
+PRODUCTION_CUT_MM = 0.7
+"""Geant4's default production cut (mm), the reference samples'."""
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -129,7 +131,7 @@ def check_production_cut(cut_mm: float) -> None:
     if not ok:
         raise FullsimError(
             f"production cut {cut_mm!r} mm is not valid: need a length 0 < cut <= {MAX_PRODUCTION_CUT_MM:g} mm "
-            "(Geant4's default is 0.7 mm)"
+            f"(Geant4's default is {PRODUCTION_CUT_MM:g} mm)"
         )
 
 
@@ -369,7 +371,7 @@ def run_events(
         caloforge.atomic.Interrupted: a stop signal (the worker processes are killed first).
     """
     gun.validate()
-    check_production_cut(settings.get("production_cut_mm", 0.7))
+    check_production_cut(settings.get("production_cut_mm", PRODUCTION_CUT_MM))
     if n_events <= 0:
         raise FullsimError(f"the number of events must be positive, got {n_events}")
     workers = min(resolve_workers(workers)[0], n_events)

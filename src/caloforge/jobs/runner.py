@@ -103,6 +103,7 @@ def run_chunks(
     report = RunReport(dashboard=getattr(client, "dashboard_link", None) if client is not None else None)
     todo = _not_done(chunks, report)
     t0 = time.perf_counter()
+
     def size(some: Sequence[Chunk]) -> int:
         """What ``some`` chunks add to the progress bar's total."""
         return len(some) if per_chunk else sum(c.events for c in some)

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from caloforge.atomic import atomic_path
 from caloforge.data.io import read_sample
 from caloforge.data.production import DEFAULT_CACHE
+from caloforge.detector.conditions import PARTICLES
 from caloforge.export import OnnxShowerModel, export_onnx
 from caloforge.export.quantize import NotQuantizableError
 from caloforge.models import ShowerModel, load_model
@@ -339,8 +340,7 @@ def _ship_one(name: str, model: ShowerModel, *, samples_dir: Path, out_dir: Path
               distilled: dict | None = None, family: str = "gan") -> dict:
     """Save ``model`` as the model of ``name`` in set ``family`` of ``out_dir`` (a GAN with its ONNX export, the
     other sets with 16-bit weights, and their export if ONNX Runtime runs them faster), validate it and return its
-    record (without ``distilled``, which the
-    caller adds)."""
+    record (without ``distilled``, which the caller adds)."""
     bar.set_description(f"{name}: save and export")
     target = shipped_checkpoint(name, out_dir, family)
     with tempfile.TemporaryDirectory() as tmp:
@@ -515,9 +515,9 @@ def _keep_teacher(name: str, cards: dict, out_dir: Path) -> dict:
 
 
 def _check_particles(particles: list[str]) -> None:
-    unknown = [p for p in particles if p not in GAN_STEMS]
+    unknown = [p for p in particles if p not in PARTICLES]
     if unknown or not particles:
-        raise ShipError(f"particles {', '.join(unknown) or '(none)'}: expected some of {', '.join(GAN_STEMS)}")
+        raise ShipError(f"particles {', '.join(unknown) or '(none)'}: expected some of {', '.join(PARTICLES)}")
 
 
 def _report_stem(particle: str, family: str) -> str:
