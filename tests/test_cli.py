@@ -21,6 +21,7 @@ runner = CliRunner()
         (["-p", "e-", "--momentum", "0:0.1"], "cannot reach the EMC barrel"),
         (["--track", "0,0,1"], "does not reach the EMC barrel"),
         (["--track", "1,2"], "expected PX,PY,PZ"),
+        (["--readout", "bes2"], "--readout 'bes2': choose none or boss"),
     ],
 )
 def test_bad_fullsim_input_gives_one_line_and_no_file(tmp_path, args, message):

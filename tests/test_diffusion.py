@@ -140,3 +140,38 @@ def test_onnx_export_samples_the_same_maps_as_pytorch(tmp_path, trained, sampler
     close = np.isclose(a, b, rtol=1e-3, atol=1e-6).all(axis=(1, 2))  # (500,) maps that agree cell by cell
     assert flips < 1e-3 and close.mean() > 0.95  # float rounding: a cell at its threshold may flip in a few maps
     assert np.allclose(a.sum(axis=(1, 2)), b.sum(axis=(1, 2)), rtol=1e-4)  # the same energies
+
+
+def test_a_student_learns_from_a_pool_of_pairs_sampled_once(trained, monkeypatch):
+    """``training.pair_pool``: the teacher samples its pairs once, the same for the same seed, and the student's
+    held-out losses fall as with fresh pairs."""
+    from caloforge.training.config import LoopConfig
+    from caloforge.training.data import ShowerData
+    from caloforge.training.distill_shape import ShapeDistillPlan, student_of_two_stage
+    from caloforge.training.loop import train_in_memory
+
+    def data(n: int, seed: int) -> ShowerData:
+        maps, c = toy_showers(n, seed)
+        return ShowerData(maps, c, np.zeros(n, dtype=np.int64), ("gamma",))
+
+    trained.with_sampling("ddim", 2)
+    maps, c = toy_showers(1000, 1)
+    trained.calibrate(maps, c, seed=1)
+    loop = LoopConfig(plan="distill", teacher="in memory", student_hidden=(64, 64), epochs=2, steps_per_epoch=40,
+                      batch_size=256, learning_rate=1e-2, scheduler="one-cycle", seed=0, device="cpu",
+                      progress=False, sample_batch_size=700, pair_pool=1500)
+    calls = []
+    sample_shape = trained.sample_shape
+    monkeypatch.setattr(trained, "sample_shape", lambda z, ctx: calls.append(len(z)) or sample_shape(z, ctx))
+    plan = ShapeDistillPlan(trained, loop, data(2000, 2), data(400, 3))
+    held_calls = len(calls)
+    history = train_in_memory(plan)
+    assert calls[held_calls:] == [700, 700, 100]  # the pool, sampled once in chunks, and nothing at the steps
+    again = ShapeDistillPlan(trained, loop, data(2000, 2), data(400, 3))
+    assert all(torch.equal(a, b) for a, b in zip(plan.pair_pool(), again.pair_pool()))
+    fresh = student_of_two_stage(trained, (64, 64), seed=5)
+    with torch.no_grad():
+        start = fresh.distillation_losses(*plan.held_pairs)
+    assert history[-1]["val_hit"] < 0.9 * start["hit"].item()  # measured: 0.84 of the start
+    assert history[-1]["val_value"] < 0.5 * start["value"].item()  # 0.24
+    assert plan.record(history)["distilled"]["pair_pool"] == 1500

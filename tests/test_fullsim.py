@@ -2,15 +2,15 @@
 made before it starts (settings, worker processes, Geant4's data sets; no Geant4 needed)."""
 
 import concurrent.futures as cf
-import math
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from caloforge.cli.main import app
-from caloforge.data.io import read_sample
+from caloforge.data.io import SampleFileError, read_sample
 from caloforge.data.production import make_sample
+from caloforge.detector.readout import BOSS_READOUT, digitise_events
 from caloforge.fullsim import runner
 from caloforge.fullsim.g4data import geant4_data_problem
 from caloforge.fullsim.runner import ACCEPTED, Batch, FullsimError, GunSpec, resolve_workers, run_events
@@ -65,15 +65,24 @@ def test_helix_transport_agrees_with_geant4_field_without_tof(tmp_path, name):
 
 @pytest.mark.geant4
 def test_same_seed_same_events_and_append_continues_the_run(tmp_path):
+    """... and the read-out recorded beside the deposits (``--readout boss``) too, each event's from its own seed."""
     gun = GunSpec("e+", momentum_gev=(0.5, 1.5), seed=11)
     one, two = tmp_path / "one.h5", tmp_path / "two.h5"
-    make_sample(one, gun, 16, workers=2, progress=False)
-    make_sample(two, gun, 7, workers=1, progress=False)
-    make_sample(two, gun, 9, workers=2, append=True, progress=False)
+    make_sample(one, gun, 16, workers=2, progress=False, readout=BOSS_READOUT)
+    make_sample(two, gun, 7, workers=1, progress=False, readout=BOSS_READOUT)
+    with pytest.raises(SampleFileError, match="other readout"):
+        make_sample(two, gun, 9, workers=1, append=True, progress=False)
+    make_sample(two, gun, 9, workers=2, append=True, progress=False, readout=BOSS_READOUT)
     a, b = read_sample(one), read_sample(two)
     assert np.array_equal(a.maps_gev, b.maps_gev) and np.array_equal(a.seed, b.seed)
     assert a.attrs["next_attempt"] == b.attrs["next_attempt"]
     assert len(np.unique(a.seed)) == 16
+    assert np.array_equal(a.maps_readout_gev, b.maps_readout_gev)
+    expected = digitise_events(a.maps_gev, a.theta_index, a.phi_index, a.seed, BOSS_READOUT)
+    assert np.allclose(a.maps_readout_gev, expected, rtol=1e-6, atol=1e-9)  # stored in MeV, float32
+    assert a.attrs["readout"]["noise_per_sample_mev"] == BOSS_READOUT.noise_per_sample_mev
+    read, deposits = a.maps_readout_gev, a.maps_gev
+    assert ((read > 0) <= (deposits > 0)).all() and 0 < abs(read - deposits).max() < 0.05
 
 
 @pytest.mark.geant4

@@ -156,16 +156,20 @@ def test_gun_particles_equal_the_whole_gun() -> None:
 
 @pytest.mark.geant4
 def test_geant4_two_workers_equal_serial(client, tmp_path: Path) -> None:
-    """A tiny Geant4 sample: serial make_sample and 2-worker chunks (manifest) give the same events and counters."""
+    """A tiny Geant4 sample: serial make_sample and 2-worker chunks (manifest) give the same events, read-out and
+    counters."""
     from caloforge.data.io import read_attrs, read_sample
     from caloforge.data.production import make_sample, make_sample_chunked
+    from caloforge.detector.readout import BOSS_READOUT
     from caloforge.fullsim.runner import GunSpec
 
     gun = GunSpec(particle="e-", seed=11)
-    make_sample(tmp_path / "serial.h5", gun, 24, workers=1, progress=False)
-    make_sample_chunked(tmp_path / "chunked.h5", gun, 24, client=client, chunk_attempts=8, progress=False)
+    make_sample(tmp_path / "serial.h5", gun, 24, workers=1, progress=False, readout=BOSS_READOUT)
+    make_sample_chunked(tmp_path / "chunked.h5", gun, 24, client=client, chunk_attempts=8, progress=False,
+                        readout=BOSS_READOUT)
     a, b = read_sample(tmp_path / "serial.h5"), read_sample(tmp_path / "chunked.h5")
     assert np.array_equal(a.maps_gev, b.maps_gev) and np.array_equal(a.seed, b.seed)
+    assert np.array_equal(a.maps_readout_gev, b.maps_readout_gev)  # the read-out too
     assert np.array_equal(a.conditions, b.conditions)
     assert all(np.array_equal(a.truth[k], b.truth[k], equal_nan=True) for k in a.truth)
     ka, kb = read_attrs(tmp_path / "serial.h5"), read_attrs(tmp_path / "chunked.h5")

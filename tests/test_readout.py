@@ -12,7 +12,9 @@ from caloforge.detector.readout import (
     ReadoutParams,
     crystal_gains,
     digitise,
+    digitise_events,
     digitise_maps,
+    event_readout_seed,
     readout_from_name,
     window_gids,
 )
@@ -111,6 +113,21 @@ def test_same_seed_same_output_other_seed_other_output():
     assert not np.array_equal(a, digitise_maps(maps, theta, phi, 8))
     assert np.all(a[maps == 0] == 0)  # no noise hits: crystals without a deposit stay empty
     assert np.all((a == 0) | (a >= BOSS_READOUT.threshold_gev))
+
+
+def test_each_event_reads_out_with_the_noise_of_its_own_seed():
+    """digitise_events: an event's read-out is digitise with its seed's stream, whatever the events beside it."""
+    rng = np.random.default_rng(3)
+    maps = rng.exponential(0.01, (5, 11, 11)) * (rng.random((5, 11, 11)) < 0.5)  # GeV
+    theta, phi, seeds = np.array([10, 20, 30, 40, 43]), np.array([0, 5, 60, 119, 7]), np.arange(100, 105)
+    maps[window_gids(theta, phi) < 0] = 0.0  # nothing beyond the barrel ends
+    read = digitise_events(maps, theta, phi, seeds)
+    assert read.shape == maps.shape and read.dtype == np.float32
+    alone = digitise_events(maps[3:4], theta[3:4], phi[3:4], seeds[3:4])
+    assert np.array_equal(read[3:4], alone)
+    by_hand = digitise(maps[2], window_gids(theta[2:3], phi[2:3])[0], event_readout_seed(102))
+    assert np.array_equal(read[2], by_hand.astype(np.float32))
+    assert not np.array_equal(digitise_events(maps[:1], theta[:1], phi[:1], seeds[1:2]), read[:1])
 
 
 def test_window_gids_are_the_crystals_of_the_window():

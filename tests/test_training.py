@@ -275,6 +275,8 @@ def test_config_rejects_unknown_keys_with_clear_errors(tmp_path, toy_samples):
         ({**base, "training": {"scheduler": "one-cycle"}}, "one-cycle is for training.plan energy or distill"),
         ({**base, "training": {"teacher": "x.pt"}}, "training.teacher: only for training.plan distill"),
         ({**base, "training": {"learning_rate": 1e-3}}, "training.learning_rate: only for training.plan energy"),
+        ({**base, "training": {"pair_pool": 1000}}, "training.pair_pool: only for training.plan distill"),
+        ({**base, "training": {"plan": "distill", "teacher": "x.pt", "pair_pool": 0}}, "training.pair_pool: must be"),
         ({**base, "training": {"plan": "distill", "teacher": "x.pt", "init_from": "y.pt"}}, "training.init_from"),
         ({**base, "training": {"plan": "fit"}}, "training.plan"),
         ({"model": {"name": "gan"}}, "no 'data' section"),

@@ -34,13 +34,13 @@ def dask_client(cluster: str, workers: Optional[int]) -> Iterator:
 
 
 def fullsim_chunked(output: Path, gun, events: int, *, cluster: str, workers: Optional[int], chunk: int, tof: bool,
-                    cut_mm: float, quiet: bool) -> None:
+                    cut_mm: float, quiet: bool, readout=None) -> None:
     """``caloforge fullsim --cluster``: a manifest ``output`` over chunk files (:func:`make_sample_chunked`)."""
     from caloforge.data.production import chunk_folder, make_sample_chunked
 
     with dask_client(cluster, workers) as client:
         summary = make_sample_chunked(output, gun, events, client=client, chunk_attempts=chunk, tof=tof,
-                                      production_cut_mm=cut_mm, progress=not quiet)
+                                      production_cut_mm=cut_mm, progress=not quiet, readout=readout)
     typer.echo(f"wrote {summary.n_new} events in {summary.seconds:.1f} s ({summary.n_new / max(summary.seconds, 1e-9):.1f}"
                f" events/s); {summary.path}: a manifest of {summary.n_total} events over {chunk_folder(output)}/")
 

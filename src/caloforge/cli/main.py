@@ -165,6 +165,10 @@ def fullsim(
     append: Annotated[bool, typer.Option(help="Extend an existing file, continuing its run.")] = False,
     tof: Annotated[bool, typer.Option(help="Put the TOF plastic in front of the EMC.")] = True,
     cut_mm: Annotated[float, typer.Option(help="Geant4 production cut in mm (0 < cut <= 1000).")] = 0.7,
+    readout: Annotated[
+        str, typer.Option(help="none, or boss: record the maps as BOSS reads them out (dataset showers_readout) "
+                               "beside the deposits (docs/readout.md).")
+    ] = "none",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     cluster: Annotated[Optional[str], typer.Option(help=jobs.CLUSTER_HELP)] = None,
     chunk_events: Annotated[int, typer.Option(help=jobs.CHUNK_HELP)] = 1000,
@@ -172,7 +176,13 @@ def fullsim(
     """Run the Geant4 reference simulation of the EMC barrel and write a sample file."""
     check_writable(output)  # before any work
     from caloforge.data.production import make_sample
+    from caloforge.detector.readout import readout_from_name
     from caloforge.fullsim.runner import GunSpec
+
+    try:
+        readout_params = readout_from_name(readout)
+    except ValueError:
+        raise ValueError(f"--readout {readout!r}: choose none or boss") from None
 
     gun = GunSpec(
         particle=particle,
@@ -182,10 +192,11 @@ def fullsim(
     )
     if cluster is not None:
         return jobs.fullsim_chunked(output, gun, events, cluster=cluster, workers=workers, chunk=chunk_events, tof=tof,
-                                    cut_mm=cut_mm, quiet=quiet)
+                                    cut_mm=cut_mm, quiet=quiet, readout=readout_params)
     _echo_worker_note(workers)
     summary = make_sample(
-        output, gun, events, tof=tof, production_cut_mm=cut_mm, append=append, workers=workers, progress=not quiet
+        output, gun, events, tof=tof, production_cut_mm=cut_mm, append=append, workers=workers, progress=not quiet,
+        readout=readout_params,
     )
     typer.echo(
         f"wrote {summary.n_new} events to {summary.path} ({summary.n_total} in the file) in "

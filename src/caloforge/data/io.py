@@ -29,6 +29,10 @@ dataset                        shape       dtype    content
 ``attempt``                    (N,)        int64    attempt index (kinematics = f(master seed, attempt))
 =============================  ==========  =======  ================================================
 
+A sample made with a read-out (``caloforge fullsim --readout boss``) has one more dataset, ``showers_readout``
+(N, 121) float32 **MeV**: the same maps read out (:func:`caloforge.detector.readout.digitise_events`, each event's
+noise from its Geant4 ``seed``), and the root attribute ``readout_json`` (the read-out's parameters).
+
 Root attributes hold the provenance: caloforge and Geant4 versions, the Geant4 data sets used, the
 physics list, the production cut, the geometry switches, the gun (JSON), attempt counters.
 The reader returns maps in GeV as (N, 11, 11) arrays.
@@ -40,6 +44,7 @@ datasets over the chunk files of a run (relative paths, in ``<stem>_chunks/`` be
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -55,6 +60,7 @@ import numpy as np
 from caloforge.atomic import atomic_path
 from caloforge.detector.conditions import CONDITION_NAMES, PARTICLES_BY_PDG
 from caloforge.detector.geometry import WINDOW, crystal_gid
+from caloforge.detector.readout import ReadoutParams, digitise_events
 
 SCHEMA = "caloforge-sample"
 SCHEMA_VERSION = 1
@@ -80,6 +86,8 @@ _EVENT_DATASETS: dict[str, tuple[tuple[int, ...], str]] = {
     "attempt": ((), "int64"),
 }
 _TRUTH = [name.split("/", 1)[1] for name in _EVENT_DATASETS if name.startswith("truth/")]
+READOUT_DATASET = "showers_readout"
+"""The optional dataset of the read-out maps (MeV, the layout of ``showers``)."""
 
 
 class SampleFileError(ValueError):
@@ -100,6 +108,7 @@ class Sample:
     truth: dict[str, np.ndarray]
     seed: np.ndarray
     attrs: dict = field(default_factory=dict)
+    maps_readout_gev: np.ndarray | None = None  # (N, 11, 11) read out; None: the file records no read-out
 
     def __len__(self) -> int:
         return len(self.maps_gev)
@@ -122,6 +131,7 @@ class Sample:
             truth={k: v[index] for k, v in self.truth.items()},
             seed=self.seed[index],
             attrs=dict(self.attrs),
+            maps_readout_gev=None if self.maps_readout_gev is None else self.maps_readout_gev[index],
         )
 
 
@@ -197,6 +207,12 @@ def _open_checked(path: Path, mode: str = "r") -> h5py.File:
                     f"{path}: corrupt sample file (dataset {name!r} has rows of shape {shapes[name][1:]}, "
                     f"expected {row_shape})"
                 )
+        with _reading(path, READOUT_DATASET):
+            if READOUT_DATASET in f:
+                shapes[READOUT_DATASET] = f[READOUT_DATASET].shape
+        if READOUT_DATASET in shapes and shapes[READOUT_DATASET][1:] != (WINDOW * WINDOW,):
+            raise SampleFileError(f"{path}: corrupt sample file (dataset {READOUT_DATASET!r} has rows of shape "
+                                  f"{shapes[READOUT_DATASET][1:]}, expected {(WINDOW * WINDOW,)})")
         lengths = {name: shape[0] for name, shape in shapes.items()}
         if len(set(lengths.values())) != 1:
             raise SampleFileError(f"{path}: corrupt sample file (datasets of different lengths: {lengths})")
@@ -244,6 +260,9 @@ def read_sample(path: str | os.PathLike, start: int = 0, stop: int | None = None
     with _open_checked(Path(path)) as f:
         sl = slice(start, stop)
         pdg = _read(f, "pdg", sl)
+        with _reading(path):
+            has_readout = READOUT_DATASET in f
+        readout = _read(f, READOUT_DATASET, sl) / MEV_PER_GEV if has_readout else None
         return Sample(
             maps_gev=(_read(f, "showers", sl) / MEV_PER_GEV).reshape(len(pdg), WINDOW, WINDOW),
             conditions=_read(f, "conditions", sl),
@@ -255,6 +274,7 @@ def read_sample(path: str | os.PathLike, start: int = 0, stop: int | None = None
             truth={k: _read(f, f"truth/{k}", sl) for k in _TRUTH},
             seed=_read(f, "seed", sl),
             attrs=_decode_attrs(f),
+            maps_readout_gev=None if readout is None else readout.reshape(len(pdg), WINDOW, WINDOW),
         )
 
 
@@ -266,10 +286,12 @@ def iter_batches(path: str | os.PathLike, batch_size: int) -> Iterator[Sample]:
 
 
 class SampleWriter:
-    """Appends event batches to a sample file that is open for writing (see :func:`open_sample_writer`)."""
+    """Appends event batches to a sample file that is open for writing (see :func:`open_sample_writer`); with a
+    read-out, their read-out maps too (``showers_readout``)."""
 
-    def __init__(self, f: h5py.File) -> None:
+    def __init__(self, f: h5py.File, readout: ReadoutParams | None = None) -> None:
         self.f = f
+        self.readout = readout
 
     @property
     def n_events(self) -> int:
@@ -280,6 +302,10 @@ class SampleWriter:
         n_new = len(records["pdg"])
         if n_new == 0:
             return
+        if self.readout is not None:
+            read = digitise_events(events["maps_gev"], records["theta_index"], records["phi_index"], records["seed"],
+                                   self.readout)  # (N, 11, 11) GeV
+            records[READOUT_DATASET] = (read.reshape(n_new, WINDOW * WINDOW) * MEV_PER_GEV).astype(np.float32)
         for name, data in records.items():
             ds = self.f[name]
             n = ds.shape[0]
@@ -298,8 +324,11 @@ class SampleWriter:
         return _decode_attrs(self.f)
 
 
-def _create_layout(f: h5py.File) -> None:
-    for name, (shape, dtype) in _EVENT_DATASETS.items():
+def _create_layout(f: h5py.File, readout: ReadoutParams | None = None) -> None:
+    datasets = dict(_EVENT_DATASETS)
+    if readout is not None:
+        datasets[READOUT_DATASET] = datasets["showers"]
+    for name, (shape, dtype) in datasets.items():
         chunk_rows = max(1, 65536 // max(1, int(np.prod(shape or (1,)))))
         f.create_dataset(
             name,
@@ -313,6 +342,9 @@ def _create_layout(f: h5py.File) -> None:
         )
     f["showers"].attrs["units"] = "MeV"
     f["showers"].attrs["layout"] = "11x11 row-major, rows theta_index, columns phi_index, centre (5, 5)"
+    if readout is not None:
+        f[READOUT_DATASET].attrs.update(f["showers"].attrs)
+        f.attrs["readout_json"] = json.dumps(dataclasses.asdict(readout))
     f["incident_energies"].attrs["units"] = "MeV"
     f["conditions"].attrs["names"] = json.dumps(CONDITION_NAMES)
     f.attrs["schema"] = SCHEMA
@@ -321,15 +353,19 @@ def _create_layout(f: h5py.File) -> None:
 
 
 @contextmanager
-def open_sample_writer(path: str | os.PathLike, *, append: bool = False) -> Iterator[SampleWriter]:
-    """Write a sample file atomically.
+def open_sample_writer(
+    path: str | os.PathLike, *, append: bool = False, readout: ReadoutParams | None = None
+) -> Iterator[SampleWriter]:
+    """Write a sample file atomically; with ``readout``, the read-out maps beside the deposits
+    (``showers_readout``).
 
     Everything goes to ``<path>.partial`` (a copy of the existing file when appending), which replaces
     ``path`` only when the block finishes without an exception; otherwise it is removed and ``path``
     is left as it was.
 
     Raises:
-        SampleFileError: ``path`` exists and ``append`` is False; ``append`` on a missing or invalid file.
+        SampleFileError: ``path`` exists and ``append`` is False; ``append`` on a missing or invalid file, or on a
+            file whose read-out (or its absence) differs from ``readout``.
     """
     path = Path(path)
     if path.exists() and not append:
@@ -341,12 +377,15 @@ def open_sample_writer(path: str | os.PathLike, *, append: bool = False) -> Iter
     if path.parent and not path.parent.exists():
         raise SampleFileError(f"{path.parent}: no such directory")
     if append:
-        _open_checked(path).close()
+        recorded = read_attrs(path).get("readout")
+        if recorded != (None if readout is None else json.loads(json.dumps(dataclasses.asdict(readout)))):
+            have = "no read-out" if recorded is None else "a read-out"
+            raise SampleFileError(f"{path}: recorded with {have}; append with the same (caloforge fullsim --readout)")
     with atomic_path(path) as tmp:
         if append:
             shutil.copyfile(path, tmp)
         with h5py.File(tmp, "a" if append else "w") as f:
             if not append:
-                _create_layout(f)
-            yield SampleWriter(f)
+                _create_layout(f, readout)
+            yield SampleWriter(f, readout)
             f.attrs["updated_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

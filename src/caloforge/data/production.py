@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -19,6 +20,7 @@ from caloforge.atomic import atomic_path, write_text_atomic
 from caloforge.detector.conditions import particle as particle_kind
 from caloforge.detector.transport import propagate_to_front
 from caloforge.data.io import SampleFileError, open_sample_writer, read_attrs
+from caloforge.detector.readout import ReadoutParams
 from caloforge.fullsim.runner import (
     ACCEPTED,
     MISSED,
@@ -77,18 +79,20 @@ def _geant4_provenance() -> dict:
     }
 
 
-def _run_key(gun: GunSpec, settings: dict, provenance: dict) -> dict:
-    """What must agree between the parts of one sample (a file and its extension, the chunks of a run)."""
-    return {"gun": gun.describe(), "settings": settings,
-            **{k: provenance[k] for k in ("geant4_version", "geant4_datasets", "physics_list")}}
+def _run_key(gun: GunSpec, settings: dict, provenance: dict, readout: ReadoutParams | None = None) -> dict:
+    """What must agree between the parts of one sample (a file and its extension, the chunks of a run): the gun,
+    Geant4's settings and version, and the read-out where one is recorded."""
+    key = {"gun": gun.describe(), "settings": settings,
+           **{k: provenance[k] for k in ("geant4_version", "geant4_datasets", "physics_list")}}
+    return key if readout is None else {**key, "readout": json.loads(json.dumps(dataclasses.asdict(readout)))}
 
 
 def _sample_attrs(gun: GunSpec, settings: dict, provenance: dict, limit_from: int, next_attempt: int,
-                  counts: dict) -> dict:
+                  counts: dict, readout: ReadoutParams | None = None) -> dict:
     """The provenance attributes of a sample file (:func:`caloforge.data.io.read_attrs` reads them back)."""
     return dict(
         caloforge_version=caloforge.__version__,
-        **_run_key(gun, settings, provenance),
+        **_run_key(gun, settings, provenance, readout),
         geant4_data_paths=provenance["geant4_data_paths"],
         geant4_data_note=provenance["geant4_data_note"],
         particle=gun.particle,
@@ -113,8 +117,10 @@ def make_sample(
     append: bool = False,
     workers: int | None = None,
     progress: bool = True,
+    readout: ReadoutParams | None = None,
 ) -> ProductionSummary:
-    """Simulate ``n_events`` accepted events with Geant4 and write them to ``output``.
+    """Simulate ``n_events`` accepted events with Geant4 and write them to ``output``; with ``readout``, their
+    read-out maps beside the deposits (:mod:`caloforge.data.io`: ``showers_readout``).
 
     With ``append=True`` the file is extended: the run continues from the file's next attempt with
     the file's own gun and settings (those given here must match), so that a file made in two goes
@@ -134,15 +140,16 @@ def make_sample(
     check_geant4_data()  # before the first import of Geant4, which would ask on the terminal
     settings = {"tof": tof, "production_cut_mm": production_cut_mm, "b_field_t": 1.0}
     provenance = _geant4_provenance()
-    run_key = _run_key(gun, settings, provenance)
+    run_key = _run_key(gun, settings, provenance, readout)
     start_attempt = 0
     counts = {name: 0 for name in STATUS_NAMES.values()}
     limit_from = 0  # first attempt simulated with the looper track-length limit
     if append:
         old = read_attrs(output)
-        old_key = {k: old.get(k) for k in run_key}
-        if old_key != run_key:
-            diff = [k for k in run_key if old_key[k] != run_key[k]]
+        keys = [*run_key, *(["readout"] if "readout" not in run_key else [])]
+        old_key = {k: old.get(k) for k in keys}
+        if old_key != {k: run_key.get(k) for k in keys}:
+            diff = [k for k in keys if old_key[k] != run_key.get(k)]
             raise SampleFileError(f"{output}: made with other {', '.join(diff)}; cannot append to it")
         if "manifest" in old:
             raise SampleFileError(f"{output}: a manifest of chunk files; extend it with the --cluster run that made it")
@@ -154,7 +161,7 @@ def make_sample(
     t0 = time.perf_counter()
     n_new = 0
     attempts = 0
-    with open_sample_writer(output, append=append) as writer:
+    with open_sample_writer(output, append=append, readout=readout) as writer:
         n_before = writer.n_events
         next_attempt = start_attempt
         # on an exception the workers are killed, then the bar closed, then the partial file removed
@@ -170,7 +177,7 @@ def make_sample(
                 attempts += len(batch.attempts)
                 n_new += len(batch)
                 bar.update(len(batch))
-        writer.set_attrs(**_sample_attrs(gun, settings, provenance, limit_from, next_attempt, counts))
+        writer.set_attrs(**_sample_attrs(gun, settings, provenance, limit_from, next_attempt, counts, readout))
         n_total = writer.n_events
     assert n_total == n_before + n_new
     return ProductionSummary(Path(output), n_new, n_total, attempts, time.perf_counter() - t0)
@@ -229,23 +236,24 @@ CHUNK_BATCH = 64
 
 
 def simulate_sample_chunk(output: str | os.PathLike, gun: GunSpec, settings: dict, first_attempt: int,
-                          n_attempts: int) -> int:
+                          n_attempts: int, readout: ReadoutParams | None = None) -> int:
     """Simulate attempts ``[first_attempt, first_attempt + n_attempts)`` of the run of ``gun`` in this process and
-    write their accepted events to the sample file ``output`` (atomically); returns the events written.
+    write their accepted events (with ``readout``, their read-out maps too) to the sample file ``output``
+    (atomically); returns the events written.
 
     A chunk function of :func:`caloforge.jobs.run_chunks`: the events depend on the master seed and the attempt
     indices only, so a chunk gives the events of those attempts in a serial run, bit for bit."""
     app = geant4_app(settings)
     provenance = _geant4_provenance()
     counts = {name: 0 for name in STATUS_NAMES.values()}
-    with open_sample_writer(output) as writer:
+    with open_sample_writer(output, readout=readout) as writer:
         for first in range(first_attempt, first_attempt + n_attempts, CHUNK_BATCH):
             stop = min(first + CHUNK_BATCH, first_attempt + n_attempts)
             batch = simulate_attempts(app, gun, np.arange(first, stop))
             writer.append(batch.events)
             for code, name in STATUS_NAMES.items():
                 counts[name] += int((batch.status == code).sum())
-        writer.set_attrs(**_sample_attrs(gun, settings, provenance, 0, first_attempt + n_attempts, counts),
+        writer.set_attrs(**_sample_attrs(gun, settings, provenance, 0, first_attempt + n_attempts, counts, readout),
                          first_attempt=first_attempt)
         return writer.n_events
 
@@ -283,6 +291,7 @@ class _ChunkedSample:
     settings: dict
     chunk_attempts: int
     acceptance: float
+    readout: ReadoutParams | None = None
     n_chunks: int = 0
     pending: set[str] = field(default_factory=set)
     n_new: int = 0
@@ -308,7 +317,7 @@ class _ChunkedSample:
             more = max(1, int(np.ceil((self.n_events - have) / (self.chunk_attempts * self.acceptance))))
             todo = [
                 Chunk(self.chunk_path(c).stem, self.chunk_path(c),
-                      (self.gun, self.settings, c * self.chunk_attempts, self.chunk_attempts),
+                      (self.gun, self.settings, c * self.chunk_attempts, self.chunk_attempts, self.readout),
                       int(self.chunk_attempts * self.acceptance))
                 for c in range(self.n_chunks, self.n_chunks + more)
                 if not self.chunk_path(c).exists()
@@ -324,7 +333,7 @@ class _ChunkedSample:
 
 
 def _chunked_sample(output: Path, gun: GunSpec, n_events: int, chunk_attempts: int, tof: bool,
-                    production_cut_mm: float) -> _ChunkedSample:
+                    production_cut_mm: float, readout: ReadoutParams | None = None) -> _ChunkedSample:
     """Check the settings of one chunked sample file and claim its chunk folder (``run.json``: the run's gun,
     settings and chunk size; a folder of another run is refused)."""
     gun.validate()
@@ -338,7 +347,7 @@ def _chunked_sample(output: Path, gun: GunSpec, n_events: int, chunk_attempts: i
     settings = {"tof": tof, "production_cut_mm": production_cut_mm, "b_field_t": 1.0}
     folder = chunk_folder(output)
     folder.mkdir(exist_ok=True)
-    key = {**_run_key(gun, settings, _geant4_provenance()), "chunk_attempts": chunk_attempts}
+    key = {**_run_key(gun, settings, _geant4_provenance(), readout), "chunk_attempts": chunk_attempts}
     key_file = folder / "run.json"
     if key_file.exists():
         if json.loads(key_file.read_text(encoding="utf-8")) != json.loads(json.dumps(key)):
@@ -346,7 +355,7 @@ def _chunked_sample(output: Path, gun: GunSpec, n_events: int, chunk_attempts: i
                                   "remove it or choose another output name")
     else:
         write_text_atomic(key_file, json.dumps(key, indent=1))
-    return _ChunkedSample(output, gun, n_events, settings, chunk_attempts, _acceptance(gun))
+    return _ChunkedSample(output, gun, n_events, settings, chunk_attempts, _acceptance(gun), readout)
 
 
 def _run_chunked_samples(samples: list[_ChunkedSample], *, client, retries: int, progress: bool, desc: str,
@@ -391,8 +400,9 @@ def make_sample_chunked(
     production_cut_mm: float = PRODUCTION_CUT_MM,
     retries: int = 2,
     progress: bool = True,
+    readout: ReadoutParams | None = None,
 ) -> ProductionSummary:
-    """The sample of :func:`make_sample` (the same events, bit for bit) made in chunks of ``chunk_attempts``
+    """The sample of :func:`make_sample` (the same events and read-out, bit for bit) made in chunks of ``chunk_attempts``
     attempts, each a sample file in :func:`chunk_folder`, run by :func:`caloforge.jobs.run_chunks` on ``client``
     (None: here, one after the other); ``output`` becomes a manifest (:func:`write_sample_manifest`) that reads as
     one sample. Chunks finished by an earlier run of the same command are kept (a run resumes); more chunks are
@@ -404,7 +414,7 @@ def make_sample_chunked(
         caloforge.jobs.runner.ChunksFailedError: chunks that failed every try (named; the others are kept).
     """
     output = Path(output)
-    sample = _chunked_sample(output, gun, n_events, chunk_attempts, tof, production_cut_mm)
+    sample = _chunked_sample(output, gun, n_events, chunk_attempts, tof, production_cut_mm, readout)
     _run_chunked_samples([sample], client=client, retries=retries, progress=progress, desc=f"Geant4 {gun.particle}",
                          folder=chunk_folder(output))
     return sample.summary()

@@ -41,9 +41,8 @@ import numpy as np
 
 from caloforge.detector.geometry import N_PHI, N_THETA, WINDOW, crystal_gid, window_indices
 
-__all__ = ["BOSS_READOUT", "N_CRYSTAL_IDS", "ReadoutParams", "crystal_gains", "digitise", "digitise_maps",
-           "readout_from_name",
-           "waveform_max_table", "window_gids"]
+__all__ = ["BOSS_READOUT", "N_CRYSTAL_IDS", "ReadoutParams", "crystal_gains", "digitise", "digitise_events",
+           "digitise_maps", "event_readout_seed", "readout_from_name", "waveform_max_table", "window_gids"]
 
 N_CRYSTAL_IDS = 6240
 """Number of pybes3 global crystal ids (both endcaps and the barrel: 0..6239)."""
@@ -249,3 +248,29 @@ def digitise_maps(
     maps_gev = np.asarray(maps_gev)
     gids = window_gids(theta_index, phi_index, maps_gev.shape[-1])
     return digitise(maps_gev, gids, seed, params).astype(np.float32)
+
+
+EVENT_READOUT_STREAM = 1
+"""The stream of an event's read-out noise among those of its Geant4 seed (:func:`event_readout_seed`)."""
+
+
+def event_readout_seed(event_seed: int) -> int:
+    """The seed of the read-out noise of one Geant4 event: 64 bits of numpy's SeedSequence of (the event's Geant4
+    seed, :data:`EVENT_READOUT_STREAM`)."""
+    return int(np.random.SeedSequence([int(event_seed), EVENT_READOUT_STREAM]).generate_state(1, np.uint64)[0])
+
+
+def digitise_events(
+    maps_gev: np.ndarray, theta_index: np.ndarray, phi_index: np.ndarray, event_seeds: np.ndarray,
+    params: ReadoutParams = BOSS_READOUT,
+) -> np.ndarray:
+    """:func:`digitise` of 11x11 maps (N, 11, 11, GeV) around centre crystals (N,), each event with the noise of its
+    own seed (:func:`event_readout_seed` of ``event_seeds`` (N,), the events' Geant4 seeds): an event's read-out
+    does not depend on the events beside it, so a sample made in chunks or in two goes reads out as one made in
+    one go. Read-out maps (N, 11, 11), float32, GeV; about 0.2-0.4 ms per event."""
+    maps_gev = np.asarray(maps_gev)
+    gids = window_gids(theta_index, phi_index, maps_gev.shape[-1])  # (N, 11, 11)
+    out = np.empty(maps_gev.shape, dtype=np.float32)
+    for i, event_seed in enumerate(np.asarray(event_seeds)):
+        out[i] = digitise(maps_gev[i], gids[i], event_readout_seed(event_seed), params)
+    return out

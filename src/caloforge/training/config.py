@@ -102,7 +102,8 @@ class LoopConfig:
             deposited-energy model of the trained GAN ``init_from`` (:mod:`caloforge.training.energy_fit`);
             ``distill``, a smaller or fully connected generator that gives the GAN ``teacher``'s maps for the
             same noise (:mod:`caloforge.training.distill`), or with ``model: {name: student}`` a one-pass
-            student of a two-stage ``teacher``, a flow (:mod:`caloforge.training.distill_shape`). With ``energy`` and ``distill`` the model comes
+            student of a two-stage ``teacher``, a flow or the diffusion model
+            (:mod:`caloforge.training.distill_shape`). With ``energy`` and ``distill`` the model comes
             from the checkpoint: the ``model:`` section gives only its ``name`` and ``particles``.
         epochs: total number of epochs (raise it and resume to train longer).
         batch_size: events per batch (``model``: the last incomplete batch of an epoch is dropped;
@@ -134,6 +135,9 @@ class LoopConfig:
             teacher, the widths of the student's network (:class:`caloforge.models.student.StudentModel`).
         steps_per_epoch: plan ``distill``: optimiser steps per epoch; null: the training conditions
             divided by ``batch_size``.
+        pair_pool: plan ``distill`` of a two-stage teacher: (noise, condition) pairs the teacher samples once,
+            before the first step, from which every step draws its batch at random; for a teacher whose sampling
+            costs far more than the student's step (the diffusion model). Null: fresh pairs at every step.
     """
 
     plan: Literal["model", "energy", "distill"] = "model"
@@ -153,6 +157,7 @@ class LoopConfig:
     student_channels: tuple[int, ...] = (8, 8, 8)
     student_hidden: tuple[int, ...] = ()
     steps_per_epoch: int | None = None
+    pair_pool: int | None = None
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "scheduler_step_epochs", "selection_bins", "sample_batch_size"):
@@ -162,9 +167,11 @@ class LoopConfig:
             raise ConfigError(f"training.scheduler_gamma: must be in (0, 1], got {self.scheduler_gamma}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ConfigError(f"training.learning_rate: must be positive, got {self.learning_rate}")
-        if self.steps_per_epoch is not None and self.steps_per_epoch <= 0:
-            raise ConfigError(f"training.steps_per_epoch: must be positive, got {self.steps_per_epoch}")
-        only = {"learning_rate": ("energy", "distill"), "teacher": ("distill",), "steps_per_epoch": ("distill",)}
+        for key in ("steps_per_epoch", "pair_pool"):
+            if getattr(self, key) is not None and getattr(self, key) <= 0:
+                raise ConfigError(f"training.{key}: must be positive, got {getattr(self, key)}")
+        only = {"learning_rate": ("energy", "distill"), "teacher": ("distill",), "steps_per_epoch": ("distill",),
+                "pair_pool": ("distill",)}
         for key, plans in only.items():
             if getattr(self, key) is not None and self.plan not in plans:
                 raise ConfigError(f"training.{key}: only for training.plan {' or '.join(plans)}, "

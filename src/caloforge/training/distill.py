@@ -203,6 +203,8 @@ class DistillPlan(TrainingPlan):
         teacher = load_start(t.teacher, "teacher")
         if not isinstance(teacher, GAN):
             raise ConfigError(f"training.teacher: {t.teacher} is a {teacher.name} model; distillation is for GANs")
+        if t.pair_pool is not None:
+            raise ConfigError("training.pair_pool: a GAN's pairs are cheap and drawn fresh at every step; leave it out")
         try:
             model = student_config(teacher.config, t.student_channels, t.student_hidden)
         except ValueError as err:

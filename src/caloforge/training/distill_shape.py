@@ -1,11 +1,14 @@
-"""The ``distill`` plan for a two-stage teacher (a flow): a one-pass student of its shape stage.
+"""The ``distill`` plan for a two-stage teacher (a flow, the diffusion model): a one-pass student of its shape stage.
 
 The student (:class:`caloforge.models.student.StudentModel`) is given the teacher's own inputs -- the shape
 noise and the context (conditions and the energy stage's draw) under the conditions of Geant4 training events
 -- and learns the teacher's shape for them: whether each crystal is hit, and its shape variable where it is
 (:meth:`~caloforge.models.student.StudentModel.distillation_losses`). The pairs are drawn fresh at every step
 from one torch generator seeded with ``training.seed`` and sampled by the teacher, so that the student never
-sees the same pair twice; sampling them costs about as much as the student's step.
+sees the same pair twice; for a flow, sampling them costs about as much as the student's step. A teacher whose
+sampling costs far more (the diffusion model: one U-Net evaluation per sampler step) samples a pool of
+``training.pair_pool`` pairs once, before the first step (from a generator of its own, so that a resumed run
+draws the same pool), and every step draws its batch from the pool.
 
 After each epoch the student's per-crystal corrections are calibrated on :data:`CALIBRATION_EVENTS` Geant4
 training events (:meth:`~caloforge.models.student.StudentModel.calibrate`) and it is measured like any model on held-out
@@ -26,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from caloforge.models import ConfigError, TrainingStep
 from caloforge.models.energy import NOISE_DIM as ENERGY_NOISE_DIM
@@ -134,6 +138,7 @@ class ShapeDistillPlan(TrainingPlan):
             teacher, torch.as_tensor(held.conditions, device=device),
             torch.as_tensor(held.particle, dtype=torch.long, device=device), noise,
         )
+        self.pool: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # sampled at the first step
         if state_dict is not None:
             student.load_state_dict(state_dict)
         self.provenance = provenance or {}
@@ -147,7 +152,7 @@ class ShapeDistillPlan(TrainingPlan):
         teacher = load_start(t.teacher, "teacher")
         if not isinstance(teacher, TwoStageModel):
             raise ConfigError(f"training.teacher: {t.teacher} is a {teacher.name} model; a student model learns "
-                              f"from a two-stage model (flow)")
+                              f"from a two-stage model (flow, diffusion)")
         try:
             model = student_config_of(teacher, t.student_hidden)
         except (ValueError, ConfigError) as err:
@@ -172,9 +177,16 @@ class ShapeDistillPlan(TrainingPlan):
         return [TrainingStep(STEP)]
 
     def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """(shape noise (B, 121), context (B, n_context), teacher's shape variables (B, 121)), fresh every step;
-        the teacher samples :data:`TEACHER_CHUNK_STEPS` steps' pairs at a time."""
+        """(shape noise (B, 121), context (B, n_context), teacher's shape variables (B, 121)), fresh every step
+        (the teacher samples :data:`TEACHER_CHUNK_STEPS` steps' pairs at a time), or drawn from the pool of
+        ``training.pair_pool`` pairs."""
         b, device = self.loop.batch_size, self.conditions.device
+        if self.loop.pair_pool is not None:
+            pool = self.pair_pool()
+            for _ in range(self.steps_per_epoch):
+                rows = torch.randint(0, len(pool[0]), (b,), generator=self.draws).to(device)
+                yield pool[0][rows], pool[1][rows], pool[2][rows]
+            return
         for first in range(0, self.steps_per_epoch, TEACHER_CHUNK_STEPS):
             steps = min(TEACHER_CHUNK_STEPS, self.steps_per_epoch - first)
             rows = torch.randint(0, len(self.conditions), (steps * b,), generator=self.draws).to(device)
@@ -183,6 +195,24 @@ class ShapeDistillPlan(TrainingPlan):
             for k in range(steps):
                 take = slice(k * b, (k + 1) * b)
                 yield z[take], context[take], y[take]
+
+    def pair_pool(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The pool of ``training.pair_pool`` teacher pairs (shape noise, context, shape variables), sampled at
+        the first call from a generator seeded with ``training.seed`` under the conditions of training events
+        drawn at random, with a progress bar (``training.progress``)."""
+        if self.pool is None:
+            n, chunk, device = int(self.loop.pair_pool), self.loop.sample_batch_size, self.conditions.device
+            draws = torch.Generator(device="cpu").manual_seed(self.loop.seed)
+            parts = []
+            with tqdm(total=n, desc="teacher pairs", unit="pair", disable=not self.loop.progress, leave=False) as bar:
+                for first in range(0, n, chunk):
+                    m = min(chunk, n - first)
+                    rows = torch.randint(0, len(self.conditions), (m,), generator=draws).to(device)
+                    noise = torch.randn(m, self.teacher.noise_size, generator=draws).to(device)
+                    parts.append(teacher_pairs(self.teacher, self.conditions[rows], self.particle[rows], noise))
+                    bar.update(m)
+            self.pool = tuple(torch.cat(column) for column in zip(*parts))  # type: ignore[assignment]
+        return self.pool
 
     def n_batches(self) -> int:
         return self.steps_per_epoch
@@ -215,6 +245,7 @@ class ShapeDistillPlan(TrainingPlan):
             "hit_bce": row.get("val_hit", math.nan),
             "value_mse": row.get("val_value", math.nan),
             "steps": len(history) * self.steps_per_epoch,
+            "pair_pool": self.loop.pair_pool,
             "batch_size": self.loop.batch_size,
             "learning_rate": self.loop.plan_learning_rate,
             "seed": self.loop.seed,

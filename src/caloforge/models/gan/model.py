@@ -4,7 +4,6 @@ the training steps."""
 from __future__ import annotations
 
 import copy
-import dataclasses
 
 import numpy as np
 import torch
