@@ -77,11 +77,11 @@ def test_each_sampler_runs_at_few_steps(trained, sampler, steps):
 def test_changed_sampling_is_used_and_kept_in_checkpoints(tmp_path, trained):
     c = toy_conditions(100, 13)
     ten = trained.sample(c, seed=2)
-    assert trained.with_sampling(steps=3) is trained and trained.config.sampler == "ddim"
+    assert trained.with_sampling(steps=3) is trained and trained.config.sampler == "dpm"  # the default, kept
     three = trained.sample(c, seed=2)
     assert not np.array_equal(ten, three)
-    again = load_model(trained.with_sampling("dpm").save(tmp_path / "dpm3.pt"), device="cpu")
-    assert (again.config.sampler, again.config.sampling_steps) == ("dpm", 3)
+    again = load_model(trained.with_sampling("ddim").save(tmp_path / "ddim3.pt"), device="cpu")
+    assert (again.config.sampler, again.config.sampling_steps) == ("ddim", 3)
     assert np.array_equal(again.sample(c, seed=2), trained.sample(c, seed=2))
     with pytest.raises(ConfigError, match="model.sampling_steps"):
         trained.with_sampling(steps=0)

@@ -90,6 +90,28 @@ def test_card_with_flows_puts_the_two_sets_side_by_side(shipped):
     assert f"| {shipped['gamma']['onnx_showers_per_s']:,.0f} / 4,321 / 30,000 | - |" in three
     assert "- **student**, the default (`caloforge simulate` without `--model`), `--model student`" in three
     assert "## gamma, student: `student_gamma.pt`" in three
+    assert "Three sets, one model per particle type each" in three
+
+
+def test_card_with_a_set_of_fewer_particles_marks_the_others(shipped):
+    def record(particle: str, family: str, speed: float) -> dict:
+        r = {k: v for k, v in copy.deepcopy(shipped[particle]).items() if k not in ("int8", "distilled")}
+        return r | {"family": family, "checkpoint": f"{family}_{particle}.pt", "onnx": None, "onnx_showers_per_s": speed}
+
+    flows = {p: record(p, "flow", 4000.0) for p in ("gamma", "e-")}
+    diffusion = {"gamma": record("gamma", "diffusion", 300.0)
+                 | {"sampling": {"sampler": "dpm", "steps": 10, "recalibrated_events": 20000}}}
+    text = render_card(shipped, flows, None, diffusion)
+    assert "Four sets" not in text and "Three sets, one model per particle type each" in text
+    assert "- **diffusion**, `--model diffusion`: the seeds' third model class, the slowest, for gamma so far" in text
+    table = text[text.index("## The sets side by side: `--model gan` against `--model flow` against "
+                            "`--model diffusion`"):text.index("## gamma:")]
+    assert "| measure (target) | gamma | e- | Geant4 floor |" in table  # the particles of the flows
+    speeds = [f"{shipped[p]['onnx_showers_per_s']:,.0f}" for p in ("gamma", "e-")]
+    assert f"| {speeds[0]} / 4,000 / 300 | {speeds[1]} / 4,000 / - | - |" in table  # no diffusion model for e-
+    section = text[text.index("## gamma, diffusion: `diffusion_gamma.pt`"):]
+    assert ("- Sampling: DPM-Solver++ (2nd order), 10 U-Net evaluations per shower, \"trailing\" timesteps; set "
+            "when shipped") in section and "on the first 20,000 training events." in section
 
 
 # ------------------------------------------------------------------------------------------------
@@ -237,6 +259,10 @@ def test_ship_help_names_the_modes_and_where_it_writes():
     (["--revalidate", "--family", "flow", "--particles", "gamma", "--out-dir", "{tmp}/models"],
      "flow_gamma.pt: no such shipped checkpoint"),
     (["--family", "flow", "--runs", "{tmp}", "--particles", "e-"], "flow_e-/best.pt: no such checkpoint"),
+    (["--family", "diffusion", "--particles", "gamma,e-"], "the diffusion set has no place for e- models"),
+    (["--family", "diffusion", "--runs", "{tmp}"], "diffusion_gamma/best.pt: no such checkpoint"),
+    (["--sampler", "dpm"], "--sampler and --steps: only when shipping trained diffusion models"),
+    (["--family", "diffusion", "--steps", "4", "--revalidate"], "--sampler and --steps: only when shipping"),
     (["--reexport", "--particles", "gamma", "--out-dir", "{tmp}/models"], "no such shipped checkpoint"),
 ])
 def test_bad_ship_input_gives_one_line_and_writes_nothing(tmp_path, args, message):

@@ -11,15 +11,23 @@ import typer
 
 def ship(
     particles: Annotated[
-        str, typer.Option("--particles", "--particle", help="Particle types to ship, comma-separated.")
-    ] = "gamma,e-,e+",
+        Optional[str], typer.Option("--particles", "--particle", help="Particle types to ship, comma-separated.",
+                                    show_default="those the set holds: gamma,e-,e+; gamma for diffusion")
+    ] = None,
     runs: Annotated[
         Optional[Path], typer.Option(help="Folder of the training runs.", show_default="$CALOFORGE_CACHE/runs")
     ] = None,
     family: Annotated[
-        str, typer.Option(help="The model set to ship: gan, flow or student (the default set of caloforge "
-                                "simulate).")
+        str, typer.Option(help="The model set to ship: gan, flow, student (the default set of caloforge "
+                                "simulate) or diffusion.")
     ] = "gan",
+    sampler: Annotated[
+        Optional[str], typer.Option(help="Diffusion models: ship with this sampler (ddim or dpm) instead of the "
+                                         "run's; the thresholds are calibrated anew on training events.")
+    ] = None,
+    steps: Annotated[
+        Optional[int], typer.Option(help="Diffusion models: ship with this many sampler steps instead of the run's.")
+    ] = None,
     run_name: Annotated[
         Optional[str], typer.Option(help="Run folder in --runs, {particle} per particle.",
                                     show_default="moments_{particle}; <family>_{particle} for the other sets")
@@ -73,9 +81,10 @@ def ship(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Ship trained models as one of the package's model sets (--family gan, flow or student, the default set):
-    validate them against Geant4, export GANs to ONNX (float32 and 8-bit) and write the set's records
-    (validation.json, validation_flow.json, validation_student.json) and MODEL_CARD.md (see caloforge.release.ship).
+    """Ship trained models as one of the package's model sets (--family gan, flow, student, the default set, or
+    diffusion): validate them against Geant4, export GANs to ONNX (float32 and 8-bit) and write the set's records
+    (validation.json, validation_flow.json, validation_student.json, validation_diffusion.json) and MODEL_CARD.md
+    (see caloforge.release.ship).
 
     Writes into src/caloforge/models/pretrained/ (the models caloforge simulate runs) unless --out-dir.
 
@@ -84,6 +93,8 @@ def ship(
     from caloforge.detector.conditions import PARTICLES
     from caloforge.release import ship as release
 
+    if particles is None:
+        particles = ",".join(release.FAMILY_STEMS.get(family, PARTICLES))
     names = [p.strip() for p in particles.split(",") if p.strip()]
     modes = [flag for flag, on in (("--distilled", distilled), ("--int8", int8), ("--reexport", reexport),
                                    ("--response", response), ("--revalidate", revalidate)) if on]
@@ -93,6 +104,8 @@ def ship(
         raise ValueError(f"--family {family!r}: choose one of {', '.join(release.FAMILY_STEMS)}")
     if family != "gan" and modes and not revalidate:
         raise ValueError(f"{modes[0]}: only for the GANs (--family gan)")
+    if (sampler is not None or steps is not None) and (family != "diffusion" or modes):
+        raise ValueError("--sampler and --steps: only when shipping trained diffusion models (--family diffusion)")
     runs_dir = (runs or release.DEFAULT_RUNS).expanduser()
     samples_dir = (samples or release.DEFAULT_SAMPLES).expanduser()
     work_dir = (work or release.DEFAULT_WORK).expanduser()
@@ -121,6 +134,7 @@ def ship(
         checkpoints = {name: folders.get(name, runs_dir / run_name.format(particle=name)) / checkpoint
                        for name in names}
         default_config = release.DEFAULT_CONFIG if family == "gan" else f"configs/{family}.yaml --particle {{particle}}"
+        sampling = (sampler, steps) if sampler is not None or steps is not None else None
         release.ship(checkpoints, work_dir=work_dir, config=config or default_config, events=events, family=family,
-                     **common)
+                     sampling=sampling, **common)
     typer.echo(f"wrote {models_dir / 'MODEL_CARD.md'} and {release.RECORD_FILES[family]}")

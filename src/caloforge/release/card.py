@@ -2,7 +2,7 @@
 
 Each shipped set has its records file, one record per particle type (written by :mod:`caloforge.release.ship`):
 ``validation.json`` for the GANs, ``validation_flow.json`` for the flows, ``validation_student.json`` for the flows'
-students (the default set). The card is a pure function of them, :func:`render_card`, so
+students (the default set), ``validation_diffusion.json`` for the diffusion models. The card is a pure function of them, :func:`render_card`, so
 that it can be rendered again from the JSON at any time and give the same text; with other sets than the GANs
 shipped it begins with a table of the sets side by side. :func:`write_cards` writes a set's records and the card.
 """
@@ -51,7 +51,7 @@ def write_cards(cards: dict[str, dict], models_dir: str | os.PathLike, family: s
     were). Returns the card's path."""
     models_dir = Path(models_dir)
     sets = {name: read_cards(models_dir, name) for name in RECORD_FILES} | {family: cards}
-    card_text = render_card(sets["gan"], sets["flow"], sets["student"])
+    card_text = render_card(sets["gan"], sets["flow"], sets["student"], sets["diffusion"])
     write_text_atomic(models_dir / RECORD_FILES[family], cards_json(cards))
     return write_text_atomic(models_dir / CARD_FILE, card_text)
 
@@ -90,6 +90,22 @@ def _energy_line(fit: dict | None) -> list[str]:
             f"of `{', '.join(Path(p).name for p in fit['samples'])}`, {fit['epochs']} epochs, seed {fit['seed']} "
             f"(negative log-likelihood {fit['final_nll']:.4f}), to the checkpoint `{Path(fit['from']).parent.name}/"
             f"{Path(fit['from']).name}`."]
+
+
+SAMPLER_WORDS = {"ddim": "DDIM (eta 0)", "dpm": "DPM-Solver++ (2nd order)"}
+"""How the card names a diffusion model's sampler."""
+
+
+def _sampling_line(sampling: dict | None) -> list[str]:
+    """The card's words for a diffusion model's sampler (none for other models)."""
+    if not sampling:
+        return []
+    line = (f"- Sampling: {SAMPLER_WORDS.get(sampling['sampler'], sampling['sampler'])}, {sampling['steps']} U-Net "
+            "evaluations per shower, \"trailing\" timesteps")
+    if sampling.get("recalibrated_events"):
+        line += (f"; set when shipped (the run validated its epochs with its configured sampler), the per-crystal "
+                 f"thresholds calibrated anew for it on the first {sampling['recalibrated_events']:,} training events")
+    return [line + "."]
 
 
 def _distill_lines(d: dict | None) -> list[str]:
@@ -198,19 +214,20 @@ def _floor_entries(c: dict) -> dict[str, str]:
             **{_occupancy_label(k): _fmt(v.get("floor_chi2"), 0) for k, v in (c.get("occupancy") or {}).items()}}
 
 
-SET_LABELS = {"gan": "GAN", "flow": "flow", "student": "student"}
+SET_LABELS = {"gan": "GAN", "flow": "flow", "student": "student", "diffusion": "diffusion"}
 """How the card names each shipped set."""
 
 
 def side_by_side(sets: dict[str, dict[str, dict]]) -> list[str]:
-    """The card's table of the shipped sets (family -> particle -> record) side by side: per particle type that all
-    the sets present have (in the order of the first after the GANs), each measure as ``GAN / flow / student``, and
-    the Geant4 floor (from that first set's validation)."""
+    """The card's table of the shipped sets (family -> particle -> record) side by side: per particle type of the
+    first set after the GANs (in its order) that the GANs have too, each measure as ``GAN / flow / student / ...``
+    (``-`` where a set has no model of that particle), and the Geant4 floor (from the validation of the first set
+    after the GANs that has the particle)."""
     present = {f: records for f, records in sets.items() if records}
     if len(present) < 2 or "gan" not in present:
         return []
     families = list(present)
-    names = [n for n in present[families[1]] if all(n in present[f] for f in families)]
+    names = [n for n in present[families[1]] if n in present["gan"]]
     if not names:
         return []
     labels = " / ".join(SET_LABELS[f] for f in families)
@@ -220,16 +237,20 @@ def side_by_side(sets: dict[str, dict[str, dict]]) -> list[str]:
              f"each cell reads {labels}. The other sets' own sections follow the GANs'.", "",
              "| measure (target) | " + " | ".join(names) + " | Geant4 floor |",
              "| --- | " + " | ".join("---" for _ in names) + " | --- |"]
-    rows = {n: [_side_by_side_rows(present[f][n]) for f in families] for n in names}
-    floors = {n: _floor_entries(present[families[1]][n]) for n in names}
+    rows = {n: [_side_by_side_rows(present[f][n]) if n in present[f] else {} for f in families] for n in names}
+    floors = {n: _floor_entries(next(present[f][n] for f in families[1:] if n in present[f])) for n in names}
     for measure in rows[names[0]][1]:
-        cells = [" / ".join(r.get(measure, "n/a") for r in rows[n]) for n in names]
+        cells = [" / ".join(r.get(measure, "n/a") if r else "-" for r in rows[n]) for n in names]
         floor = ", ".join(f for n in names if (f := floors[n].get(measure)) and f != "n/a") or "-"
         lines.append(f"| {measure} | " + " | ".join(cells) + f" | {floor} |")
     return [*lines, ""]
 
 
-def _header(cards: dict[str, dict], flows: dict[str, dict], students: dict[str, dict]) -> list[str]:
+_NUMBER_WORDS = {1: "One", 2: "Two", 3: "Three", 4: "Four"}
+
+
+def _header(cards: dict[str, dict], flows: dict[str, dict], students: dict[str, dict],
+            diffusion: dict[str, dict]) -> list[str]:
     def default(family: str) -> str:
         return ", the default (`caloforge simulate` without `--model`)" if family == DEFAULT_FAMILY else ""
 
@@ -257,16 +278,28 @@ def _header(cards: dict[str, dict], flows: dict[str, dict], students: dict[str, 
         "  cell fractions of E11x11), slow; `flow_<particle>.pt` with its weights in 16 bits; numbers in",
         "  `validation_flow.json`.",
     ] if flows else []
-    dated = {**cards, **{f"flow {k}": v for k, v in flows.items()}, **{f"student {k}": v for k, v in students.items()}}
+    diffusion_lines = [
+        f"- **diffusion**{default('diffusion')}, `--model diffusion`: the seeds' third model class, the slowest, for "
+        f"{', '.join(diffusion)} so far (`src/caloforge/models/diffusion/`: the flows' energy stage, then a DDPM",
+        "  over the 121 cell fractions of E11x11 with a conditional U-Net, diffusers' schedulers, sampled in a few",
+        "  deterministic steps); `diffusion_<particle>.pt` with its weights in 16 bits and its ONNX export",
+        "  `diffusion_<particle>.onnx` (the denoiser; the engine runs the sampler's steps); numbers in",
+        "  `validation_diffusion.json`.",
+    ] if diffusion else []
+    dated = {**cards, **{f"{family} {k}": v for family, records in
+                         (("flow", flows), ("student", students), ("diffusion", diffusion)) for k, v in records.items()}}
+    n_sets = sum(1 for records in (cards, flows, students, diffusion) if records)
     return [
         "# caloforge shipped models: model card",
         "",
         f"Written by `caloforge ship` on {card_date(dated)}; the numbers below are in the records files beside this",
-        "file, each model's validation date with it. Three sets, one model per particle type each:",
+        f"file, each model's validation date with it. {_NUMBER_WORDS.get(n_sets, n_sets)} sets, one model per particle "
+        "type each:",
         "",
         *student_lines,
         *gan_lines,
         *flow_lines,
+        *diffusion_lines,
         "",
         "Inputs: the six conditions of `docs/conventions.md` of the undisturbed track at the crystal front face;",
         "output: the 11x11 crystal energies in GeV. `.pt` is the PyTorch checkpoint, `.onnx` its ONNX export.",
@@ -297,6 +330,7 @@ def _model_section(name: str, c: dict) -> list[str]:
         f"{run['epochs_done']} epochs done{' (regressor pre-training included)' if gan else ''}; the shipped one "
         f"is epoch {run['best_epoch']}, chosen by {_selection_words(run)} on the held-out events.",
         *_energy_line(c.get("energy_fit")),
+        *_sampling_line(c.get("sampling")),
         *_distill_lines(c.get("distilled")),
         *([f"- Mean shower: table regularised on the training conditions (`MeanShower.regularise`, ridge "
            f"1e-4; rms change {c['mean_shower_regularised_rms_change']:.2g} in output space)."]
@@ -348,17 +382,21 @@ def _model_section(name: str, c: dict) -> list[str]:
 
 
 def render_card(
-    cards: dict[str, dict], flows: dict[str, dict] | None = None, students: dict[str, dict] | None = None
+    cards: dict[str, dict],
+    flows: dict[str, dict] | None = None,
+    students: dict[str, dict] | None = None,
+    diffusion: dict[str, dict] | None = None,
 ) -> str:
     """The text of ``MODEL_CARD.md`` for the validation records ``cards`` of the GANs (particle -> record, the
-    content of ``validation.json``), ``flows`` of the flows (``validation_flow.json``) and ``students`` of their
-    students (``validation_student.json``), if any: a header, the sets side by side, then per model its targets
+    content of ``validation.json``), ``flows`` of the flows (``validation_flow.json``), ``students`` of their
+    students (``validation_student.json``) and ``diffusion`` of the diffusion models (``validation_diffusion.json``),
+    if any: a header, the sets side by side, then per model its targets
     (:func:`caloforge.release.targets.check_targets`), provenance, validation tables and a GAN's 8-bit export's
     validation."""
-    flows, students = flows or {}, students or {}
-    lines = _header(cards, flows, students)
-    lines += side_by_side({"gan": cards, "flow": flows, "student": students})
-    for records in (cards, flows, students):
+    flows, students, diffusion = flows or {}, students or {}, diffusion or {}
+    lines = _header(cards, flows, students, diffusion)
+    lines += side_by_side({"gan": cards, "flow": flows, "student": students, "diffusion": diffusion})
+    for records in (cards, flows, students, diffusion):
         for name, c in records.items():
             lines += _model_section(name, c)
     return "\n".join(lines)

@@ -3,7 +3,7 @@
 The modes, each a function that writes into a models folder (by default the package's
 ``src/caloforge/models/pretrained/``, :data:`caloforge.models.pretrained.HERE`):
 
-* :func:`ship` -- trained checkpoints of one model set (``gan``, the default set, or ``flow``), one per
+* :func:`ship` -- trained checkpoints of one model set (``gan``, ``flow``, ``student``, ``diffusion``), one per
   particle type: for a GAN, regularise the mean shower on the training conditions
   (:meth:`caloforge.models.GAN.regularise_mean_shower`), save the model as ``gan_<particle>.pt`` with its ONNX
   export; a flow is saved as ``flow_<particle>.pt`` with its weights in 16 bits (no export file: ONNX Runtime
@@ -50,6 +50,7 @@ from caloforge.release import provenance, studies
 from caloforge.release.card import read_cards, write_cards
 from caloforge.release.targets import TARGET_OBSERVABLES, worst_slice
 from caloforge.training.loop import CONFIG, METRICS
+from caloforge.training.plans import CALIBRATION_EVENTS
 from caloforge.validation.report import validate
 
 DEFAULT_SAMPLES = DEFAULT_CACHE / "samples"
@@ -85,6 +86,7 @@ def ship(
     int8: bool = True,
     progress: bool = False,
     family: str = "gan",
+    sampling: tuple[str | None, int | None] | None = None,
 ) -> dict[str, dict]:
     """Ship trained checkpoints as the models of set ``family`` in ``out_dir``, validated, with their card.
 
@@ -101,14 +103,20 @@ def ship(
         events: events per validation sample.
         int8: make and validate the 8-bit exports afterwards (:func:`int8_exports`; GANs only).
         progress: show a progress bar and one line per model.
-        family: the model set (:data:`caloforge.models.pretrained.FAMILY_STEMS`): ``gan``, ``flow`` or ``student``.
+        family: the model set (:data:`caloforge.models.pretrained.FAMILY_STEMS`): ``gan``, ``flow``, ``student``
+            or ``diffusion``.
+        sampling: for diffusion models, the sampler (``ddim``, ``dpm``) and its number of steps to ship them with
+            instead of the run's (None in either: the run's); their per-crystal thresholds are then calibrated anew on the first
+            :data:`~caloforge.training.plans.CALIBRATION_EVENTS` training events. None: as trained.
 
     Returns:
         The validation records written (particle -> record).
     """
     particles = list(checkpoints)
-    _check_particles(particles)
     _check_family(family)
+    _check_particles(particles, family)
+    if sampling is not None and family != "diffusion":
+        raise ShipError(f"a sampler to ship with: only for diffusion models, not the {family} set")
     for name, checkpoint in checkpoints.items():
         _require(checkpoint, "checkpoint")
         for part in (CONFIG, METRICS):
@@ -122,6 +130,7 @@ def ship(
             if model.name != family:
                 raise ShipError(f"{checkpoint}: a {model.name} model, not one of the {family} set")
             change = 0.0
+            resampled = _resample(model, sampling, samples_dir / f"train_{name}.h5", bar) if sampling else None
             if family == "gan":
                 bar.set_description(f"{name}: mean shower")
                 train_conditions = read_sample(samples_dir / f"train_{name}.h5").conditions
@@ -130,7 +139,8 @@ def ship(
                 name, model, samples_dir=samples_dir, out_dir=out_dir, work_dir=work_dir, events=events, bar=bar,
                 run=provenance.run_record(checkpoint.parent, config.format(particle=name)),
                 mean_shower_change=change,
-                energy_fit=provenance.energy_fit(checkpoint, checkpoint.parent), family=family)
+                energy_fit=provenance.energy_fit(checkpoint, checkpoint.parent), family=family,
+                recalibrated_events=resampled)
     write_cards(cards, out_dir, family)
     if int8 and family == "gan":  # the engine's default, the 8-bit export, follows the new checkpoints
         return int8_exports(particles, samples_dir=samples_dir, out_dir=out_dir, work_dir=work_dir, events=events,
@@ -337,10 +347,11 @@ _SHIP_STEPS = 5
 
 def _ship_one(name: str, model: ShowerModel, *, samples_dir: Path, out_dir: Path, work_dir: Path, events: int,
               bar: tqdm, run: dict, mean_shower_change: float, energy_fit: dict | None,
-              distilled: dict | None = None, family: str = "gan") -> dict:
+              distilled: dict | None = None, family: str = "gan", recalibrated_events: int | None = None) -> dict:
     """Save ``model`` as the model of ``name`` in set ``family`` of ``out_dir`` (a GAN with its ONNX export, the
     other sets with 16-bit weights, and their export if ONNX Runtime runs them faster), validate it and return its
-    record (without ``distilled``, which the caller adds)."""
+    record (without ``distilled``, which the caller adds); ``recalibrated_events``: the training events a diffusion
+    model's thresholds were calibrated on anew for another sampler (:func:`_resample`), None if not."""
     bar.set_description(f"{name}: save and export")
     target = shipped_checkpoint(name, out_dir, family)
     with tempfile.TemporaryDirectory() as tmp:
@@ -366,6 +377,8 @@ def _ship_one(name: str, model: ShowerModel, *, samples_dir: Path, out_dir: Path
         "training_sample": provenance.sample_description(samples_dir / f"train_{name}.h5"),
         "mean_shower_regularised_rms_change": mean_shower_change,
         "energy_fit": provenance.energy_summary(energy_fit),
+        **({"sampling": {"sampler": model.config.sampler, "steps": model.config.sampling_steps,
+                         "recalibrated_events": recalibrated_events}} if family == "diffusion" else {}),
         **checks,
     }
     bar.update()
@@ -514,10 +527,29 @@ def _keep_teacher(name: str, cards: dict, out_dir: Path) -> dict:
     return teacher_card
 
 
-def _check_particles(particles: list[str]) -> None:
+def _check_particles(particles: list[str], family: str = "gan") -> None:
     unknown = [p for p in particles if p not in PARTICLES]
     if unknown or not particles:
         raise ShipError(f"particles {', '.join(unknown) or '(none)'}: expected some of {', '.join(PARTICLES)}")
+    stems = FAMILY_STEMS.get(family, {})
+    if missing := [p for p in particles if p not in stems]:
+        raise ShipError(f"the {family} set has no place for {', '.join(missing)} models: it holds "
+                        f"{', '.join(stems)}")
+
+
+def _resample(model: ShowerModel, sampling: tuple[str | None, int | None], train_file: Path, bar: tqdm) -> int:
+    """Set a diffusion ``model`` to the sampler and steps of ``sampling`` and calibrate its per-crystal thresholds
+    anew on the first :data:`~caloforge.training.plans.CALIBRATION_EVENTS` Geant4 events of ``train_file``, as
+    training does after each epoch; returns the number of events used."""
+    try:
+        model.with_sampling(*sampling)
+    except ValueError as err:
+        raise ShipError(f"--sampler {sampling[0]}, --steps {sampling[1]}: {err}") from None
+    bar.set_description(f"{train_file.stem}: {model.config.sampler} sampler, {model.config.sampling_steps} steps")
+    model.round_weights_to_half()  # as it will be stored (_ship_one), before the thresholds are fitted to it
+    cal = read_sample(train_file, 0, CALIBRATION_EVENTS)
+    model.calibrate(cal.maps_gev, cal.conditions, seed=0)
+    return len(cal.conditions)
 
 
 def _report_stem(particle: str, family: str) -> str:
@@ -545,7 +577,7 @@ def _shipped(particles: list[str], samples_dir: Path, out_dir: Path, kinds: tupl
              family: str = "gan") -> dict[str, dict]:
     """The validation records of set ``family`` in ``out_dir``, after checking that the shipped models of
     ``particles``, their records and their Geant4 samples are there."""
-    _check_particles(particles)
+    _check_particles(particles, family)
     cards = read_cards(out_dir, family)
     for name in particles:
         _require(shipped_checkpoint(name, out_dir, family), "shipped checkpoint")

@@ -51,7 +51,9 @@ class DiffusionConfig(TwoStageConfig):
             the schedule (what few-step samplers and progressive distillation need, arXiv:2202.00512; the
             measurement: docs/experiments/diffusion.md).
         sampler: the deterministic sampler, ``ddim`` or ``dpm`` (:data:`SAMPLERS`); can be changed after
-            training (:meth:`~caloforge.models.diffusion.DiffusionModel.with_sampling`). Default ``ddim``.
+            training (:meth:`~caloforge.models.diffusion.DiffusionModel.with_sampling`). Default ``dpm``: at the
+            same 10 steps its showers are harder to tell from Geant4's than DDIM's (held-out classifier AUC 0.62
+            against 0.68, docs/experiments/diffusion.md).
         sampling_steps: U-Net evaluations per shower in sampling. Default 10.
     """
 
@@ -62,7 +64,7 @@ class DiffusionConfig(TwoStageConfig):
     train_timesteps: int = 400
     beta_schedule: str = "squaredcos_cap_v2"
     prediction: str = "v_prediction"
-    sampler: str = "ddim"
+    sampler: str = "dpm"
     sampling_steps: int = 10
 
     def __post_init__(self) -> None:

@@ -5,7 +5,10 @@
 * ``gan`` (the fastest, the farthest from Geant4): ``gan_<particle>.pt`` checkpoints with their ONNX and 8-bit
   ONNX exports, and the seed-size models they were distilled from (``seed_gan_<particle>.pt``);
 * ``flow`` (the students' teachers, slow): ``flow_<particle>.pt`` checkpoints, their weights stored in 16 bits
-  (exported to ONNX when loaded for ONNX Runtime).
+  (exported to ONNX when loaded for ONNX Runtime);
+* ``diffusion`` (the seeds' third model class, photons only so far, the slowest): ``diffusion_<particle>.pt``
+  checkpoints, their weights stored in 16 bits, with their ONNX exports (the denoiser; the sampler loop runs in
+  the engine).
 """
 
 from __future__ import annotations
@@ -21,9 +24,14 @@ FLOW_STEMS = {"e-": "flow_e-", "e+": "flow_e+", "gamma": "flow_gamma"}
 STUDENT_STEMS = {"e-": "student_e-", "e+": "student_e+", "gamma": "student_gamma"}
 """Particle -> file name (without suffix) of the shipped student of the flow: a ``.pt`` checkpoint and its
 ``.onnx`` export."""
-FAMILY_STEMS = {"gan": GAN_STEMS, "flow": FLOW_STEMS, "student": STUDENT_STEMS}
-"""Model set name (``caloforge simulate --model gan``, ``flow`` or ``student``) -> its file names per particle."""
-RECORD_FILES = {"gan": "validation.json", "flow": "validation_flow.json", "student": "validation_student.json"}
+DIFFUSION_STEMS = {"gamma": "diffusion_gamma"}
+"""Particle -> file name (without suffix) of the shipped diffusion model: a ``.pt`` checkpoint and its ``.onnx``
+export (photons only: the electrons' are not trained yet)."""
+FAMILY_STEMS = {"gan": GAN_STEMS, "flow": FLOW_STEMS, "student": STUDENT_STEMS, "diffusion": DIFFUSION_STEMS}
+"""Model set name (``caloforge simulate --model gan``, ``flow``, ``student`` or ``diffusion``) -> its file names per
+particle."""
+RECORD_FILES = {"gan": "validation.json", "flow": "validation_flow.json", "student": "validation_student.json",
+                "diffusion": "validation_diffusion.json"}
 """Model set -> its validation records (particle -> record, written by ``caloforge ship``), beside the models."""
 DEFAULT_FAMILY = "student"
 """The set ``caloforge simulate`` runs without ``--model``."""
