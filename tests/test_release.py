@@ -30,12 +30,14 @@ def shipped() -> dict:
 
 
 def test_card_rendered_from_the_shipped_json_is_the_shipped_card(shipped):
-    assert render_card(shipped, read_cards(HERE, "flow"), read_cards(HERE, "student")) == (HERE / CARD_FILE).read_text()
+    others = [read_cards(HERE, family) for family in ("flow", "student", "diffusion")]
+    assert render_card(shipped, *others) == (HERE / CARD_FILE).read_text()
 
 
 def test_validation_json_round_trips_byte_for_byte(shipped):
     assert cards_json(shipped) == (HERE / VALIDATION_FILE).read_text()
-    assert cards_json(read_cards(HERE, "flow")) == (HERE / "validation_flow.json").read_text()
+    for family in ("flow", "student", "diffusion"):
+        assert cards_json(read_cards(HERE, family)) == (HERE / f"validation_{family}.json").read_text()
 
 
 def test_card_date_is_the_latest_date_of_the_records(shipped):

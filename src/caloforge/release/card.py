@@ -280,11 +280,11 @@ def _header(cards: dict[str, dict], flows: dict[str, dict], students: dict[str, 
     ] if flows else []
     diffusion_lines = [
         f"- **diffusion**{default('diffusion')}, `--model diffusion`: the seeds' third model class, the slowest, for "
-        f"{', '.join(diffusion)} so far (`src/caloforge/models/diffusion/`: the flows' energy stage, then a DDPM",
-        "  over the 121 cell fractions of E11x11 with a conditional U-Net, diffusers' schedulers, sampled in a few",
-        "  deterministic steps); `diffusion_<particle>.pt` with its weights in 16 bits and its ONNX export",
-        "  `diffusion_<particle>.onnx` (the denoiser; the engine runs the sampler's steps); numbers in",
-        "  `validation_diffusion.json`.",
+        f"{', '.join(diffusion)} so far",
+        "  (`src/caloforge/models/diffusion/`: the flows' energy stage, then a DDPM over the 121 cell fractions of",
+        "  E11x11 with a conditional U-Net, diffusers' schedulers, sampled in a few deterministic steps);",
+        "  `diffusion_<particle>.pt` with its weights in 16 bits and its ONNX export `diffusion_<particle>.onnx` (the",
+        "  sampler's steps unrolled in one graph); numbers in `validation_diffusion.json`.",
     ] if diffusion else []
     dated = {**cards, **{f"{family} {k}": v for family, records in
                          (("flow", flows), ("student", students), ("diffusion", diffusion)) for k, v in records.items()}}

@@ -7,8 +7,8 @@
 * ``flow`` (the students' teachers, slow): ``flow_<particle>.pt`` checkpoints, their weights stored in 16 bits
   (exported to ONNX when loaded for ONNX Runtime);
 * ``diffusion`` (the seeds' third model class, photons only so far, the slowest): ``diffusion_<particle>.pt``
-  checkpoints, their weights stored in 16 bits, with their ONNX exports (the denoiser; the sampler loop runs in
-  the engine).
+  checkpoints, their weights stored in 16 bits, with their ONNX exports (the sampler's steps unrolled in one
+  graph).
 """
 
 from __future__ import annotations
