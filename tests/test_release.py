@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from caloforge.cli.main import app
-from caloforge.models.pretrained import HERE
+from caloforge.models.pretrained import HERE, RECORD_FILES
 from caloforge.release.card import CARD_FILE, VALIDATION_FILE, card_date, cards_json, read_cards, render_card
 from caloforge.release.targets import TargetCheck, check_targets, worst_slice
 
@@ -30,14 +30,15 @@ def shipped() -> dict:
 
 
 def test_card_rendered_from_the_shipped_json_is_the_shipped_card(shipped):
-    others = [read_cards(HERE, family) for family in ("flow", "student", "diffusion")]
-    assert render_card(shipped, *others) == (HERE / CARD_FILE).read_text()
+    others = {family.replace("-", "_"): read_cards(HERE, family) for family in RECORD_FILES if family != "gan"}
+    assert render_card(shipped, **others) == (HERE / CARD_FILE).read_text()
 
 
 def test_validation_json_round_trips_byte_for_byte(shipped):
     assert cards_json(shipped) == (HERE / VALIDATION_FILE).read_text()
-    for family in ("flow", "student", "diffusion"):
-        assert cards_json(read_cards(HERE, family)) == (HERE / f"validation_{family}.json").read_text()
+    for family, file in RECORD_FILES.items():
+        assert (HERE / file).exists(), f"no records of the shipped {family} set"
+        assert cards_json(read_cards(HERE, family)) == (HERE / file).read_text()
 
 
 def test_card_date_is_the_latest_date_of_the_records(shipped):
@@ -65,7 +66,7 @@ def test_card_with_flows_puts_the_two_sets_side_by_side(shipped):
                  occupancy={"above_0_mev": {"chi2": 250.0, "ndf": 121, "floor_chi2": 120.0},
                             "above_1_mev": {"chi2": 900.0, "ndf": 121, "floor_chi2": 110.0}})
     gamma["classifier"]["low_level"]["candidate"]["auc"] = 0.7
-    text = render_card(shipped, {"gamma": gamma})
+    text = render_card(shipped, flow={"gamma": gamma})
     gans_only = render_card(shipped)
     assert gans_only[gans_only.index("## "):] in text  # the GANs' sections as without flows
     assert "- **flow**, `--model flow`: the students' teachers" in text and "**flow**" not in gans_only
@@ -86,7 +87,7 @@ def test_card_with_flows_puts_the_two_sets_side_by_side(shipped):
     # a third set adds a column to every cell and its own sections
     student = copy.deepcopy(gamma)
     student.update(family="student", checkpoint="student_gamma.pt", onnx_showers_per_s=30000.0)
-    three = render_card(shipped, {"gamma": gamma}, {"gamma": student})
+    three = render_card(shipped, flow={"gamma": gamma}, student={"gamma": student})
     assert "against `--model flow` against `--model student` (default)" in three
     assert "each cell reads GAN / flow / student" in three
     assert f"| {shipped['gamma']['onnx_showers_per_s']:,.0f} / 4,321 / 30,000 | - |" in three
@@ -103,9 +104,9 @@ def test_card_with_a_set_of_fewer_particles_marks_the_others(shipped):
     flows = {p: record(p, "flow", 4000.0) for p in ("gamma", "e-")}
     diffusion = {"gamma": record("gamma", "diffusion", 300.0)
                  | {"sampling": {"sampler": "dpm", "steps": 10, "recalibrated_events": 20000}}}
-    text = render_card(shipped, flows, None, diffusion)
+    text = render_card(shipped, flow=flows, diffusion=diffusion)
     assert "Four sets" not in text and "Three sets, one model per particle type each" in text
-    assert "- **diffusion**, `--model diffusion`: the seeds' third model class, the slowest, for gamma so far" in text
+    assert "- **diffusion**, `--model diffusion`: the seeds' third model class, the slowest, for gamma\n" in text
     table = text[text.index("## The sets side by side: `--model gan` against `--model flow` against "
                             "`--model diffusion`"):text.index("## gamma:")]
     assert "| measure (target) | gamma | e- | Geant4 floor |" in table  # the particles of the flows
@@ -114,6 +115,13 @@ def test_card_with_a_set_of_fewer_particles_marks_the_others(shipped):
     section = text[text.index("## gamma, diffusion: `diffusion_gamma.pt`"):]
     assert ("- Sampling: DPM-Solver++ (2nd order), 10 U-Net evaluations per shower, \"trailing\" timesteps; set "
             "when shipped") in section and "on the first 20,000 training events." in section
+    students = {"gamma": record("gamma", "diffusion-student", 30000.0)}
+    five = render_card(shipped, flow=flows, diffusion=diffusion, diffusion_student=students)
+    assert f"| {speeds[0]} / 4,000 / 300 / 30,000 | {speeds[1]} / 4,000 / - / - | - |" in five
+    assert "each cell reads GAN / flow / diffusion / diffusion student" in five
+    assert "- **diffusion-student**, `--model diffusion-student`: the diffusion models distilled" in five
+    with pytest.raises(ValueError, match="no shipped set 'vae'"):
+        render_card(shipped, vae=flows)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -329,7 +329,8 @@ def simulate(
         Optional[list[Path]],
         typer.Option(help="Model checkpoint or ONNX export (repeat for several, one per particle type), or a shipped "
                           "set: student (the default: the flows' one-pass students), gan (the fastest, farthest from "
-                          "Geant4) or flow (the students' teachers, slowest); see the model card."),
+                          "Geant4), flow (the students' teachers), diffusion (photons, slowest) or diffusion-student "
+                          "(photons, its one-pass student); see the model card."),
     ] = None,
     out_of_range: Annotated[
         str,

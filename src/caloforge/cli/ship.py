@@ -19,7 +19,7 @@ def ship(
     ] = None,
     family: Annotated[
         str, typer.Option(help="The model set to ship: gan, flow, student (the default set of caloforge "
-                                "simulate) or diffusion.")
+                                "simulate), diffusion or diffusion-student.")
     ] = "gan",
     sampler: Annotated[
         Optional[str], typer.Option(help="Diffusion models: ship with this sampler (ddim or dpm) instead of the "
@@ -81,10 +81,9 @@ def ship(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Ship trained models as one of the package's model sets (--family gan, flow, student, the default set, or
-    diffusion): validate them against Geant4, export GANs to ONNX (float32 and 8-bit) and write the set's records
-    (validation.json, validation_flow.json, validation_student.json, validation_diffusion.json) and MODEL_CARD.md
-    (see caloforge.release.ship).
+    """Ship trained models as one of the package's model sets (--family gan, flow, student, the default set,
+    diffusion or diffusion-student): validate them against Geant4, export GANs to ONNX (float32 and 8-bit) and write the set's records
+    (validation.json, validation_<family>.json for the other sets) and MODEL_CARD.md (see caloforge.release.ship).
 
     Writes into src/caloforge/models/pretrained/ (the models caloforge simulate runs) unless --out-dir.
 
@@ -133,7 +132,8 @@ def ship(
         run_name = run_name or ("moments_{particle}" if family == "gan" else f"{family}_{{particle}}")
         checkpoints = {name: folders.get(name, runs_dir / run_name.format(particle=name)) / checkpoint
                        for name in names}
-        default_config = release.DEFAULT_CONFIG if family == "gan" else f"configs/{family}.yaml --particle {{particle}}"
+        default_config = (release.DEFAULT_CONFIG if family == "gan"
+                          else f"configs/{family.replace('-', '_')}.yaml --particle {{particle}}")
         sampling = (sampler, steps) if sampler is not None or steps is not None else None
         release.ship(checkpoints, work_dir=work_dir, config=config or default_config, events=events, family=family,
                      sampling=sampling, **common)

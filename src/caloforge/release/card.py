@@ -51,7 +51,8 @@ def write_cards(cards: dict[str, dict], models_dir: str | os.PathLike, family: s
     were). Returns the card's path."""
     models_dir = Path(models_dir)
     sets = {name: read_cards(models_dir, name) for name in RECORD_FILES} | {family: cards}
-    card_text = render_card(sets["gan"], sets["flow"], sets["student"], sets["diffusion"])
+    card_text = render_card(sets["gan"], **{name.replace("-", "_"): records for name, records in sets.items()
+                                            if name != "gan"})
     write_text_atomic(models_dir / RECORD_FILES[family], cards_json(cards))
     return write_text_atomic(models_dir / CARD_FILE, card_text)
 
@@ -214,7 +215,8 @@ def _floor_entries(c: dict) -> dict[str, str]:
             **{_occupancy_label(k): _fmt(v.get("floor_chi2"), 0) for k, v in (c.get("occupancy") or {}).items()}}
 
 
-SET_LABELS = {"gan": "GAN", "flow": "flow", "student": "student", "diffusion": "diffusion"}
+SET_LABELS = {"gan": "GAN", "flow": "flow", "student": "student", "diffusion": "diffusion",
+              "diffusion-student": "diffusion student"}
 """How the card names each shipped set."""
 
 
@@ -249,57 +251,69 @@ def side_by_side(sets: dict[str, dict[str, dict]]) -> list[str]:
 _NUMBER_WORDS = {1: "One", 2: "Two", 3: "Three", 4: "Four"}
 
 
-def _header(cards: dict[str, dict], flows: dict[str, dict], students: dict[str, dict],
-            diffusion: dict[str, dict]) -> list[str]:
-    def default(family: str) -> str:
-        return ", the default (`caloforge simulate` without `--model`)" if family == DEFAULT_FAMILY else ""
+def _set_lines(family: str, records: dict[str, dict]) -> list[str]:
+    """The card's opening words on the shipped set ``family`` (its models' ``records``, particle -> record)."""
+    default = ", the default (`caloforge simulate` without `--model`)" if family == DEFAULT_FAMILY else ""
+    particles = ", ".join(records)
+    return {
+        "student": [
+            f"- **student**{default}, `--model student`: one-pass students of the flows",
+            "  (`src/caloforge/models/student.py`: the flow's energy stage, then a fully connected network of the flow's",
+            "  noise with a hit and a value head per crystal, distilled from the flow by `configs/student.yaml`, its",
+            "  per-crystal corrections fitted to Geant4 in momentum bins); `student_<particle>.pt` with its weights in 16",
+            "  bits and its ONNX export `student_<particle>.onnx`; numbers in `validation_student.json`.",
+        ],
+        "gan": [
+            f"- **gan**{default}, `--model gan`: the fastest and the farthest from Geant4. One conditional GAN per",
+            "  particle type: the seed's generator and discriminator (SPEC section 4; `src/caloforge/models/gan/`) trained",
+            "  as a WGAN-GP with the changes listed in its configuration (below), with `caloforge train <configuration>`;",
+            "  where a model says it was distilled, its generator is a narrower (`generator_channels`) or a fully",
+            "  connected one (`generator_hidden`) trained by `caloforge distill` to give the same maps as that seed-size",
+            "  model (`seed_gan_<particle>.pt`, shipped beside it) for the same noise and conditions. `gan_<particle>.pt`",
+            "  with its float32 export `.onnx` and `_int8.onnx`, the export with 8-bit hidden layers that `--model gan`",
+            "  runs (each model's section \"8-bit export\"; `--no-int8` runs the float32 one); numbers in",
+            "  `validation.json`.",
+        ],
+        "flow": [
+            f"- **flow**{default}, `--model flow`: the students' teachers, one conditional normalizing flow per",
+            "  particle type (`src/caloforge/models/flow/`: the deposited energy, then a coupling spline flow over the 121",
+            "  cell fractions of E11x11), slow; `flow_<particle>.pt` with its weights in 16 bits; numbers in",
+            "  `validation_flow.json`.",
+        ],
+        "diffusion": [
+            f"- **diffusion**{default}, `--model diffusion`: the seeds' third model class, the slowest, for {particles}",
+            "  so far (`src/caloforge/models/diffusion/`: the flows' energy stage, then a DDPM over the 121 cell fractions",
+            "  of E11x11 with a conditional U-Net, diffusers' schedulers, sampled in a few deterministic steps);",
+            "  `diffusion_<particle>.pt` with its weights in 16 bits and its ONNX export `diffusion_<particle>.onnx` (the",
+            "  sampler's steps unrolled in one graph); numbers in `validation_diffusion.json`.",
+        ],
+        "diffusion-student": [
+            f"- **diffusion-student**{default}, `--model diffusion-student`: the diffusion models distilled into one",
+            f"  pass, for {particles} so far (the student network of the flows' students, trained on pairs of shape noise",
+            "  and the shipped diffusion model's samples by `configs/diffusion_student.yaml`, its per-crystal corrections",
+            "  fitted to Geant4 in momentum bins); `diffusion_student_<particle>.pt` with its weights in 16 bits and its",
+            "  ONNX export; numbers in `validation_diffusion_student.json`.",
+        ],
+    }[family]
 
-    student_lines = [
-        f"- **student**{default('student')}, `--model student`: one-pass students of the flows",
-        "  (`src/caloforge/models/student.py`: the flow's energy stage, then a fully connected network of the flow's",
-        "  noise with a hit and a value head per crystal, distilled from the flow by `configs/student.yaml`, its",
-        "  per-crystal corrections fitted to Geant4 in momentum bins); `student_<particle>.pt` with its weights in 16",
-        "  bits and its ONNX export `student_<particle>.onnx`; numbers in `validation_student.json`.",
-    ] if students else []
-    gan_lines = [
-        f"- **gan**{default('gan')}, `--model gan`: the fastest and the farthest from Geant4. One conditional GAN per",
-        "  particle type: the seed's generator and discriminator (SPEC section 4; `src/caloforge/models/gan/`) trained",
-        "  as a WGAN-GP with the changes listed in its configuration (below), with `caloforge train <configuration>`;",
-        "  where a model says it was distilled, its generator is a narrower (`generator_channels`) or a fully",
-        "  connected one (`generator_hidden`) trained by `caloforge distill` to give the same maps as that seed-size",
-        "  model (`seed_gan_<particle>.pt`, shipped beside it) for the same noise and conditions. `gan_<particle>.pt`",
-        "  with its float32 export `.onnx` and `_int8.onnx`, the export with 8-bit hidden layers that `--model gan`",
-        "  runs (each model's section \"8-bit export\"; `--no-int8` runs the float32 one); numbers in",
-        "  `validation.json`.",
-    ] if cards else []
-    flow_lines = [
-        f"- **flow**{default('flow')}, `--model flow`: the students' teachers, one conditional normalizing flow per",
-        "  particle type (`src/caloforge/models/flow/`: the deposited energy, then a coupling spline flow over the 121",
-        "  cell fractions of E11x11), slow; `flow_<particle>.pt` with its weights in 16 bits; numbers in",
-        "  `validation_flow.json`.",
-    ] if flows else []
-    diffusion_lines = [
-        f"- **diffusion**{default('diffusion')}, `--model diffusion`: the seeds' third model class, the slowest, for "
-        f"{', '.join(diffusion)} so far",
-        "  (`src/caloforge/models/diffusion/`: the flows' energy stage, then a DDPM over the 121 cell fractions of",
-        "  E11x11 with a conditional U-Net, diffusers' schedulers, sampled in a few deterministic steps);",
-        "  `diffusion_<particle>.pt` with its weights in 16 bits and its ONNX export `diffusion_<particle>.onnx` (the",
-        "  sampler's steps unrolled in one graph); numbers in `validation_diffusion.json`.",
-    ] if diffusion else []
-    dated = {**cards, **{f"{family} {k}": v for family, records in
-                         (("flow", flows), ("student", students), ("diffusion", diffusion)) for k, v in records.items()}}
-    n_sets = sum(1 for records in (cards, flows, students, diffusion) if records)
+
+_NUMBER_WORDS = {1: "One", 2: "Two", 3: "Three", 4: "Four", 5: "Five"}
+HEADER_ORDER = ("student", "gan", "flow", "diffusion", "diffusion-student")
+"""The order in which the card's opening lists the shipped sets (the default first)."""
+
+
+def _header(sets: dict[str, dict[str, dict]]) -> list[str]:
+    present = {family: records for family, records in sets.items() if records}
+    dated = {f"{family} {name}" if family != "gan" else name: record
+             for family, records in present.items() for name, record in records.items()}
     return [
         "# caloforge shipped models: model card",
         "",
         f"Written by `caloforge ship` on {card_date(dated)}; the numbers below are in the records files beside this",
-        f"file, each model's validation date with it. {_NUMBER_WORDS.get(n_sets, n_sets)} sets, one model per particle "
-        "type each:",
+        f"file, each model's validation date with it. {_NUMBER_WORDS.get(len(present), len(present))} sets, one model "
+        "per particle type each:",
         "",
-        *student_lines,
-        *gan_lines,
-        *flow_lines,
-        *diffusion_lines,
+        *[line for family in HEADER_ORDER if family in present for line in _set_lines(family, present[family])],
         "",
         "Inputs: the six conditions of `docs/conventions.md` of the undisturbed track at the crystal front face;",
         "output: the 11x11 crystal energies in GeV. `.pt` is the PyTorch checkpoint, `.onnx` its ONNX export.",
@@ -381,22 +395,22 @@ def _model_section(name: str, c: dict) -> list[str]:
     return [*lines, "", *_int8_lines(c.get("int8"))]
 
 
-def render_card(
-    cards: dict[str, dict],
-    flows: dict[str, dict] | None = None,
-    students: dict[str, dict] | None = None,
-    diffusion: dict[str, dict] | None = None,
-) -> str:
+def render_card(cards: dict[str, dict], **others: dict[str, dict]) -> str:
     """The text of ``MODEL_CARD.md`` for the validation records ``cards`` of the GANs (particle -> record, the
-    content of ``validation.json``), ``flows`` of the flows (``validation_flow.json``), ``students`` of their
-    students (``validation_student.json``) and ``diffusion`` of the diffusion models (``validation_diffusion.json``),
-    if any: a header, the sets side by side, then per model its targets
-    (:func:`caloforge.release.targets.check_targets`), provenance, validation tables and a GAN's 8-bit export's
-    validation."""
-    flows, students, diffusion = flows or {}, students or {}, diffusion or {}
-    lines = _header(cards, flows, students, diffusion)
-    lines += side_by_side({"gan": cards, "flow": flows, "student": students, "diffusion": diffusion})
-    for records in (cards, flows, students, diffusion):
+    content of ``validation.json``) and those of the other shipped sets, by set name (``flow=``, ``student=``,
+    ``diffusion=``, ``diffusion_student=``: the content of their records files, :data:`RECORD_FILES`), if any: a
+    header, the sets side by side, then per model its targets (:func:`caloforge.release.targets.check_targets`),
+    provenance, validation tables and a GAN's 8-bit export's validation."""
+    sets = {"gan": cards}
+    for key, records in others.items():
+        family = key.replace("_", "-")
+        if family not in RECORD_FILES:
+            raise ValueError(f"render_card: no shipped set {family!r} (the sets: {', '.join(RECORD_FILES)})")
+        sets[family] = records or {}
+    sets = {family: sets.get(family, {}) for family in RECORD_FILES}  # the sets' order
+    lines = _header(sets)
+    lines += side_by_side(sets)
+    for records in sets.values():
         for name, c in records.items():
             lines += _model_section(name, c)
     return "\n".join(lines)

@@ -3,7 +3,7 @@
 The modes, each a function that writes into a models folder (by default the package's
 ``src/caloforge/models/pretrained/``, :data:`caloforge.models.pretrained.HERE`):
 
-* :func:`ship` -- trained checkpoints of one model set (``gan``, ``flow``, ``student``, ``diffusion``), one per
+* :func:`ship` -- trained checkpoints of one model set (:data:`~caloforge.models.pretrained.FAMILY_STEMS`), one per
   particle type: for a GAN, regularise the mean shower on the training conditions
   (:meth:`caloforge.models.GAN.regularise_mean_shower`), save the model as ``gan_<particle>.pt`` with its ONNX
   export; a flow is saved as ``flow_<particle>.pt`` with its weights in 16 bits (no export file: ONNX Runtime
@@ -45,7 +45,15 @@ from caloforge.export import OnnxShowerModel, export_onnx
 from caloforge.export.quantize import NotQuantizableError
 from caloforge.models import ShowerModel, load_model
 from caloforge.engine.generate import generate_like
-from caloforge.models.pretrained import GAN_STEMS, FAMILY_STEMS, HERE, INT8_SUFFIX, RECORD_FILES, SEED_STEMS
+from caloforge.models.pretrained import (
+    FAMILY_MODELS,
+    FAMILY_STEMS,
+    GAN_STEMS,
+    HERE,
+    INT8_SUFFIX,
+    RECORD_FILES,
+    SEED_STEMS,
+)
 from caloforge.release import provenance, studies
 from caloforge.release.card import read_cards, write_cards
 from caloforge.release.targets import TARGET_OBSERVABLES, worst_slice
@@ -103,8 +111,8 @@ def ship(
         events: events per validation sample.
         int8: make and validate the 8-bit exports afterwards (:func:`int8_exports`; GANs only).
         progress: show a progress bar and one line per model.
-        family: the model set (:data:`caloforge.models.pretrained.FAMILY_STEMS`): ``gan``, ``flow``, ``student``
-            or ``diffusion``.
+        family: the model set (:data:`caloforge.models.pretrained.FAMILY_STEMS`): ``gan``, ``flow``, ``student``,
+            ``diffusion`` or ``diffusion-student``.
         sampling: for diffusion models, the sampler (``ddim``, ``dpm``) and its number of steps to ship them with
             instead of the run's (None in either: the run's); their per-crystal thresholds are then calibrated anew on the first
             :data:`~caloforge.training.plans.CALIBRATION_EVENTS` training events. None: as trained.
@@ -127,7 +135,7 @@ def ship(
     with _bar(len(particles) * _SHIP_STEPS, progress) as bar:
         for name, checkpoint in checkpoints.items():
             model = load_model(checkpoint, device="cpu")
-            if model.name != family:
+            if model.name != FAMILY_MODELS[family]:
                 raise ShipError(f"{checkpoint}: a {model.name} model, not one of the {family} set")
             change = 0.0
             resampled = _resample(model, sampling, samples_dir / f"train_{name}.h5", bar) if sampling else None

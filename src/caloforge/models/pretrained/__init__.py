@@ -8,7 +8,9 @@
   (exported to ONNX when loaded for ONNX Runtime);
 * ``diffusion`` (the seeds' third model class, photons only so far, the slowest): ``diffusion_<particle>.pt``
   checkpoints, their weights stored in 16 bits, with their ONNX exports (the sampler's steps unrolled in one
-  graph).
+  graph);
+* ``diffusion-student`` (photons): the diffusion models' one-pass students, ``diffusion_student_<particle>.pt``
+  checkpoints (weights in 16 bits) with their ONNX exports.
 """
 
 from __future__ import annotations
@@ -27,11 +29,18 @@ STUDENT_STEMS = {"e-": "student_e-", "e+": "student_e+", "gamma": "student_gamma
 DIFFUSION_STEMS = {"gamma": "diffusion_gamma"}
 """Particle -> file name (without suffix) of the shipped diffusion model: a ``.pt`` checkpoint and its ``.onnx``
 export (photons only: the electrons' are not trained yet)."""
-FAMILY_STEMS = {"gan": GAN_STEMS, "flow": FLOW_STEMS, "student": STUDENT_STEMS, "diffusion": DIFFUSION_STEMS}
-"""Model set name (``caloforge simulate --model gan``, ``flow``, ``student`` or ``diffusion``) -> its file names per
-particle."""
+DIFFUSION_STUDENT_STEMS = {"gamma": "diffusion_student_gamma"}
+"""Particle -> file name (without suffix) of the shipped one-pass student of the diffusion model: a ``.pt``
+checkpoint and its ``.onnx`` export."""
+FAMILY_STEMS = {"gan": GAN_STEMS, "flow": FLOW_STEMS, "student": STUDENT_STEMS, "diffusion": DIFFUSION_STEMS,
+                "diffusion-student": DIFFUSION_STUDENT_STEMS}
+"""Model set name (``caloforge simulate --model gan``, ``flow``, ``student``, ``diffusion`` or
+``diffusion-student``) -> its file names per particle."""
+FAMILY_MODELS = {"gan": "gan", "flow": "flow", "student": "student", "diffusion": "diffusion",
+                 "diffusion-student": "student"}
+"""Model set -> the kind of model (``ShowerModel.name``) it holds."""
 RECORD_FILES = {"gan": "validation.json", "flow": "validation_flow.json", "student": "validation_student.json",
-                "diffusion": "validation_diffusion.json"}
+                "diffusion": "validation_diffusion.json", "diffusion-student": "validation_diffusion_student.json"}
 """Model set -> its validation records (particle -> record, written by ``caloforge ship``), beside the models."""
 DEFAULT_FAMILY = "student"
 """The set ``caloforge simulate`` runs without ``--model``."""
