@@ -82,8 +82,9 @@ def ship(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Ship trained models as one of the package's model sets (--family gan, flow, student, the default set,
-    diffusion or diffusion-student): validate them against Geant4, export GANs to ONNX (float32 and 8-bit) and write the set's records
-    (validation.json, validation_<family>.json for the other sets) and MODEL_CARD.md (see caloforge.release.ship).
+    diffusion or diffusion-student): validate them against Geant4, export GANs to ONNX (float32 and 8-bit) and
+    write the set's records (validation.json, validation_<set>.json for the others) and MODEL_CARD.md (see
+    caloforge.release.ship).
 
     Writes into src/caloforge/models/pretrained/ (the models caloforge simulate runs) unless --out-dir.
 

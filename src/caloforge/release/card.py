@@ -1,10 +1,10 @@
 """The model card (``MODEL_CARD.md``) of the shipped models, rendered from their validation records alone.
 
 Each shipped set has its records file, one record per particle type (written by :mod:`caloforge.release.ship`):
-``validation.json`` for the GANs, ``validation_flow.json`` for the flows, ``validation_student.json`` for the flows'
-students (the default set), ``validation_diffusion.json`` for the diffusion models. The card is a pure function of them, :func:`render_card`, so
-that it can be rendered again from the JSON at any time and give the same text; with other sets than the GANs
-shipped it begins with a table of the sets side by side. :func:`write_cards` writes a set's records and the card.
+``validation.json`` for the GANs, ``validation_<set>.json`` for the others (:data:`~caloforge.models.pretrained.
+RECORD_FILES`). The card is a pure function of them, :func:`render_card`, so that it can be rendered again from the
+JSON at any time and give the same text; with other sets than the GANs shipped it begins with a table of the sets
+side by side. :func:`write_cards` writes a set's records and the card.
 """
 
 from __future__ import annotations
@@ -246,9 +246,6 @@ def side_by_side(sets: dict[str, dict[str, dict]]) -> list[str]:
         floor = ", ".join(f for n in names if (f := floors[n].get(measure)) and f != "n/a") or "-"
         lines.append(f"| {measure} | " + " | ".join(cells) + f" | {floor} |")
     return [*lines, ""]
-
-
-_NUMBER_WORDS = {1: "One", 2: "Two", 3: "Three", 4: "Four"}
 
 
 def _set_lines(family: str, records: dict[str, dict]) -> list[str]:

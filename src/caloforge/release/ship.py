@@ -114,8 +114,8 @@ def ship(
         family: the model set (:data:`caloforge.models.pretrained.FAMILY_STEMS`): ``gan``, ``flow``, ``student``,
             ``diffusion`` or ``diffusion-student``.
         sampling: for diffusion models, the sampler (``ddim``, ``dpm``) and its number of steps to ship them with
-            instead of the run's (None in either: the run's); their per-crystal thresholds are then calibrated anew on the first
-            :data:`~caloforge.training.plans.CALIBRATION_EVENTS` training events. None: as trained.
+            instead of the run's (None in either: the run's); their per-crystal thresholds are then calibrated anew
+            on the first :data:`~caloforge.training.plans.CALIBRATION_EVENTS` training events. None: as trained.
 
     Returns:
         The validation records written (particle -> record).
