@@ -44,7 +44,6 @@ datasets over the chunk files of a run (relative paths, in ``<stem>_chunks/`` be
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -60,7 +59,7 @@ import numpy as np
 from caloforge.atomic import atomic_path
 from caloforge.detector.conditions import CONDITION_NAMES, PARTICLES_BY_PDG
 from caloforge.detector.geometry import WINDOW, crystal_gid
-from caloforge.detector.readout import ReadoutParams, digitise_events
+from caloforge.detector.readout import ReadoutParams, digitise_events, readout_record
 
 SCHEMA = "caloforge-sample"
 SCHEMA_VERSION = 1
@@ -344,7 +343,7 @@ def _create_layout(f: h5py.File, readout: ReadoutParams | None = None) -> None:
     f["showers"].attrs["layout"] = "11x11 row-major, rows theta_index, columns phi_index, centre (5, 5)"
     if readout is not None:
         f[READOUT_DATASET].attrs.update(f["showers"].attrs)
-        f.attrs["readout_json"] = json.dumps(dataclasses.asdict(readout))
+        f.attrs["readout_json"] = json.dumps(readout_record(readout))
     f["incident_energies"].attrs["units"] = "MeV"
     f["conditions"].attrs["names"] = json.dumps(CONDITION_NAMES)
     f.attrs["schema"] = SCHEMA
@@ -378,7 +377,7 @@ def open_sample_writer(
         raise SampleFileError(f"{path.parent}: no such directory")
     if append:
         recorded = read_attrs(path).get("readout")
-        if recorded != (None if readout is None else json.loads(json.dumps(dataclasses.asdict(readout)))):
+        if recorded != (None if readout is None else readout_record(readout)):
             have = "no read-out" if recorded is None else "a read-out"
             raise SampleFileError(f"{path}: recorded with {have}; append with the same (caloforge fullsim --readout)")
     with atomic_path(path) as tmp:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -20,7 +19,7 @@ from caloforge.atomic import atomic_path, write_text_atomic
 from caloforge.detector.conditions import particle as particle_kind
 from caloforge.detector.transport import propagate_to_front
 from caloforge.data.io import SampleFileError, open_sample_writer, read_attrs
-from caloforge.detector.readout import ReadoutParams
+from caloforge.detector.readout import ReadoutParams, readout_record
 from caloforge.fullsim.runner import (
     ACCEPTED,
     MISSED,
@@ -84,7 +83,7 @@ def _run_key(gun: GunSpec, settings: dict, provenance: dict, readout: ReadoutPar
     Geant4's settings and version, and the read-out where one is recorded."""
     key = {"gun": gun.describe(), "settings": settings,
            **{k: provenance[k] for k in ("geant4_version", "geant4_datasets", "physics_list")}}
-    return key if readout is None else {**key, "readout": json.loads(json.dumps(dataclasses.asdict(readout)))}
+    return key if readout is None else {**key, "readout": readout_record(readout)}
 
 
 def _sample_attrs(gun: GunSpec, settings: dict, provenance: dict, limit_from: int, next_attempt: int,

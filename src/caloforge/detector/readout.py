@@ -33,6 +33,8 @@ taken).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass, fields
 from functools import lru_cache
@@ -42,7 +44,8 @@ import numpy as np
 from caloforge.detector.geometry import N_PHI, N_THETA, WINDOW, crystal_gid, window_indices
 
 __all__ = ["BOSS_READOUT", "N_CRYSTAL_IDS", "ReadoutParams", "crystal_gains", "digitise", "digitise_events",
-           "digitise_maps", "event_readout_seed", "readout_from_name", "waveform_max_table", "window_gids"]
+           "digitise_maps", "event_readout_seed", "readout_from_name", "readout_record", "waveform_max_table",
+           "window_gids"]
 
 N_CRYSTAL_IDS = 6240
 """Number of pybes3 global crystal ids (both endcaps and the barrel: 0..6239)."""
@@ -248,6 +251,12 @@ def digitise_maps(
     maps_gev = np.asarray(maps_gev)
     gids = window_gids(theta_index, phi_index, maps_gev.shape[-1])
     return digitise(maps_gev, gids, seed, params).astype(np.float32)
+
+
+def readout_record(params: ReadoutParams) -> dict:
+    """The read-out's parameters as a JSON-able dict, as sample files record them (``readout_json``) and compare
+    them (lists where the parameters hold tuples)."""
+    return json.loads(json.dumps(dataclasses.asdict(params)))
 
 
 EVENT_READOUT_STREAM = 1
