@@ -135,7 +135,7 @@ def ship(
     with _bar(len(particles) * _SHIP_STEPS, progress) as bar:
         for name, checkpoint in checkpoints.items():
             model = load_model(checkpoint, device="cpu")
-            if model.name != FAMILY_MODELS[family]:
+            if model.name != FAMILY_MODELS.get(family, family):
                 raise ShipError(f"{checkpoint}: a {model.name} model, not one of the {family} set")
             change = 0.0
             resampled = _resample(model, sampling, samples_dir / f"train_{name}.h5", bar) if sampling else None

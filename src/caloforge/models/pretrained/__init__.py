@@ -36,9 +36,8 @@ FAMILY_STEMS = {"gan": GAN_STEMS, "flow": FLOW_STEMS, "student": STUDENT_STEMS, 
                 "diffusion-student": DIFFUSION_STUDENT_STEMS}
 """Model set name (``caloforge simulate --model gan``, ``flow``, ``student``, ``diffusion`` or
 ``diffusion-student``) -> its file names per particle."""
-FAMILY_MODELS = {"gan": "gan", "flow": "flow", "student": "student", "diffusion": "diffusion",
-                 "diffusion-student": "student"}
-"""Model set -> the kind of model (``ShowerModel.name``) it holds."""
+FAMILY_MODELS = {"diffusion-student": "student"}
+"""Model sets whose models are of another kind (``ShowerModel.name``) than the set's name."""
 RECORD_FILES = {"gan": "validation.json", "flow": "validation_flow.json", "student": "validation_student.json",
                 "diffusion": "validation_diffusion.json", "diffusion-student": "validation_diffusion_student.json"}
 """Model set -> its validation records (particle -> record, written by ``caloforge ship``), beside the models."""
