@@ -51,9 +51,8 @@ class DiffusionConfig(TwoStageConfig):
             the schedule (what few-step samplers and progressive distillation need, arXiv:2202.00512; the
             measurement: docs/experiments/diffusion.md).
         sampler: the deterministic sampler, ``ddim`` or ``dpm`` (:data:`SAMPLERS`); can be changed after
-            training (:meth:`~caloforge.models.diffusion.DiffusionModel.with_sampling`). Default ``dpm``: at the
-            same 10 steps its showers are harder to tell from Geant4's than DDIM's (held-out classifier AUC 0.62
-            against 0.68, docs/experiments/diffusion.md).
+            training (:meth:`~caloforge.models.diffusion.DiffusionModel.with_sampling`). Default ``dpm``, the closer to
+            Geant4 at the same steps (the measurement: docs/experiments/diffusion.md).
         sampling_steps: U-Net evaluations per shower in sampling. Default 10.
     """
 
