@@ -303,3 +303,31 @@ def test_committed_configs_load_and_have_no_absolute_paths(name, monkeypatch, tm
         particle = cfg.model.particles[0]
         assert resolve_sample_path(cfg.data.train_files[0]) == tmp_path / "samples" / f"train_{particle}.h5"
     assert resolve_sample_path("train_e-.h5") == tmp_path / "samples" / "train_e-.h5"
+
+
+def test_ema_weights_are_validated_saved_as_best_and_resumed(tmp_path, toy_samples):
+    def config(epochs: int) -> TrainConfig:
+        cfg = _config(toy_samples, epochs=epochs)
+        return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, ema_decay=0.5))
+
+    straight = tmp_path / "straight"
+    train(config(2), straight)  # epoch 1 pre-trains the regressor, so epoch 2 is best.pt
+    last = torch.load(straight / "last.pt", weights_only=True)
+    shadow = last["training_state"]["ema"]["shadow_params"]
+    best = load_model(straight / "best.pt", device="cpu")
+    raw = load_model(straight / "last.pt", device="cpu")
+    assert len(shadow) == len(list(best.parameters()))
+    assert all(torch.equal(s, p) for s, p in zip(shadow, best.parameters()))
+    assert not all(torch.equal(s, p) for s, p in zip(shadow, raw.parameters()))
+
+    # interrupted after epoch 1 and resumed: the same average and the same raw weights
+    run = tmp_path / "run"
+    with pytest.warns(UserWarning, match="pre-training"):
+        train(config(1), run)
+    train(config(2), run)
+    resumed = torch.load(run / "last.pt", weights_only=True)
+    assert all(torch.equal(a, b) for a, b in zip(resumed["training_state"]["ema"]["shadow_params"], shadow))
+    assert all(torch.equal(resumed["state_dict"][k], v) for k, v in last["state_dict"].items())
+
+    with pytest.raises(ConfigError, match="training.ema_decay"):
+        dataclasses.replace(config(1).training, ema_decay=1.0)

@@ -138,6 +138,10 @@ class LoopConfig:
         pair_pool: plan ``distill`` of a two-stage teacher: (noise, condition) pairs the teacher samples once,
             before the first step, from which every step draws its batch at random; for a teacher whose sampling
             costs far more than the student's step (the diffusion model). Null: fresh pairs at every step.
+        ema_decay: an exponential moving average of the weights, updated after every batch with this decay (its
+            horizon about ``1 / (1 - ema_decay)`` batches; diffusers' ``EMAModel``, whose decay starts at 0 and
+            grows as ``(1 + n) / (10 + n)`` after ``n`` batches up to ``ema_decay``): the averaged weights are
+            validated and written to ``best.pt``, training goes on with the raw ones. Null: no average.
     """
 
     plan: Literal["model", "energy", "distill"] = "model"
@@ -158,6 +162,7 @@ class LoopConfig:
     student_hidden: tuple[int, ...] = ()
     steps_per_epoch: int | None = None
     pair_pool: int | None = None
+    ema_decay: float | None = None
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "scheduler_step_epochs", "selection_bins", "sample_batch_size"):
@@ -170,6 +175,8 @@ class LoopConfig:
         for key in ("steps_per_epoch", "pair_pool"):
             if getattr(self, key) is not None and getattr(self, key) <= 0:
                 raise ConfigError(f"training.{key}: must be positive, got {getattr(self, key)}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ConfigError(f"training.ema_decay: must be in (0, 1), got {self.ema_decay}")
         only = {"learning_rate": ("energy", "distill"), "teacher": ("distill",), "steps_per_epoch": ("distill",),
                 "pair_pool": ("distill",)}
         for key, plans in only.items():

@@ -13,7 +13,8 @@ A run folder holds:
 * ``last.pt``      -- the model after the latest epoch, with the optimizer, scheduler, RNG, plan and epoch
   state (``train`` on the same folder continues from it),
 * ``best.pt``      -- the model of the epoch with the lowest selection metric of the plan (``model``: mean
-  separation power of shower shapes on held-out Geant4 events, :mod:`caloforge.training.selection`),
+  separation power of shower shapes on held-out Geant4 events, :mod:`caloforge.training.selection`); with
+  ``training.ema_decay``, the moving average of the weights, which is also what is validated,
 * ``metrics.csv``  -- one row per epoch: mean training losses per step, learning rates, validation metrics.
 
 Both checkpoints load with :func:`caloforge.models.load_model`.
@@ -30,10 +31,11 @@ import tempfile
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -44,6 +46,9 @@ from caloforge.training.config import RESUMABLE_CHANGES, LoopConfig, TrainConfig
 from caloforge.training.config import save_config as _save_config_text
 from caloforge.training.distributed import Distributed, from_environment, is_main_process
 from caloforge.training.plans import TrainingPlan, load_data, plan_class, validate
+
+if TYPE_CHECKING:
+    from diffusers.training_utils import EMAModel
 
 BEST, LAST, METRICS, CONFIG = "best.pt", "last.pt", "metrics.csv", "config.yaml"
 SELECTION_KEY = "val_sp_mean"
@@ -127,6 +132,30 @@ def make_schedulers(
     return out
 
 
+def make_ema(model: torch.nn.Module, decay: float | None) -> EMAModel | None:
+    """The moving average of ``model``'s weights for ``training.ema_decay`` (None: none)."""
+    if decay is None:
+        return None
+    from diffusers.training_utils import EMAModel
+
+    return EMAModel(model.parameters(), decay=decay)
+
+
+@contextmanager
+def averaged_weights(model: torch.nn.Module, ema: EMAModel | None) -> Iterator[None]:
+    """Inside the block ``model`` holds the moving average ``ema`` of its weights (None: its own), after it its
+    own weights again."""
+    if ema is None:
+        yield
+        return
+    ema.store(model.parameters())
+    ema.copy_to(model.parameters())
+    try:
+        yield
+    finally:
+        ema.restore(model.parameters())
+
+
 def _rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -192,9 +221,11 @@ def _run_epoch(
     *,
     show: bool,
     parallel: Distributed | None = None,
+    ema: EMAModel | None = None,
 ) -> dict[str, Any]:
     """Train ``epoch`` (0-based) of ``plan`` and validate it; returns its ``metrics.csv`` row (the selection
-    flag ``best`` left to the caller) and advances ``state.global_step`` and ``state.epoch``.
+    flag ``best`` left to the caller) and advances ``state.global_step`` and ``state.epoch``. With ``ema``, the
+    moving average is updated after every batch and validated in place of the weights.
 
     With ``parallel`` (a run of several processes, :mod:`caloforge.training.distributed`) this process trains on
     its slice of each batch, the gradients averaged over the processes, and process 0 validates; the logged
@@ -238,6 +269,8 @@ def _run_epoch(
             for k, v in logs.items():
                 sums[f"{step.name}_{k}"] += v * share
                 counts[f"{step.name}_{k}"] += share
+        if ema is not None:
+            ema.step(plan.model.parameters())
         state.global_step += 1
         if show and state.global_step % 20 == 0:
             shown = [k for k in sums if k.endswith(LOGGED_IN_BAR)]
@@ -251,7 +284,9 @@ def _run_epoch(
         for name in {s.name for s in steps}:
             schedulers[name].step()
     row.update({f"train_{k}": sums[k] / counts[k] for k in sums})
-    row.update(plan.validate(epoch) if parallel is None else parallel.on_main(lambda: plan.validate(epoch), plan.model))
+    with averaged_weights(plan.model, ema):
+        row.update(plan.validate(epoch) if parallel is None
+                   else parallel.on_main(lambda: plan.validate(epoch), plan.model))
     row["seconds"] = time.perf_counter() - t0
     state.epoch = epoch + 1
     return row
@@ -351,6 +386,7 @@ def _train(
         parallel.broadcast_tensors(plan.model.state_dict().values())
     optimizers = plan.configure_optimizers()
     schedulers = make_schedulers(plan, optimizers, t)
+    ema = make_ema(plan.model, t.ema_decay)
     state = RunState()
     if saved is None and writes:
         out.mkdir(parents=True, exist_ok=True)
@@ -366,6 +402,8 @@ def _train(
             sched.load_state_dict(s)
         _set_rng_state(ts["rng"])
         plan.load_state_dict(ts.get("plan", {}))
+        if ema is not None:
+            ema.load_state_dict(ts["ema"])
         state = RunState(
             epoch=ts["epoch"],
             global_step=ts["global_step"],
@@ -376,16 +414,17 @@ def _train(
 
     key = plan.selection_key
     for epoch in range(state.epoch, t.epochs):
-        row = _run_epoch(plan, optimizers, schedulers, state, epoch, show=show, parallel=parallel)
+        row = _run_epoch(plan, optimizers, schedulers, state, epoch, show=show, parallel=parallel, ema=ema)
         is_best = _is_best(plan, row, state, epoch)
         row["best"] = int(is_best)
         state.history.append(row)
         if not writes:
             continue
         if is_best:
-            plan.model.save(out / BEST, epoch=epoch + 1, selection_metric=row.get(key) if key else None,
-                            **plan.record(state.history))
-        _save_last(out / LAST, plan, cfg, optimizers, schedulers, state)
+            with averaged_weights(plan.model, ema):
+                plan.model.save(out / BEST, epoch=epoch + 1, selection_metric=row.get(key) if key else None,
+                                **plan.record(state.history))
+        _save_last(out / LAST, plan, cfg, optimizers, schedulers, state, ema)
         _write_metrics(state.history, out / METRICS)
         if show:
             metric = f", {key} {row[key]:.4g}" if key in row else ""
@@ -395,7 +434,8 @@ def _train(
             f"no epoch trained the generative part (all {t.epochs} were pre-training): best.pt is the last model",
             stacklevel=3,
         )
-        plan.model.save(out / BEST, epoch=state.epoch, selection_metric=None, **plan.record(state.history))
+        with averaged_weights(plan.model, ema):
+            plan.model.save(out / BEST, epoch=state.epoch, selection_metric=None, **plan.record(state.history))
     return out / BEST
 
 
@@ -443,6 +483,7 @@ def _save_last(
     optimizers: dict[str, torch.optim.Optimizer],
     schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler],
     state: RunState,
+    ema: EMAModel | None,
 ) -> None:
     ckpt = plan.model.checkpoint()
     ckpt.update(plan.record(state.history))
@@ -455,8 +496,10 @@ def _save_last(
         "rng": _rng_state(),
         "plan": plan.state_dict(),
     }
+    if ema is not None:
+        ckpt["training_state"]["ema"] = ema.state_dict()
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
 
 
-__all__ = ["RunState", "load_data", "make_schedulers", "train", "train_in_memory", "train_to_file", "validate"]
+__all__ = ["RunState", "averaged_weights", "load_data", "make_ema", "make_schedulers", "train", "train_in_memory", "train_to_file", "validate"]
