@@ -148,7 +148,7 @@ def test_a_student_learns_from_a_pool_of_pairs_sampled_once(trained, monkeypatch
     from caloforge.training.config import LoopConfig
     from caloforge.training.data import ShowerData
     from caloforge.training.distill_shape import ShapeDistillPlan, student_of_two_stage
-    from caloforge.training.loop import train_in_memory
+    from caloforge.training.epochs import train_in_memory
 
     def data(n: int, seed: int) -> ShowerData:
         maps, c = toy_showers(n, seed)

@@ -5,7 +5,7 @@ import torch
 from caloforge.models import GAN, GANConfig
 from caloforge.training.config import LoopConfig
 from caloforge.training.distill import DistillPlan, student_of
-from caloforge.training.loop import train_in_memory
+from caloforge.training.epochs import train_in_memory
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -13,7 +13,8 @@ from caloforge.training import TrainConfig, train
 from caloforge.training.config import LoopConfig
 from caloforge.training.distill import DistillPlan
 from caloforge.training.energy_fit import EnergyPlan, fit_energy_model
-from caloforge.training.loop import make_schedulers, train_to_file
+from caloforge.training.epochs import make_schedulers
+from caloforge.training.loop import train_to_file
 from test_training import _events
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

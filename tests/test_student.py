@@ -17,7 +17,7 @@ from caloforge.models.student import StudentModel, ValueMap
 from caloforge.training.config import LoopConfig
 from caloforge.training.data import ShowerData
 from caloforge.training.distill_shape import ShapeDistillPlan, student_of_two_stage
-from caloforge.training.loop import train_in_memory
+from caloforge.training.epochs import train_in_memory
 from caloforge.training.plans import plan_class
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -41,7 +41,7 @@ from caloforge.models import ConfigError, TrainingStep
 from caloforge.models.gan import GAN, POLYNOMIAL_MEAN_SHOWER_INIT_SCALE, GANConfig, keras_init_
 from caloforge.training.config import LoopConfig, TrainConfig, expand_path, resolve_sample_path
 from caloforge.training.data import read_shower_data
-from caloforge.training.plans import TrainingPlan, load_start, model_from_checkpoint
+from caloforge.training.plan import TrainingPlan, load_start, model_from_checkpoint
 
 HELD_OUT_INPUTS = 8192
 """(noise, condition) pairs, not trained on, that the student is measured on."""

@@ -12,7 +12,7 @@ draws the same pool), and every step draws its batch from the pool.
 
 After each epoch the student's per-crystal corrections are calibrated on :data:`CALIBRATION_EVENTS` Geant4
 training events (:meth:`~caloforge.models.student.StudentModel.calibrate`) and it is measured like any model on held-out
-events (:func:`caloforge.training.plans.validate`): ``best.pt`` is the epoch with the lowest
+events (:func:`caloforge.training.plan.validate`): ``best.pt`` is the epoch with the lowest
 ``val_sp_occupancy``, the selection metric of the two-stage models. The held-out distillation losses
 (``val_hit``, ``val_value``, on :data:`~caloforge.training.distill.HELD_OUT_INPUTS` fixed pairs) are logged
 beside it.
@@ -38,8 +38,8 @@ from caloforge.models.two_stage import TwoStageModel
 from caloforge.training.config import LoopConfig, TrainConfig, expand_path, resolve_sample_path
 from caloforge.training.data import ShowerData
 from caloforge.training.distill import HELD_OUT_INPUTS, MIN_STEPS
-from caloforge.training.plans import TrainingPlan, load_data, load_start, model_from_checkpoint
-from caloforge.training.plans import validate as validate_model
+from caloforge.training.plan import TrainingPlan, load_data, load_start, model_from_checkpoint
+from caloforge.training.plan import validate as validate_model
 
 __all__ = ["ShapeDistillPlan", "student_config_of", "student_of_two_stage", "teacher_pairs"]
 
@@ -226,7 +226,7 @@ class ShapeDistillPlan(TrainingPlan):
 
     def validate(self, epoch: int) -> dict[str, float]:
         """The student calibrated on training events, then the held-out losses (``val_hit``, ``val_value``) and
-        the selection metrics of :func:`caloforge.training.plans.validate`."""
+        the selection metrics of :func:`caloforge.training.plan.validate`."""
         cal = self.calibration_data
         self.model.calibrate(cal.maps_gev, cal.conditions, cal.particle, seed=self.loop.seed,
                              batch_size=self.loop.sample_batch_size)

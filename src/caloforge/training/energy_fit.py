@@ -28,7 +28,8 @@ from caloforge.models import ConfigError, ShowerModel, TrainingStep
 from caloforge.models.energy import EnergyModel, deposited_fraction
 from caloforge.training.config import LoopConfig, TrainConfig, expand_path, resolve_sample_path
 from caloforge.training.data import ShowerData, read_shower_data
-from caloforge.training.plans import TrainingPlan, load_start, model_from_checkpoint
+from caloforge.training.epochs import train_in_memory
+from caloforge.training.plan import TrainingPlan, load_start, model_from_checkpoint
 
 STEP = "energy"
 """The plan's one training step (and optimizer)."""
@@ -209,8 +210,6 @@ def fit_energy_model(
         The GAN with the fitted energy model (``model`` itself, fitted in place, if it has one; else a copy
         with one, drawn after seeding torch with ``seed``) and the negative log-likelihood per epoch.
     """
-    from caloforge.training.loop import train_in_memory
-
     if getattr(model, "energy", None) is None:
         fitted = type(model)(_energy_config(model, "the model"))
         weights = model.state_dict()
