@@ -270,26 +270,27 @@ def test_the_shipped_students_are_16_bit_with_their_exports_and_run_in_the_engin
     assert "student_e-.onnx (e-; onnx)" in result.output  # the shipped export, not an export at loading
 
 
-@pytest.mark.parametrize("family", ["diffusion", "diffusion-student"])
-def test_the_shipped_diffusion_sets_are_photons_16_bit_with_exports_that_agree(family, tmp_path):
-    """The diffusion model (10 DPM-Solver++ steps) and its one-pass student: photons only, weights in 16 bits, the
-    ONNX export gives the PyTorch model's showers, and the engine runs them by their set's name."""
+@pytest.mark.parametrize("family, particle", [("diffusion", "gamma"), ("diffusion", "e-"),
+                                              ("diffusion-student", "gamma")])
+def test_the_shipped_diffusion_sets_are_16_bit_with_exports_that_agree(family, particle, tmp_path):
+    """The diffusion models (10 DPM-Solver++ steps; photons and electrons) and the photons' one-pass student: weights
+    in 16 bits, the ONNX export gives the PyTorch model's showers, and the engine runs them by their set's name."""
     from caloforge.models.pretrained import FAMILY_STEMS, RECORD_FILES
 
     records = json.loads((HERE / RECORD_FILES[family]).read_text())
-    assert sorted(records) == ["gamma"] == sorted(default_model_paths("torch", family=family))
-    path = HERE / f"{FAMILY_STEMS[family]['gamma']}.pt"
-    assert records["gamma"]["checkpoint"] == path.name and records["gamma"]["onnx"] == path.with_suffix(".onnx").name
+    assert sorted(records) == sorted(FAMILY_STEMS[family]) == sorted(default_model_paths("torch", family=family))
+    path = HERE / f"{FAMILY_STEMS[family][particle]}.pt"
+    assert records[particle]["checkpoint"] == path.name and records[particle]["onnx"] == path.with_suffix(".onnx").name
     assert path.stat().st_size < 3_000_000
     model = load_model(path, device="cpu")
     state = torch.load(path, weights_only=True)["state_dict"]
     assert {state[k].dtype for k, _ in model.named_parameters()} == {torch.float16}
-    c = _conditions(200, 1.0, "gamma")
+    c = _conditions(200, 1.0, particle)
     a, b = model.sample(c, seed=2), OnnxShowerModel(path.with_suffix(".onnx")).sample(c, seed=2)
     assert np.mean((a > 0) != (b > 0)) < 2e-3 and np.allclose(a.sum(axis=(1, 2)), b.sum(axis=(1, 2)), rtol=1e-4)
     e5x5 = a[:, 3:8, 3:8].sum(axis=(1, 2))
-    assert 0.85 < np.median(e5x5) < 1.0  # GeV: a 1 GeV/c photon's 5x5 sum peaks at 0.96
+    assert 0.85 < np.median(e5x5) < 1.0  # GeV: a 1 GeV/c photon's or electron's 5x5 sum peaks at 0.94-0.96
     out = tmp_path / "hits.h5"
-    result = CliRunner().invoke(app, ["simulate", "--gun", "gamma", "-n", "100", "--model", family, "-o", str(out)])
+    result = CliRunner().invoke(app, ["simulate", "--gun", particle, "-n", "100", "--model", family, "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert f"{path.with_suffix('.onnx').name} (gamma; onnx)" in result.output
+    assert f"{path.with_suffix('.onnx').name} ({particle}; onnx)" in result.output

@@ -12,7 +12,7 @@ import typer
 def ship(
     particles: Annotated[
         Optional[str], typer.Option("--particles", "--particle", help="Particle types to ship, comma-separated.",
-                                    show_default="those the set holds: gamma,e-,e+; gamma for diffusion")
+                                    show_default="those the set holds: gamma,e-,e+; fewer in the diffusion sets")
     ] = None,
     runs: Annotated[
         Optional[Path], typer.Option(help="Folder of the training runs.", show_default="$CALOFORGE_CACHE/runs")

@@ -6,7 +6,7 @@
   ONNX exports, and the seed-size models they were distilled from (``seed_gan_<particle>.pt``);
 * ``flow`` (the students' teachers, slow): ``flow_<particle>.pt`` checkpoints, their weights stored in 16 bits
   (exported to ONNX when loaded for ONNX Runtime);
-* ``diffusion`` (the seeds' third model class, photons only so far, the slowest): ``diffusion_<particle>.pt``
+* ``diffusion`` (the seeds' third model class, photons and electrons so far, the slowest): ``diffusion_<particle>.pt``
   checkpoints, their weights stored in 16 bits, with their ONNX exports (the sampler's steps unrolled in one
   graph);
 * ``diffusion-student`` (photons): the diffusion models' one-pass students, ``diffusion_student_<particle>.pt``
@@ -26,9 +26,9 @@ FLOW_STEMS = {"e-": "flow_e-", "e+": "flow_e+", "gamma": "flow_gamma"}
 STUDENT_STEMS = {"e-": "student_e-", "e+": "student_e+", "gamma": "student_gamma"}
 """Particle -> file name (without suffix) of the shipped student of the flow: a ``.pt`` checkpoint and its
 ``.onnx`` export."""
-DIFFUSION_STEMS = {"gamma": "diffusion_gamma"}
+DIFFUSION_STEMS = {"e-": "diffusion_e-", "gamma": "diffusion_gamma"}
 """Particle -> file name (without suffix) of the shipped diffusion model: a ``.pt`` checkpoint and its ``.onnx``
-export (photons only: the electrons' are not trained yet)."""
+export (no positrons' yet)."""
 DIFFUSION_STUDENT_STEMS = {"gamma": "diffusion_student_gamma"}
 """Particle -> file name (without suffix) of the shipped one-pass student of the diffusion model: a ``.pt``
 checkpoint and its ``.onnx`` export."""
