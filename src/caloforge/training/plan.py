@@ -22,7 +22,13 @@ from caloforge.models import (
     model_config_from_dict,
 )
 from caloforge.training.config import LoopConfig, TrainConfig, expand_path
-from caloforge.training.data import ShowerData, limit_per_particle, nearest_neighbours, read_shower_data, split_validation
+from caloforge.training.data import (
+    ShowerData,
+    limit_per_particle,
+    nearest_neighbours,
+    read_shower_data,
+    split_validation,
+)
 from caloforge.training.selection import selection_metric
 
 PAIR_SEED_OFFSET = 7919

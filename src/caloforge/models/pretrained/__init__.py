@@ -6,9 +6,9 @@
   ONNX exports, and the seed-size models they were distilled from (``seed_gan_<particle>.pt``);
 * ``flow`` (the students' teachers, slow): ``flow_<particle>.pt`` checkpoints, their weights stored in 16 bits
   (exported to ONNX when loaded for ONNX Runtime);
-* ``diffusion`` (the seeds' third model class, photons and electrons so far, the slowest): ``diffusion_<particle>.pt``
-  checkpoints, their weights stored in 16 bits, with their ONNX exports (the sampler's steps unrolled in one
-  graph);
+* ``diffusion`` (the seeds' third model class, photons and electrons so far, the slowest):
+  ``diffusion_<particle>.pt`` checkpoints, their weights stored in 16 bits, with their ONNX exports (the sampler's
+  steps unrolled in one graph);
 * ``diffusion-student`` (photons): the diffusion models' one-pass students, ``diffusion_student_<particle>.pt``
   checkpoints (weights in 16 bits) with their ONNX exports.
 """
@@ -28,7 +28,7 @@ STUDENT_STEMS = {"e-": "student_e-", "e+": "student_e+", "gamma": "student_gamma
 ``.onnx`` export."""
 DIFFUSION_STEMS = {"e-": "diffusion_e-", "gamma": "diffusion_gamma"}
 """Particle -> file name (without suffix) of the shipped diffusion model: a ``.pt`` checkpoint and its ``.onnx``
-export (no positrons' yet)."""
+export (photons and electrons: the positrons' is not trained yet)."""
 DIFFUSION_STUDENT_STEMS = {"gamma": "diffusion_student_gamma"}
 """Particle -> file name (without suffix) of the shipped one-pass student of the diffusion model: a ``.pt``
 checkpoint and its ``.onnx`` export."""
