@@ -9,8 +9,8 @@
 * ``diffusion`` (the seeds' third model class, photons and electrons so far, the slowest):
   ``diffusion_<particle>.pt`` checkpoints, their weights stored in 16 bits, with their ONNX exports (the sampler's
   steps unrolled in one graph);
-* ``diffusion-student`` (photons): the diffusion models' one-pass students, ``diffusion_student_<particle>.pt``
-  checkpoints (weights in 16 bits) with their ONNX exports.
+* ``diffusion-student`` (photons and electrons so far): the diffusion models' one-pass students,
+  ``diffusion_student_<particle>.pt`` checkpoints (weights in 16 bits) with their ONNX exports.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ STUDENT_STEMS = {"e-": "student_e-", "e+": "student_e+", "gamma": "student_gamma
 DIFFUSION_STEMS = {"e-": "diffusion_e-", "gamma": "diffusion_gamma"}
 """Particle -> file name (without suffix) of the shipped diffusion model: a ``.pt`` checkpoint and its ``.onnx``
 export (photons and electrons: the positrons' is not trained yet)."""
-DIFFUSION_STUDENT_STEMS = {"gamma": "diffusion_student_gamma"}
+DIFFUSION_STUDENT_STEMS = {"e-": "diffusion_student_e-", "gamma": "diffusion_student_gamma"}
 """Particle -> file name (without suffix) of the shipped one-pass student of the diffusion model: a ``.pt``
 checkpoint and its ``.onnx`` export."""
 FAMILY_STEMS = {"gan": GAN_STEMS, "flow": FLOW_STEMS, "student": STUDENT_STEMS, "diffusion": DIFFUSION_STEMS,
