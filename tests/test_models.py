@@ -196,8 +196,6 @@ def _maps_with_fraction(c: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarra
 def test_mixture_density_network_learns_a_conditional_peak_and_its_tail():
     torch.manual_seed(0)
     c = toy_conditions(20_000, 1)
-    _, f = _maps_with_fraction(c, 2)
-    x = (c - c.mean(0)) / np.maximum(c.std(0), 1e-6)
     gan = GAN(GANConfig())
     gan.fit_normalisation(c)
     maps, _ = _maps_with_fraction(c, 2)

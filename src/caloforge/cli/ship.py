@@ -12,7 +12,7 @@ import typer
 def ship(
     particles: Annotated[
         Optional[str], typer.Option("--particles", "--particle", help="Particle types to ship, comma-separated.",
-                                    show_default="those the set holds: gamma,e-,e+; fewer in the diffusion sets")
+                                    show_default="e-,e+,gamma")
     ] = None,
     runs: Annotated[
         Optional[Path], typer.Option(help="Folder of the training runs.", show_default="$CALOFORGE_CACHE/runs")
@@ -94,7 +94,7 @@ def ship(
     from caloforge.release import ship as release
 
     if particles is None:
-        particles = ",".join(release.FAMILY_STEMS.get(family, PARTICLES))
+        particles = ",".join(PARTICLES)
     names = [p.strip() for p in particles.split(",") if p.strip()]
     modes = [flag for flag, on in (("--distilled", distilled), ("--int8", int8), ("--reexport", reexport),
                                    ("--response", response), ("--revalidate", revalidate)) if on]

@@ -122,7 +122,7 @@ def ship(
     """
     particles = list(checkpoints)
     _check_family(family)
-    _check_particles(particles, family)
+    _check_particles(particles)
     if sampling is not None and family != "diffusion":
         raise ShipError(f"a sampler to ship with: only for diffusion models, not the {family} set")
     for name, checkpoint in checkpoints.items():
@@ -535,14 +535,10 @@ def _keep_teacher(name: str, cards: dict, out_dir: Path) -> dict:
     return teacher_card
 
 
-def _check_particles(particles: list[str], family: str = "gan") -> None:
+def _check_particles(particles: list[str]) -> None:
     unknown = [p for p in particles if p not in PARTICLES]
     if unknown or not particles:
         raise ShipError(f"particles {', '.join(unknown) or '(none)'}: expected some of {', '.join(PARTICLES)}")
-    stems = FAMILY_STEMS.get(family, {})
-    if missing := [p for p in particles if p not in stems]:
-        raise ShipError(f"the {family} set has no place for {', '.join(missing)} models: it holds "
-                        f"{', '.join(stems)}")
 
 
 def _resample(model: ShowerModel, sampling: tuple[str | None, int | None], train_file: Path, bar: tqdm) -> int:
@@ -585,7 +581,7 @@ def _shipped(particles: list[str], samples_dir: Path, out_dir: Path, kinds: tupl
              family: str = "gan") -> dict[str, dict]:
     """The validation records of set ``family`` in ``out_dir``, after checking that the shipped models of
     ``particles``, their records and their Geant4 samples are there."""
-    _check_particles(particles, family)
+    _check_particles(particles)
     cards = read_cards(out_dir, family)
     for name in particles:
         _require(shipped_checkpoint(name, out_dir, family), "shipped checkpoint")

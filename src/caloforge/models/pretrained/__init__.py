@@ -1,4 +1,4 @@
-"""The shipped models, described in MODEL_CARD.md: three sets (families), one model per particle type each.
+"""The shipped models, described in MODEL_CARD.md: five sets (families), one model per particle type each.
 
 * ``student`` (the default): one-pass students of the flows, ``student_<particle>.pt`` checkpoints (weights in
   16 bits) with their ONNX exports;
@@ -6,11 +6,10 @@
   ONNX exports, and the seed-size models they were distilled from (``seed_gan_<particle>.pt``);
 * ``flow`` (the students' teachers, slow): ``flow_<particle>.pt`` checkpoints, their weights stored in 16 bits
   (exported to ONNX when loaded for ONNX Runtime);
-* ``diffusion`` (the seeds' third model class, photons and electrons so far, the slowest):
-  ``diffusion_<particle>.pt`` checkpoints, their weights stored in 16 bits, with their ONNX exports (the sampler's
-  steps unrolled in one graph);
-* ``diffusion-student`` (photons and electrons so far): the diffusion models' one-pass students,
-  ``diffusion_student_<particle>.pt`` checkpoints (weights in 16 bits) with their ONNX exports.
+* ``diffusion`` (the seeds' third model class, the slowest): ``diffusion_<particle>.pt`` checkpoints, their
+  weights stored in 16 bits, with their ONNX exports (the sampler's steps unrolled in one graph);
+* ``diffusion-student``: the diffusion models' one-pass students, ``diffusion_student_<particle>.pt`` checkpoints
+  (weights in 16 bits) with their ONNX exports.
 """
 
 from __future__ import annotations
@@ -26,10 +25,11 @@ FLOW_STEMS = {"e-": "flow_e-", "e+": "flow_e+", "gamma": "flow_gamma"}
 STUDENT_STEMS = {"e-": "student_e-", "e+": "student_e+", "gamma": "student_gamma"}
 """Particle -> file name (without suffix) of the shipped student of the flow: a ``.pt`` checkpoint and its
 ``.onnx`` export."""
-DIFFUSION_STEMS = {"e-": "diffusion_e-", "gamma": "diffusion_gamma"}
+DIFFUSION_STEMS = {"e-": "diffusion_e-", "e+": "diffusion_e+", "gamma": "diffusion_gamma"}
 """Particle -> file name (without suffix) of the shipped diffusion model: a ``.pt`` checkpoint and its ``.onnx``
-export (photons and electrons: the positrons' is not trained yet)."""
-DIFFUSION_STUDENT_STEMS = {"e-": "diffusion_student_e-", "gamma": "diffusion_student_gamma"}
+export (the sampler's steps unrolled in one graph)."""
+DIFFUSION_STUDENT_STEMS = {"e-": "diffusion_student_e-", "e+": "diffusion_student_e+",
+                           "gamma": "diffusion_student_gamma"}
 """Particle -> file name (without suffix) of the shipped one-pass student of the diffusion model: a ``.pt``
 checkpoint and its ``.onnx`` export."""
 FAMILY_STEMS = {"gan": GAN_STEMS, "flow": FLOW_STEMS, "student": STUDENT_STEMS, "diffusion": DIFFUSION_STEMS,
