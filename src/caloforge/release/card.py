@@ -279,14 +279,14 @@ def _set_lines(family: str, records: dict[str, dict]) -> list[str]:
         ],
         "diffusion": [
             f"- **diffusion**{default}, `--model diffusion`: the seeds' third model class, the slowest, for {particles}",
-            "  so far (`src/caloforge/models/diffusion/`: the flows' energy stage, then a DDPM over the 121 cell fractions",
+            "  (`src/caloforge/models/diffusion/`: the flows' energy stage, then a DDPM over the 121 cell fractions",
             "  of E11x11 with a conditional U-Net, diffusers' schedulers, sampled in a few deterministic steps);",
             "  `diffusion_<particle>.pt` with its weights in 16 bits and its ONNX export `diffusion_<particle>.onnx` (the",
             "  sampler's steps unrolled in one graph); numbers in `validation_diffusion.json`.",
         ],
         "diffusion-student": [
             f"- **diffusion-student**{default}, `--model diffusion-student`: the diffusion models distilled into one",
-            f"  pass, for {particles} so far (the student network of the flows' students, trained on pairs of shape noise",
+            f"  pass, for {particles} (the student network of the flows' students, trained on pairs of shape noise",
             "  and the shipped diffusion model's samples by `configs/diffusion_student.yaml`, its per-crystal corrections",
             "  fitted to Geant4 in momentum bins); `diffusion_student_<particle>.pt` with its weights in 16 bits and its",
             "  ONNX export; numbers in `validation_diffusion_student.json`.",
